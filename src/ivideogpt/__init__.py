@@ -1,0 +1,3 @@
+"""ivideogpt: interactive video world models (iVideoGPT)."""
+
+__version__ = "0.1.0"
