@@ -1,0 +1,183 @@
+"""Token shards: pre-tokenized clips on disk, memory-mapped for transformer training.
+
+Like nanoGPT's `.bin` files, codes are flat uint16 arrays; a shard folder holds one split:
+
+    meta.json     grids, vocab sizes, clip shape, tokenizer config, clip count
+    context.bin   uint16 (num_clips, Tc, Nc)   context-frame codes
+    future.bin    uint16 (num_clips, Tf, Nf)   future-frame codes (coded relative to that clip's context)
+    actions.npy   float32 (num_clips, Tc+Tf, A)  (A = 0 for action-free data)
+    rewards.npy   float32 (num_clips, Tc+Tf)
+    dones.npy     bool    (num_clips, Tc+Tf)
+    flags.npy     bool    (num_clips, 2)        has_actions, has_rewards
+    index.npy     int64   (num_clips, 3)        source, episode, first frame
+
+The compressive tokenizer codes future frames relative to the context frames, so a clip's future codes
+are only valid with its own context: shards store whole clips, not a frame stream.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+CODES_DTYPE = np.uint16
+
+
+class TokenShardError(ValueError):
+    """A token shard folder that is missing, incomplete or inconsistent."""
+
+
+@dataclass
+class TokenShardMeta:
+    context_frames: int  # Tc: context frames per clip
+    future_frames: int  # Tf: future frames per clip
+    context_tokens: int  # Nc: codes per context frame
+    future_tokens: int  # Nf: codes per future frame
+    context_vocab_size: int  # codes in the context codebook
+    future_vocab_size: int  # codes in the future codebook
+    action_dim: int  # A: 0 for action-free data
+    num_clips: int = 0  # clips written
+    tokenizer: dict[str, Any] = field(default_factory=dict)  # config of the tokenizer that made the codes
+    extra: dict[str, Any] = field(default_factory=dict)  # provenance: sources, split, strides
+
+    @property
+    def clip_frames(self) -> int:
+        return self.context_frames + self.future_frames
+
+
+@dataclass
+class TokenBatch:
+    """A batch of pre-tokenized clips, ready for the transformer."""
+
+    context_codes: torch.Tensor  # int64 (B, Tc, Nc)
+    future_codes: torch.Tensor  # int64 (B, Tf, Nf)
+    actions: torch.Tensor  # float32 (B, T, A)
+    rewards: torch.Tensor  # float32 (B, T)
+    dones: torch.Tensor  # bool (B, T)
+    has_actions: torch.Tensor  # bool (B,)
+    has_rewards: torch.Tensor  # bool (B,)
+
+    def to(self, device: torch.device | str) -> TokenBatch:
+        return TokenBatch(**{k: v.to(device, non_blocking=True) for k, v in vars(self).items()})
+
+
+class TokenShardWriter:
+    """Appends tokenized clips to a shard folder; the folder appears only when `close()` succeeds."""
+
+    def __init__(self, root: Path, meta: TokenShardMeta, overwrite: bool = False) -> None:
+        self.root = Path(root)
+        if self.root.exists() and any(self.root.iterdir()) and not overwrite:
+            raise FileExistsError(f"{self.root} exists and is not empty (pass overwrite to replace it)")
+        self.meta = meta
+        self.tmp = self.root.with_name(self.root.name + ".tmp")
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.mkdir(parents=True)
+        self._context = open(self.tmp / "context.bin", "wb")
+        self._future = open(self.tmp / "future.bin", "wb")
+        self._arrays: dict[str, list[np.ndarray]] = {k: [] for k in ("actions", "rewards", "dones", "flags", "index")}
+
+    def add(self, batch: TokenBatch, index: np.ndarray) -> None:
+        """Append B clips; `index` is int64 (B, 3): source, episode, first frame."""
+        m = self.meta
+        b = batch.context_codes.shape[0]
+        expected = {
+            "context_codes": (b, m.context_frames, m.context_tokens),
+            "future_codes": (b, m.future_frames, m.future_tokens),
+            "actions": (b, m.clip_frames, m.action_dim),
+        }
+        for name, shape in expected.items():
+            got = tuple(getattr(batch, name).shape)
+            if got != shape:
+                raise TokenShardError(f"{name} has shape {got}, shard expects {shape}")
+        self._context.write(_codes(batch.context_codes, m.context_vocab_size, "context_codes").tobytes())
+        self._future.write(_codes(batch.future_codes, m.future_vocab_size, "future_codes").tobytes())
+        self._arrays["actions"].append(batch.actions.float().cpu().numpy())
+        self._arrays["rewards"].append(batch.rewards.float().cpu().numpy())
+        self._arrays["dones"].append(batch.dones.bool().cpu().numpy())
+        self._arrays["flags"].append(torch.stack([batch.has_actions, batch.has_rewards], 1).bool().cpu().numpy())
+        self._arrays["index"].append(np.asarray(index, dtype=np.int64).reshape(b, 3))
+        m.num_clips += b
+
+    def close(self) -> Path:
+        self._context.close()
+        self._future.close()
+        if self.meta.num_clips == 0:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise TokenShardError(f"no clips were written to {self.root}")
+        for name, parts in self._arrays.items():
+            np.save(self.tmp / f"{name}.npy", np.concatenate(parts))
+        (self.tmp / "meta.json").write_text(json.dumps(asdict(self.meta), indent=2))
+        shutil.rmtree(self.root, ignore_errors=True)
+        os.replace(self.tmp, self.root)
+        return self.root
+
+
+class TokenShards(torch.utils.data.Dataset):
+    """Memory-mapped reader of a shard folder; `shards[i]` is one clip, `shards.batch(ids)` many."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        meta_path = self.root / "meta.json"
+        if not meta_path.exists():
+            raise TokenShardError(f"{self.root}: no meta.json; is this a token shard folder (`ivideogpt tokenize`)?")
+        try:
+            self.meta = TokenShardMeta(**json.loads(meta_path.read_text()))
+        except (json.JSONDecodeError, TypeError) as e:
+            raise TokenShardError(f"{meta_path}: unreadable shard metadata ({e})") from e
+        m = self.meta
+        self.context = self._memmap("context.bin", (m.num_clips, m.context_frames, m.context_tokens))
+        self.future = self._memmap("future.bin", (m.num_clips, m.future_frames, m.future_tokens))
+        self.arrays = {name: self._array(name) for name in ("actions", "rewards", "dones", "flags", "index")}
+
+    def __len__(self) -> int:
+        return self.meta.num_clips
+
+    def __getitem__(self, i: int) -> TokenBatch:
+        return self.batch(np.array([i]))
+
+    def batch(self, ids: np.ndarray) -> TokenBatch:
+        """Gather clips `ids` (int array (B,)) into a TokenBatch on the CPU."""
+        ids = np.sort(np.asarray(ids))  # sorted reads are kinder to the page cache; order is irrelevant here
+        flags = torch.from_numpy(self.arrays["flags"][ids])
+        return TokenBatch(
+            context_codes=torch.from_numpy(self.context[ids].astype(np.int64)),
+            future_codes=torch.from_numpy(self.future[ids].astype(np.int64)),
+            actions=torch.from_numpy(self.arrays["actions"][ids]),
+            rewards=torch.from_numpy(self.arrays["rewards"][ids]),
+            dones=torch.from_numpy(self.arrays["dones"][ids]),
+            has_actions=flags[:, 0],
+            has_rewards=flags[:, 1],
+        )
+
+    def _memmap(self, name: str, shape: tuple[int, ...]) -> np.memmap:
+        path = self.root / name
+        expected = int(np.prod(shape)) * np.dtype(CODES_DTYPE).itemsize
+        if not path.exists() or path.stat().st_size != expected:
+            size = path.stat().st_size if path.exists() else "missing"
+            raise TokenShardError(f"{path}: expected {expected} bytes for {shape} uint16 codes, found {size}")
+        return np.memmap(path, dtype=CODES_DTYPE, mode="r", shape=shape)
+
+    def _array(self, name: str) -> np.ndarray:
+        path = self.root / f"{name}.npy"
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise TokenShardError(f"{path}: missing or corrupt ({e})") from e
+        if len(array) != self.meta.num_clips:
+            raise TokenShardError(f"{path}: {len(array)} rows, meta.json says {self.meta.num_clips} clips")
+        return array
+
+
+def _codes(codes: torch.Tensor, vocab_size: int, name: str) -> np.ndarray:
+    if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= vocab_size):
+        raise TokenShardError(f"{name} outside [0, {vocab_size}): min {int(codes.min())}, max {int(codes.max())}")
+    if vocab_size > np.iinfo(CODES_DTYPE).max + 1:
+        raise TokenShardError(f"{name}: vocabulary of {vocab_size} does not fit uint16 shards")
+    return codes.cpu().numpy().astype(CODES_DTYPE)

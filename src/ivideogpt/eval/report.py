@@ -1,0 +1,297 @@
+"""Evaluation outputs: metrics.json, per-step plots and a self-contained report.html.
+
+metrics.json schema (checked by `validate_metrics` before anything is written):
+
+    {"protocol": {"context": int, "horizon": int, "clips": int, "samples": int, "aggregate": "mean"|"best",
+                  ...other entries allowed, shown as extra rows (dataset, checkpoint, a note)},
+     "methods": {"model": {"psnr": float, "ssim": float, "lpips": float|None, "fvd": float|None,
+                           "psnr_per_step": [horizon floats], "ssim_per_step": [...],
+                           "lpips_per_step": [...]|None (optional), ...other numbers allowed},
+                 "copy_last": {...}, "tokenizer_recon": {...}},
+     "unavailable": {"lpips": "reason", "fvd": "reason"}}
+
+A metric that is None for some method must have its reason in "unavailable", so a missing number is never
+silent. The HTML embeds the plots and the media (PNG/GIF/JPEG images, MP4/WebM videos) as base64, so the
+one file can be mailed or attached to an issue.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+PROTOCOL_TYPES = {"context": int, "horizon": int, "clips": int, "samples": int, "aggregate": str}
+METHOD_ORDER = ("model", "copy_last", "tokenizer_recon")  # table and legend order; other methods follow
+# name -> (label, direction, number format) for the table and the plots
+METRICS = {"psnr": ("PSNR", "↑", "{:.2f}"), "ssim": ("SSIM", "↑", "{:.4f}"),
+           "lpips": ("LPIPS", "↓", "{:.4f}"), "fvd": ("FVD", "↓", "{:.1f}")}
+REQUIRED_CURVES = ("psnr", "ssim")  # per-step curves every method has; lpips_per_step is optional
+MEDIA_TYPES = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+               ".mp4": "video/mp4", ".webm": "video/webm"}
+
+
+@dataclass
+class ReportConfig:
+    metrics: Path  # metrics.json written by an evaluation
+    out: Path | None = None  # folder for the plots and report.html; None: next to metrics.json
+    media: list[Path] = field(default_factory=list)  # truth|prediction grids (GIF/PNG/MP4) to embed
+
+    def __post_init__(self) -> None:
+        if Path(self.metrics).suffix != ".json":
+            raise ValueError(f"ReportConfig.metrics: expected a .json file, got {self.metrics}")
+
+
+def render_report(config: ReportConfig) -> Path:
+    """Re-render the plots and report.html from an existing metrics.json (the `eval report` command)."""
+    metrics = read_metrics_json(config.metrics)
+    out_dir = Path(config.out) if config.out is not None else Path(config.metrics).parent
+    media = {Path(p).name: Path(p) for p in config.media}
+    path = write_report(out_dir, metrics, media, write_json=False)
+    print(f"wrote {path}")
+    return path
+
+
+def validate_metrics(metrics: Mapping[str, Any]) -> None:
+    """Raise ValueError naming the first field of `metrics` that breaks the metrics.json schema."""
+    for key in ("protocol", "methods", "unavailable"):
+        if not isinstance(metrics.get(key), Mapping):
+            raise ValueError(f"metrics.{key}: expected a mapping, got {metrics.get(key)!r}")
+    protocol = metrics["protocol"]
+    for key, kind in PROTOCOL_TYPES.items():
+        value = protocol.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            raise ValueError(f"metrics.protocol.{key}: expected {kind.__name__}, got {value!r}")
+    if protocol["aggregate"] not in ("mean", "best"):
+        raise ValueError(f"metrics.protocol.aggregate: expected 'mean' or 'best', "
+                         f"got {protocol['aggregate']!r}")
+    if not metrics["methods"]:
+        raise ValueError("metrics.methods: no methods")
+    for method, values in metrics["methods"].items():
+        _validate_method(f"metrics.methods.{method}", values, protocol["horizon"])
+        for name in METRICS:
+            if values[name] is None and name not in metrics["unavailable"]:
+                raise ValueError(f"metrics.methods.{method}.{name} is None but metrics.unavailable "
+                                 f"gives no reason for {name!r}")
+    for name, reason in metrics["unavailable"].items():
+        if not isinstance(reason, str) or not reason:
+            raise ValueError(f"metrics.unavailable.{name}: expected a reason string, got {reason!r}")
+
+
+def write_metrics_json(path: str | Path, metrics: Mapping[str, Any]) -> None:
+    """Validate and write metrics.json atomically (strict JSON: NaN or inf is an error)."""
+    validate_metrics(metrics)
+    _atomic_write(Path(path), json.dumps(metrics, indent=2, allow_nan=False).encode() + b"\n")
+
+
+def read_metrics_json(path: str | Path) -> dict[str, Any]:
+    """Read and validate a metrics.json."""
+    with open(path) as f:
+        metrics = json.load(f)
+    try:
+        validate_metrics(metrics)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from e
+    return metrics
+
+
+def plot_curves(path_png: str | Path, curves: Mapping[str, list[float]], metric: str) -> None:
+    """Write a PNG of one metric per predicted step, one line per method.
+
+    Args:
+        path_png: output file.
+        curves: method -> per-step values (step 1 is the first predicted frame).
+        metric: "psnr", "ssim" or "lpips" (sets the axis label and direction in the title).
+    """
+    _atomic_write(Path(path_png), _curves_png(curves, metric))
+
+
+def write_report_html(out_dir: str | Path, metrics: Mapping[str, Any],
+                      media: Mapping[str, str | Path] | None = None,
+                      title: str = "ivideogpt video prediction") -> Path:
+    """Write `out_dir/report.html`: protocol, metrics table, per-step plots and media, all embedded.
+
+    Args:
+        out_dir: folder for report.html (created if needed).
+        metrics: a dict in the metrics.json schema.
+        media: caption -> image or video file (e.g. the truth|prediction grid GIF).
+        title: page heading.
+
+    Returns:
+        The path of report.html.
+    """
+    validate_metrics(metrics)
+    sections = [f"<h1>{_esc(title)}</h1>", _protocol_section(metrics["protocol"]), _metrics_section(metrics)]
+    sections.append(_plots_section(metrics))
+    if media:
+        sections.append(_media_section(media))
+    head = f'<meta charset="utf-8">\n<title>{_esc(title)}</title>\n<style>{_CSS}</style>'
+    body = "\n".join(sections)
+    page = f'<!DOCTYPE html>\n<html lang="en">\n<head>\n{head}\n</head>\n<body>\n{body}\n</body>\n</html>\n'
+    path = Path(out_dir) / "report.html"
+    _atomic_write(path, page.encode())
+    return path
+
+
+def write_report(out_dir: str | Path, metrics: Mapping[str, Any],
+                 media: Mapping[str, str | Path] | None = None, write_json: bool = True) -> Path:
+    """metrics.json (optional), `<metric>_per_step.png` for each curve, and report.html in `out_dir`."""
+    out_dir = Path(out_dir)
+    if write_json:
+        write_metrics_json(out_dir / "metrics.json", metrics)
+    for metric, curves in _curves(metrics).items():
+        plot_curves(out_dir / f"{metric}_per_step.png", curves, metric)
+    return write_report_html(out_dir, metrics, media)
+
+
+def format_metric(name: str, value: float | None) -> str:
+    """How the report prints a metric value: fixed decimals per metric, "n/a" for None."""
+    return "n/a" if value is None else METRICS[name][2].format(value)
+
+
+def _validate_method(where: str, values: Any, horizon: int) -> None:
+    if not isinstance(values, Mapping):
+        raise ValueError(f"{where}: expected a mapping, got {values!r}")
+    for name in METRICS:
+        if name not in values:
+            raise ValueError(f"{where}.{name}: missing (use null when unavailable)")
+        value = values[name]
+        if value is not None and not (_is_number(value) and math.isfinite(value)):
+            raise ValueError(f"{where}.{name}: expected a finite number or null, got {value!r}")
+    for name in METRICS:
+        key = f"{name}_per_step"
+        curve = values.get(key)
+        if curve is None and name not in REQUIRED_CURVES:
+            continue
+        if not isinstance(curve, list) or len(curve) != horizon or not all(_is_number(v) for v in curve):
+            raise ValueError(f"{where}.{key}: expected a list of {horizon} numbers (the horizon), "
+                             f"got {curve!r}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _ordered(methods: Mapping[str, Any]) -> list[str]:
+    known = [m for m in METHOD_ORDER if m in methods]
+    return known + sorted(m for m in methods if m not in METHOD_ORDER)
+
+
+def _curves(metrics: Mapping[str, Any]) -> dict[str, dict[str, list[float]]]:
+    """metric -> method -> per-step values, for every metric some method has a curve of."""
+    out: dict[str, dict[str, list[float]]] = {}
+    for name in METRICS:
+        for method in _ordered(metrics["methods"]):
+            curve = metrics["methods"][method].get(f"{name}_per_step")
+            if curve is not None:
+                out.setdefault(name, {})[method] = curve
+    return out
+
+
+def _curves_png(curves: Mapping[str, list[float]], metric: str) -> bytes:
+    if metric not in METRICS:
+        raise ValueError(f"plot_curves: unknown metric {metric!r}; expected one of {sorted(METRICS)}")
+    label, direction, _ = METRICS[metric]
+    fig = Figure(figsize=(5.0, 3.2), dpi=100)  # a bare Figure: no pyplot state, no global backend switch
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for method, values in curves.items():
+        ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=method)
+    ax.set_xlabel("predicted step")
+    ax.set_ylabel(label)
+    ax.set_title(f"{label} per predicted step ({direction} better)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _protocol_section(protocol: Mapping[str, Any]) -> str:
+    reduce = ("best sample per clip by each metric" if protocol["aggregate"] == "best"
+              else "mean over samples")
+    rows = [("context frames", protocol["context"]), ("predicted frames (horizon)", protocol["horizon"]),
+            ("test clips", protocol["clips"]), ("samples per clip", protocol["samples"]),
+            ("sample reduction", f"{protocol['aggregate']} ({reduce})")]
+    rows += [(k, v) for k, v in protocol.items() if k not in PROTOCOL_TYPES]  # e.g. dataset, checkpoint, note
+    body = "".join(f"<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>" for k, v in rows)
+    return f'<h2>Protocol</h2>\n<table id="protocol">{body}</table>'
+
+
+def _metrics_section(metrics: Mapping[str, Any]) -> str:
+    head = "".join(f"<th>{label} {direction}</th>" for label, direction, _ in METRICS.values())
+    rows = []
+    for method in _ordered(metrics["methods"]):
+        values = metrics["methods"][method]
+        cells = "".join(f"<td>{format_metric(name, values[name])}</td>" for name in METRICS)
+        rows.append(f"<tr><th>{_esc(method)}</th>{cells}</tr>")
+    table = (f'<table id="metrics"><thead><tr><th>method</th>{head}</tr></thead>'
+             f"<tbody>{''.join(rows)}</tbody></table>")
+    reasons = "".join(f"<li><b>{_esc(name)}</b>: {_esc(reason)}</li>"
+                      for name, reason in metrics["unavailable"].items())
+    unavailable = f'\n<ul class="unavailable">{reasons}</ul>' if reasons else ""
+    return f"<h2>Metrics</h2>\n{table}{unavailable}"
+
+
+def _plots_section(metrics: Mapping[str, Any]) -> str:
+    figures = [f'<figure><img alt="{name} per step" src="{_data_uri(_curves_png(curves, name), ".png")}">'
+               f"</figure>" for name, curves in _curves(metrics).items()]
+    return "<h2>Per-step metrics</h2>\n" + "\n".join(figures)
+
+
+def _media_section(media: Mapping[str, str | Path]) -> str:
+    figures = []
+    for caption, path in media.items():
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix not in MEDIA_TYPES:
+            raise ValueError(f"report media {path}: unsupported type {suffix!r}; "
+                             f"expected one of {sorted(MEDIA_TYPES)}")
+        if not path.is_file():
+            raise FileNotFoundError(f"report media not found: {path}")
+        uri = _data_uri(path.read_bytes(), suffix)
+        if MEDIA_TYPES[suffix].startswith("video"):
+            tag = f'<video src="{uri}" autoplay loop muted controls></video>'
+        else:
+            tag = f'<img alt="{_esc(caption)}" src="{uri}">'
+        figures.append(f"<figure>{tag}<figcaption>{_esc(caption)}</figcaption></figure>")
+    return "<h2>Videos</h2>\n" + "\n".join(figures)
+
+
+def _data_uri(data: bytes, suffix: str) -> str:
+    return f"data:{MEDIA_TYPES[suffix]};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+_CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 960px; color: #222; }
+table { border-collapse: collapse; margin: 0.5em 0 1em; }
+th, td { border: 1px solid #ccc; padding: 0.3em 0.8em; text-align: right; }
+th:first-child { text-align: left; }
+thead th { background: #f2f2f2; }
+.note, .unavailable { color: #555; font-size: 0.9em; }
+figure { display: inline-block; margin: 0.5em; }
+figure img, figure video { image-rendering: pixelated; max-width: 100%; }
+figcaption { font-size: 0.9em; color: #555; text-align: center; }
+"""

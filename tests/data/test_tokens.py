@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+import torch
+
+from ivideogpt.data.tokens import TokenBatch, TokenShardError, TokenShardMeta, TokenShards, TokenShardWriter
+
+
+def _meta() -> TokenShardMeta:
+    return TokenShardMeta(context_frames=1, future_frames=3, context_tokens=16, future_tokens=4,
+                          context_vocab_size=512, future_vocab_size=300, action_dim=2)
+
+
+def _batch(b: int, seed: int) -> TokenBatch:
+    g = torch.Generator().manual_seed(seed)
+    return TokenBatch(
+        context_codes=torch.randint(0, 512, (b, 1, 16), generator=g),
+        future_codes=torch.randint(0, 300, (b, 3, 4), generator=g),
+        actions=torch.randn(b, 4, 2, generator=g),
+        rewards=torch.rand(b, 4, generator=g),
+        dones=torch.zeros(b, 4, dtype=torch.bool),
+        has_actions=torch.ones(b, dtype=torch.bool),
+        has_rewards=torch.tensor([True] * (b - 1) + [False]),
+    )
+
+
+def test_round_trip(tmp_path):
+    writer = TokenShardWriter(tmp_path / "shard", _meta())
+    first, second = _batch(3, 0), _batch(2, 1)
+    writer.add(first, np.zeros((3, 3)))
+    writer.add(second, np.ones((2, 3)))
+    writer.close()
+    shards = TokenShards(tmp_path / "shard")
+    assert len(shards) == 5
+    got = shards.batch(np.array([3, 4]))
+    assert torch.equal(got.context_codes, second.context_codes)
+    assert torch.equal(got.future_codes, second.future_codes)
+    assert torch.allclose(got.actions, second.actions)
+    assert got.has_rewards.tolist() == [True, False]
+    assert not (tmp_path / "shard.tmp").exists()
+
+
+def test_rejects_codes_out_of_range_and_wrong_shapes(tmp_path):
+    writer = TokenShardWriter(tmp_path / "shard", _meta())
+    bad = _batch(2, 0)
+    bad.future_codes[0, 0, 0] = 300
+    with pytest.raises(TokenShardError, match="future_codes outside"):
+        writer.add(bad, np.zeros((2, 3)))
+    wrong = _batch(2, 0)
+    wrong.actions = torch.zeros(2, 4, 3)
+    with pytest.raises(TokenShardError, match="actions has shape"):
+        writer.add(wrong, np.zeros((2, 3)))
+
+
+def test_truncated_shard_is_reported(tmp_path):
+    writer = TokenShardWriter(tmp_path / "shard", _meta())
+    writer.add(_batch(2, 0), np.zeros((2, 3)))
+    writer.close()
+    path = tmp_path / "shard" / "future.bin"
+    path.write_bytes(path.read_bytes()[:-2])
+    with pytest.raises(TokenShardError, match="future.bin: expected"):
+        TokenShards(tmp_path / "shard")
+    with pytest.raises(TokenShardError, match="no meta.json"):
+        TokenShards(tmp_path)
