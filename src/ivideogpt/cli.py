@@ -10,7 +10,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Union
+from typing import Any
 
 import tyro
 
@@ -25,19 +25,14 @@ class Command:
     run: Callable[[Any], Any]  # library function that does the work
 
 
-GROUP_HELP = {
-    "collect": "Collect episodes from a simulator.",
-    "import": "Import episodes from files you bring.",
-    "data": "Inspect episode datasets.",
-}
-
-
 def _commands() -> list[Command]:
     # Imported here so `ivideogpt --help` and each command pay only for what exists in this file's list.
     from ivideogpt.data.metaworld import MetaworldCollectConfig, collect_metaworld
     from ivideogpt.data.preview import PreviewConfig, write_preview
     from ivideogpt.data.store import InfoConfig, print_info
     from ivideogpt.data.videos import VideoImportConfig, import_videos
+    from ivideogpt.eval.report import ReportConfig, render_report
+    from ivideogpt.train.tokenizer import TokenizerTrainConfig, train_tokenizer
 
     return [
         Command(("collect", "metaworld"), "Record Meta-World expert episodes rendered in MuJoCo.",
@@ -46,6 +41,10 @@ def _commands() -> list[Command]:
                 VideoImportConfig, import_videos),
         Command(("data", "info"), "Print a summary of a dataset folder.", InfoConfig, print_info),
         Command(("data", "preview"), "Write a GIF/MP4 grid of a few episodes.", PreviewConfig, write_preview),
+        Command(("train-tokenizer",), "Train a compressive (or per-frame) VQGAN tokenizer on dataset folders.",
+                TokenizerTrainConfig, train_tokenizer),
+        Command(("eval", "report"), "Re-render report.html and plots from a metrics.json.",
+                ReportConfig, render_report),
     ]
 
 
@@ -56,22 +55,15 @@ def _match(commands: list[Command], argv: Sequence[str]) -> Command | None:
     return None
 
 
-def _command_tree(commands: list[Command]) -> Any:
-    """A tyro Union type mirroring the command tree, used for the top-level help and errors."""
-    groups: dict[str, list[Command]] = {}
-    for command in commands:
-        groups.setdefault(command.path[0], []).append(command)
-    options = []
-    for name, members in groups.items():
-        if len(members) == 1 and len(members[0].path) == 1:
-            only = members[0]
-            options.append(Annotated[only.config, tyro.conf.subcommand(name, description=only.help)])
-            continue
-        children = tuple(
-            Annotated[m.config, tyro.conf.subcommand(m.path[1], description=m.help)] for m in members
-        )
-        options.append(Annotated[Union[children], tyro.conf.subcommand(name, description=GROUP_HELP[name])])
-    return Union[tuple(options)]
+def _usage(commands: list[Command], prefix: tuple[str, ...] = ()) -> str:
+    """The command list (all of it, or one group's), one line per command."""
+    shown = [c for c in commands if c.path[: len(prefix)] == prefix] or commands
+    width = max(len(" ".join(c.path)) for c in shown)
+    lines = ["usage: ivideogpt COMMAND [--help] [options]", "", "Interactive video world models (iVideoGPT).", "",
+             "commands:"]
+    lines += [f"  {' '.join(c.path):<{width}}  {c.help}" for c in shown]
+    lines += ["", "Run `ivideogpt COMMAND --help` for a command's options."]
+    return "\n".join(lines)
 
 
 def _preset_default(command: Command, args: Sequence[str]) -> Any:
@@ -94,9 +86,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     commands = _commands()
     command = _match(commands, argv)
     if command is None:
-        tyro.cli(_command_tree(commands), args=argv, prog="ivideogpt",
-                 description="Interactive video world models (iVideoGPT).")
-        raise SystemExit(2)  # tyro exits on --help and on errors; a bare parse without a command is an error
+        words = tuple(a for a in argv if not a.startswith("-"))
+        asked_help = not words or words[0] in {c.path[0] for c in commands}
+        if asked_help and ("-h" in argv or "--help" in argv or not argv):
+            print(_usage(commands, words))
+            raise SystemExit(0)
+        print(_usage(commands, words[:1]), file=sys.stderr)
+        print(f"\nivideogpt: error: incomplete or unknown command {' '.join(words) or ' '.join(argv)!r}", file=sys.stderr)
+        raise SystemExit(2)
     rest = argv[len(command.path):]
     prog = "ivideogpt " + " ".join(command.path)
     try:
@@ -109,3 +106,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"ivideogpt {' '.join(command.path)}: error: {error}", file=sys.stderr)
         print("(set IVIDEOGPT_DEBUG=1 for the full traceback)", file=sys.stderr)
         raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        print(f"ivideogpt {' '.join(command.path)}: interrupted", file=sys.stderr)
+        raise SystemExit(130) from None

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tyro.conf import Positional
 
 from ivideogpt.data.store import EpisodeStore
 from ivideogpt.eval.video import VIDEO_SUFFIXES, add_label, save_video, tile_videos, upscale
@@ -17,7 +18,7 @@ GRID_COLS = 4  # videos per row of the preview grid
 class PreviewConfig:
     """Settings of `ivideogpt preview`."""
 
-    dir: Path  # dataset folder
+    dir: Positional[Path]  # dataset folder
     out: Path | None = None  # .gif or .mp4 to write; None writes DIR/preview.gif
     episodes: int = 8  # how many episodes to show
     max_frames: int = 100  # frames shown per episode (after the stride)

@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any
 
 import numpy as np
+from tyro.conf import Positional
 
 from ivideogpt.data.episode import (
     Episode,
@@ -281,7 +282,7 @@ class EpisodeStore:
 class InfoConfig:
     """Settings of `ivideogpt data info`."""
 
-    dir: Path  # dataset folder
+    dir: Positional[Path]  # dataset folder
     json: bool = False  # print the summary as JSON instead of aligned text
 
     def __post_init__(self) -> None:

@@ -21,6 +21,7 @@ import imageio.v3 as iio
 import numpy as np
 from PIL import Image
 from tqdm import tqdm
+from tyro.conf import Positional
 
 from ivideogpt.data.episode import Episode
 from ivideogpt.data.store import DatasetWriter
@@ -35,8 +36,8 @@ _READ_ERRORS = (OSError, ValueError, RuntimeError, EOFError, SyntaxError, KeyErr
 class VideoImportConfig:
     """Settings of `ivideogpt import`."""
 
-    src: Path  # folder of video files and/or sub-folders of frame images
-    out: Path  # dataset folder to create
+    src: Positional[Path]  # folder of video files and/or sub-folders of frame images
+    out: Positional[Path]  # dataset folder to create
     size: int = 64  # output frames are size x size
     crop: Literal["center", "none"] = "center"  # center: crop to a square then resize; none: squash
     fps: float | None = None  # resample every video to this frame rate; None keeps the source rate

@@ -1,0 +1,141 @@
+"""Compressive vs per-frame tokenizers: tokens per future frame, future-frame quality, speed.
+
+Trains three tokenizers with the same preset, data, seed and number of steps (through `train_tokenizer`,
+the library's only training loop) and scores each on held-out episodes (the val split, by episode):
+
+    compressive     the preset's tokenizer: 16x16 context tokens, future frames coded against the context
+    perframe4x4     per-frame VQGAN downsampled to the compressive future grid (same tokens per future frame)
+    perframe16x16   per-frame VQGAN at the compressive context grid (16x more tokens per future frame)
+
+Rows: tokens per future frame, PSNR/SSIM of FUTURE frames only, encode+decode frames/s, future-codebook
+perplexity and share of codes used, training time. Prints a table and writes JSON.
+
+    python bench/tokenizer.py --data data/metaworld --preset tokenizer_metaworld64          # the real run
+    python bench/tokenizer.py --data /tmp/tiny --preset tokenizer_tiny --steps 5 --json /tmp/t.json  # smoke
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import tyro
+
+from ivideogpt.config import load_yaml, merge
+from ivideogpt.data.clips import ClipDataset
+from ivideogpt.tokenizer import TokenizerConfig
+from ivideogpt.tokenizer.io import load_tokenizer
+from ivideogpt.train.distributed import init_runtime
+from ivideogpt.train.tokenizer import TokenizerTrainConfig, train_tokenizer
+from ivideogpt.train.tokenizer_eval import evaluate_tokenizer, fixed_indices, val_batches
+
+
+@dataclass
+class BenchConfig:
+    """Options of the tokenizer benchmark."""
+
+    data: list[Path] = field(default_factory=list)  # dataset folder(s); validation uses their val split
+    preset: str = "tokenizer_metaworld64"  # train-tokenizer preset the three variants start from
+    steps: int | None = None  # training steps per tokenizer (None: the preset's)
+    work: Path = Path("runs/bench_tokenizer")  # training runs go to <work>/<name>/
+    overwrite: bool = False  # delete earlier runs in <work> first
+    eval_clips: int = 256  # validation clips scored per tokenizer (spread evenly over the val split)
+    eval_batch_size: int = 16  # clips per forward pass when scoring and timing
+    json: Path = Path("bench/results/tokenizer.json")  # where the results go
+    device: str = "auto"  # training and evaluation device
+
+    def __post_init__(self) -> None:
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"BenchConfig.steps must be >= 1, got {self.steps}")
+        for name in ("eval_clips", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"BenchConfig.{name} must be >= 1, got {getattr(self, name)}")
+
+
+def variants(base: TokenizerConfig) -> dict[str, TokenizerConfig]:
+    """The three tokenizers compared, all with the preset's widths, codebooks and latent size."""
+    if base.kind != "compressive":
+        raise ValueError(f"the preset's tokenizer must be compressive, got kind={base.kind!r}")
+    per_frame = dataclasses.replace(base, kind="per_frame", cross_attn_resolutions=())
+    extra = (base.latent_grid // base.future_grid).bit_length() - 1  # 2x downsamplings to the future grid
+    coarse = dataclasses.replace(per_frame, channels=base.channels + (base.channels[-1],) * extra)
+    return {"compressive": base, "perframe4x4": coarse, "perframe16x16": per_frame}
+
+
+def train_config(cfg: BenchConfig, name: str, tokenizer: TokenizerConfig) -> TokenizerTrainConfig:
+    """The preset's training config with this variant's tokenizer, run folder and step count."""
+    base = merge(TokenizerTrainConfig(), load_yaml(cfg.preset))
+    train = {"device": cfg.device} | ({"steps": cfg.steps} if cfg.steps is not None else {})
+    return dataclasses.replace(merge(base, {"train": train}), data=list(cfg.data), out=cfg.work / name,
+                               tokenizer=tokenizer, config=cfg.preset)
+
+
+def score(export: Path, train_cfg: TokenizerTrainConfig, cfg: BenchConfig) -> dict[str, float]:
+    """Future-frame quality, codebook use and speed of an exported tokenizer on the val split."""
+    device = init_runtime(cfg.device).device
+    tokenizer = load_tokenizer(export, device)
+    val = ClipDataset(train_cfg.data, train_cfg.clips, "val")
+    batches = val_batches(val, fixed_indices(val, cfg.eval_clips), cfg.eval_batch_size)
+    sizes = {"future": tokenizer.future_vocab_size}
+    num_context = train_cfg.clips.context_frames
+    evaluate_tokenizer(tokenizer, batches[:1], num_context, sizes, device)  # warm-up: allocations, kernels
+    metrics = evaluate_tokenizer(tokenizer, batches, num_context, sizes, device)
+    return {
+        "tokens_per_future_frame": tokenizer.tokens_per_future_frame,
+        "psnr": metrics["future_psnr"],
+        "ssim": metrics["future_ssim"],
+        "frames_per_s": metrics["frames_per_s"],
+        "codebook_perplexity": metrics["future_perplexity"],
+        "codes_used_share": metrics["future_used_share"],
+        "val_clips": sum(len(b.frames) for b in batches),
+    }
+
+
+def run(cfg: BenchConfig) -> dict[str, Any]:
+    """Train and score the three variants; print the table and write the JSON (returned too)."""
+    if not cfg.data:
+        raise ValueError("BenchConfig.data: give the dataset folder(s) with --data")
+    start = time.perf_counter()
+    rows, steps = [], None
+    for name, tokenizer in variants(merge(TokenizerTrainConfig(), load_yaml(cfg.preset)).tokenizer).items():
+        train_cfg = train_config(cfg, name, tokenizer)
+        steps = train_cfg.train.steps
+        if train_cfg.out.exists():
+            if not cfg.overwrite:
+                raise FileExistsError(f"{train_cfg.out} exists: pass --overwrite to retrain, or another --work")
+            shutil.rmtree(train_cfg.out)
+        t0 = time.perf_counter()
+        export = train_tokenizer(train_cfg)
+        train_time = time.perf_counter() - t0
+        rows.append({"name": name, **score(export, train_cfg, cfg), "train_time_s": train_time})
+    result = {"command": " ".join(["python", *sys.argv]), "preset": cfg.preset, "steps": steps,
+              "data": [str(d) for d in cfg.data], "device": cfg.device, "torch_threads": torch.get_num_threads(),
+              "wall_time_s": time.perf_counter() - start, "rows": rows}
+    cfg.json.parent.mkdir(parents=True, exist_ok=True)
+    cfg.json.write_text(json.dumps(result, indent=2) + "\n")
+    print(format_table(rows))
+    print(f"wrote {cfg.json}")
+    return result
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """The result rows as a fixed-width text table."""
+    header = f"{'tokenizer':<15}{'tokens/future frame':>21}{'PSNR':>8}{'SSIM':>8}{'frames/s':>10}" \
+             f"{'perplexity':>12}{'codes used':>12}{'train s':>9}"
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        lines.append(f"{r['name']:<15}{r['tokens_per_future_frame']:>21}{r['psnr']:>8.2f}{r['ssim']:>8.3f}"
+                     f"{r['frames_per_s']:>10.1f}{r['codebook_perplexity']:>12.1f}"
+                     f"{r['codes_used_share']:>12.1%}{r['train_time_s']:>9.0f}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    run(tyro.cli(BenchConfig, description=__doc__.split("\n\n")[0]))

@@ -1,0 +1,398 @@
+"""The one training loop, shared by the tokenizer and the transformer trainers.
+
+A trainer describes its work as a `TrainJob` (modules, optimizers, a batch source indexed by step, a step
+function, evaluation and samples); `run_training` does the rest: learning-rate schedule, logging to
+`log.jsonl` and a progress bar, periodic evaluation, samples and checkpoints, exact resumption and a
+checkpoint on Ctrl-C. `optimizer_step` is the one update routine every job calls (gradient accumulation,
+autocast, clipping), after delta-iris' `train_component`.
+
+Exact resumption rests on three things: the batch of step s is a pure function of (seed, s) (see
+`StepBatchSampler`), the learning rate is a pure function of s (`schedule.lr_at`), and the RNG states of
+every rank are saved in the checkpoint. A run interrupted at any step and resumed takes the same updates
+as one that never stopped.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm import tqdm
+
+from ivideogpt.train.checkpoint import (
+    CKPT_DIR,
+    LAST_FILE,
+    CheckpointError,
+    config_diff,
+    load_checkpoint,
+    load_weights,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from ivideogpt.train.distributed import Amp, Runtime, no_sync
+from ivideogpt.train.monitor import JsonlLog, StopRequest, stop_on_signal
+from ivideogpt.train.schedule import Schedule, lr_at
+
+LOG_FILE = "log.jsonl"
+
+
+@dataclass
+class TrainLoopConfig:
+    """Optimisation and bookkeeping shared by every trainer."""
+
+    steps: int = 1000  # optimizer steps in the whole run (a resumed run stops at the same step)
+    batch_size: int = 16  # samples per optimizer step PER PROCESS (global batch = batch_size * world size)
+    grad_accum: int = 1  # micro-batches the batch is split into (batch_size must divide evenly)
+    lr: float = 5e-4  # peak learning rate
+    warmup_steps: int = 500  # linear warm-up length
+    schedule: Schedule = "constant"  # after warm-up: "constant" or "cosine" decay to min_lr at `steps`
+    min_lr: float = 0.0  # end of the cosine
+    weight_decay: float = 0.01  # AdamW decay on matrices/embeddings only (see optim.param_groups)
+    beta1: float = 0.9  # AdamW beta1
+    beta2: float = 0.99  # AdamW beta2
+    grad_clip: float = 1.0  # max global gradient norm (0: no clipping)
+    log_every: int = 10  # steps between log lines
+    eval_every: int = 500  # steps between validations (0: only at the end)
+    eval_batches: int = 8  # validation batches per evaluation
+    sample_every: int = 1000  # steps between sample videos (0: only at the end)
+    ckpt_every: int = 1000  # steps between checkpoints (0: only at the end and on Ctrl-C)
+    keep_checkpoints: int = 3  # newest checkpoints kept (0: all)
+    num_workers: int = 2  # DataLoader worker processes (0: load in the main process)
+    seed: int = 0  # seeds initialisation, data order and RNG
+    device: str = "auto"  # "auto" (CUDA if available), "cpu", "cuda", "cuda:N"
+    amp: Amp = "auto"  # autocast: "auto" (bf16 on CUDA, off on CPU), "bf16" or "off"
+    compile: bool = False  # torch.compile the trained model (CUDA only; pays off on long runs)
+
+    def __post_init__(self) -> None:
+        positive = ("steps", "batch_size", "grad_accum", "log_every", "eval_batches")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"TrainLoopConfig.{name} must be >= 1, got {getattr(self, name)}")
+        non_negative = ("warmup_steps", "min_lr", "weight_decay", "grad_clip", "eval_every", "sample_every",
+                        "ckpt_every", "keep_checkpoints", "num_workers", "seed")
+        for name in non_negative:
+            if getattr(self, name) < 0:
+                raise ValueError(f"TrainLoopConfig.{name} must be >= 0, got {getattr(self, name)}")
+        if self.batch_size % self.grad_accum:
+            raise ValueError(f"TrainLoopConfig.batch_size ({self.batch_size}) must be a multiple of "
+                             f"grad_accum ({self.grad_accum})")
+        if not self.lr > 0:
+            raise ValueError(f"TrainLoopConfig.lr must be > 0, got {self.lr}")
+        if self.schedule not in ("constant", "cosine"):
+            raise ValueError(f"TrainLoopConfig.schedule must be 'constant' or 'cosine', got {self.schedule!r}")
+        if self.amp not in ("auto", "bf16", "off"):
+            raise ValueError(f"TrainLoopConfig.amp must be 'auto', 'bf16' or 'off', got {self.amp!r}")
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of optimizer step `step` (see `schedule.lr_at`)."""
+        return lr_at(step, self.lr, self.warmup_steps, self.steps, self.schedule, self.min_lr)
+
+
+class TrainJob(ABC):
+    """What a trainer hands to `run_training`.
+
+    The job owns its modules (plain, unwrapped: they are what checkpoints hold) and the wrapped copies it
+    runs forward through (`Runtime.wrap`). Every optimizer param group gets `lr = schedule(step) *
+    group.get("lr_scale", 1.0)` before each step.
+    """
+
+    name: str = "model"  # first part of every log key: "<name>/<split>/<metric>"
+
+    @abstractmethod
+    def modules(self) -> dict[str, nn.Module]:
+        """Modules to checkpoint, by name (no '.' in names)."""
+
+    @abstractmethod
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """Optimizers to checkpoint, by name."""
+
+    @abstractmethod
+    def config(self) -> dict[str, Any]:
+        """The resolved run config (JSON-safe) stored with every checkpoint."""
+
+    def strict_config_keys(self) -> tuple[str, ...]:
+        """Top-level config sections that must equal the checkpoint's to resume (the architecture)."""
+        return ()
+
+    @abstractmethod
+    def batches(self, start_step: int) -> Iterator[Any]:
+        """This process's batches for steps `start_step`, `start_step + 1`, ...: a function of (seed, step)."""
+
+    @abstractmethod
+    def train_step(self, batch: Any, step: int) -> dict[str, float]:
+        """One optimizer step (usually through `optimizer_step`); returns scalar metrics."""
+
+    def evaluate(self, step: int) -> dict[str, float]:
+        """Validation metrics (main process only).
+
+        Must not draw from the global RNG: a resumed run evaluated at its interruption step, an
+        uninterrupted one did not, and their training would otherwise diverge.
+        """
+        return {}
+
+    def write_samples(self, step: int, out_dir: Path) -> None:
+        """Write sample videos/images under `out_dir` (main process only)."""
+
+    def units_per_step(self) -> dict[str, int]:
+        """Work done per optimizer step by this process, e.g. {"clips": 16, "frames": 128}: logged as <unit>_per_s."""
+        return {}
+
+
+# ------------------------------------------------------------------------------------- the update routine
+
+
+def optimizer_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss_fn: Callable[[Any], tuple[Tensor, dict[str, float | Tensor]]],
+    micro_batches: Sequence[Any],
+    runtime: Runtime,
+    grad_clip: float,
+) -> dict[str, float]:
+    """One update: accumulate gradients over micro-batches under autocast, clip, step.
+
+    Args:
+        model: the (possibly DDP-wrapped) module `loss_fn` runs; its gradient all-reduce is skipped for
+            all but the last micro-batch.
+        optimizer: steps the parameters it holds; those are the ones clipped.
+        loss_fn: micro-batch -> (scalar loss, metrics); the loss is averaged over micro-batches.
+        micro_batches: the pieces of this step's batch.
+        runtime: autocast settings.
+        grad_clip: max global gradient norm (0: none; the norm is still measured).
+
+    Returns:
+        Metrics averaged over micro-batches, plus "grad_norm" (before clipping).
+    """
+    optimizer.zero_grad(set_to_none=True)
+    totals: dict[str, float] = {}
+    n = len(micro_batches)
+    for i, micro_batch in enumerate(micro_batches):
+        with no_sync(model, skip=i < n - 1):
+            with runtime.autocast():
+                loss, metrics = loss_fn(micro_batch)
+            (loss / n).backward()
+        for key, value in metrics.items():
+            totals[key] = totals.get(key, 0.0) + float(value) / n
+    params = [p for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else math.inf))
+    if not math.isfinite(grad_norm):
+        raise FloatingPointError(f"non-finite gradient norm {grad_norm}; metrics of this step: {totals}")
+    optimizer.step()
+    return {**totals, "grad_norm": grad_norm}
+
+
+# ------------------------------------------------------------------------------------- data order
+
+
+class StepBatchSampler(Sampler[list[int]]):
+    """Index lists for steps `start..stop-1`: step s gets this rank's share of `indices_for_step(s)`.
+
+    `indices_for_step(s)` returns the GLOBAL batch of step s (`batch_size * world_size` indices) and must
+    depend only on (seed, s); rank r takes every world_size-th index from r. A resumed run therefore
+    reads exactly the batches the uninterrupted run would have read.
+    """
+
+    def __init__(self, indices_for_step: Callable[[int], Sequence[int]], start: int, stop: int,
+                 rank: int = 0, world_size: int = 1) -> None:
+        self.indices_for_step, self.start, self.stop = indices_for_step, start, stop
+        self.rank, self.world_size = rank, world_size
+
+    def __len__(self) -> int:
+        return max(0, self.stop - self.start)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for step in range(self.start, self.stop):
+            yield list(self.indices_for_step(step))[self.rank :: self.world_size]
+
+
+def step_loader(dataset: Dataset, indices_for_step: Callable[[int], Sequence[int]], start: int, stop: int,
+                runtime: Runtime, num_workers: int, collate_fn: Callable[[list[Any]], Any]) -> DataLoader:
+    """A DataLoader yielding this rank's batch for each step in `[start, stop)` (see `StepBatchSampler`).
+
+    It gets its own torch.Generator: a DataLoader iterator otherwise draws its worker seed from the global
+    RNG, which would shift the training RNG stream differently in a fresh and a resumed run.
+    """
+    sampler = StepBatchSampler(indices_for_step, start, stop, runtime.rank, runtime.world_size)
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate_fn,
+                      pin_memory=runtime.device.type == "cuda", generator=torch.Generator().manual_seed(start),
+                      persistent_workers=False)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+# ------------------------------------------------------------------------------------- the loop
+
+
+def run_training(job: TrainJob, runtime: Runtime, cfg: TrainLoopConfig, out_dir: str | Path,
+                 resume: bool) -> int:
+    """Train `job` to `cfg.steps`, logging, evaluating, sampling and checkpointing along the way.
+
+    Args:
+        job: the trainer's modules, data and step function (built after `seed_everything(cfg.seed)`).
+        runtime: this process (see `distributed.init_runtime`).
+        cfg: loop settings.
+        out_dir: run folder: `log.jsonl`, `ckpt/`, `samples/`.
+        resume: continue from `out_dir/ckpt/last.txt` (an error if there is none); without it an existing
+            checkpoint in `out_dir` is an error too, so no run is overwritten by accident.
+
+    Returns:
+        The step reached (`cfg.steps`).
+
+    Raises:
+        KeyboardInterrupt: after writing a checkpoint, when interrupted (Ctrl-C / SIGTERM).
+    """
+    out_dir = Path(out_dir)
+    start = _start_step(job, runtime, cfg, out_dir, resume)
+    log = JsonlLog(out_dir / LOG_FILE, keep_until=start) if runtime.is_main else None
+    bar = tqdm(total=cfg.steps, initial=start, disable=not runtime.is_main, dynamic_ncols=True,
+               desc=job.name)
+    try:
+        with stop_on_signal() as stop:
+            step = _loop(job, runtime, cfg, out_dir, start, log, bar, stop)
+    finally:
+        bar.close()
+    if step < cfg.steps:  # interrupted: the checkpoint of `step` is on disk (unless no step was taken)
+        if runtime.is_main:
+            saved = f"resume with --resume (checkpoint in {out_dir / CKPT_DIR})" if step else "nothing saved"
+            print(f"{job.name}: interrupted at step {step}; {saved}")
+        raise KeyboardInterrupt
+    return step
+
+
+def _loop(job: TrainJob, runtime: Runtime, cfg: TrainLoopConfig, out_dir: Path, start: int,
+          log: JsonlLog | None, bar: tqdm, stop: StopRequest) -> int:
+    window: dict[str, float] = {}  # metric sums since the last log line
+    window_steps, window_time = 0, 0.0
+    step = saved_step = start
+    batches = job.batches(start)
+    while step < cfg.steps:
+        if runtime.any(stop.requested):
+            if saved_step != step:
+                _save(job, runtime, cfg, out_dir, step)
+            return step
+        t0 = time.perf_counter()
+        lr = cfg.lr_at(step)
+        for optimizer in job.optimizers().values():
+            for group in optimizer.param_groups:
+                group["lr"] = lr * group.get("lr_scale", 1.0)
+        metrics = job.train_step(next(batches), step)
+        if runtime.device.type == "cuda":
+            torch.cuda.synchronize()  # honest step times
+        window_time += time.perf_counter() - t0
+        step, window_steps = step + 1, window_steps + 1
+        for key, value in {**metrics, "lr": lr}.items():
+            window[key] = window.get(key, 0.0) + float(value)
+        bar.update(1)
+        if "loss" in metrics:
+            bar.set_postfix(loss=f"{metrics['loss']:.4f}", refresh=False)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            rates = {f"{unit}_per_s": n * runtime.world_size * window_steps / max(window_time, 1e-9)
+                     for unit, n in job.units_per_step().items()}
+            means = {key: total / window_steps for key, total in window.items()}
+            if log is not None:
+                log.write(step, {f"{job.name}/train/{k}": v for k, v in {**means, **rates}.items()})
+            window, window_steps, window_time = {}, 0, 0.0
+        if _periodic(job, runtime, cfg, out_dir, step, log, bar):
+            saved_step = step
+    return step
+
+
+def _periodic(job: TrainJob, runtime: Runtime, cfg: TrainLoopConfig, out_dir: Path, step: int,
+              log: JsonlLog | None, bar: tqdm) -> bool:
+    """Evaluation, samples and checkpoint due at `step` (every period, and always at the last step).
+
+    Returns:
+        Whether a checkpoint was written.
+    """
+    last = step == cfg.steps
+    if runtime.is_main and (last or (cfg.eval_every and step % cfg.eval_every == 0)):
+        metrics = job.evaluate(step)
+        if metrics and log is not None:
+            log.write(step, {f"{job.name}/val/{k}": v for k, v in metrics.items()})
+            bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
+    if runtime.is_main and (last or (cfg.sample_every and step % cfg.sample_every == 0)):
+        job.write_samples(step, out_dir / "samples")
+    save = last or bool(cfg.ckpt_every and step % cfg.ckpt_every == 0)
+    if save:
+        _save(job, runtime, cfg, out_dir, step)
+    runtime.barrier()
+    return save
+
+
+# ------------------------------------------------------------------------------------- checkpoints
+
+
+def _save(job: TrainJob, runtime: Runtime, cfg: TrainLoopConfig, out_dir: Path, step: int) -> None:
+    """Checkpoint on the main process, with the RNG states of every rank."""
+    rng = [rng_state()]
+    if runtime.distributed:
+        rng = [None] * runtime.world_size
+        dist.all_gather_object(rng, rng_state())
+    if runtime.is_main:
+        state = {
+            "optimizers": {name: opt.state_dict() for name, opt in job.optimizers().items()},
+            "rng": rng,
+            "world_size": runtime.world_size,
+            "data": {"seed": cfg.seed, "batch_size": cfg.batch_size, "next_step": step},
+        }
+        save_checkpoint(out_dir, step, job.modules(), job.config(), state, keep=cfg.keep_checkpoints)
+    runtime.barrier()
+
+
+def _start_step(job: TrainJob, runtime: Runtime, cfg: TrainLoopConfig, out_dir: Path, resume: bool) -> int:
+    """0 for a fresh run; for a resumed one, load weights, optimizers and RNG and return the saved step."""
+    has_ckpt = (out_dir / CKPT_DIR / LAST_FILE).exists()
+    if not resume:
+        if has_ckpt:
+            raise FileExistsError(f"{out_dir} already holds a run (checkpoints in {out_dir / CKPT_DIR}); "
+                                  "pass resume=True (--resume) to continue it or choose another output folder")
+        seed_everything(cfg.seed + runtime.rank)  # ranks share the init but not dropout/augmentation noise
+        return 0
+    if not has_ckpt:
+        raise CheckpointError(f"cannot resume: no checkpoint in {out_dir / CKPT_DIR} ({LAST_FILE} missing)")
+    ckpt = load_checkpoint(out_dir)  # on the CPU: RNG states must be CPU tensors; optimizers move their own
+    _check_resume_config(job, ckpt.config, ckpt.path, runtime)
+    load_weights(job.modules(), ckpt.weights, str(ckpt.path))
+    optimizers = job.optimizers()
+    missing = sorted(set(optimizers) - set(ckpt.train_state["optimizers"]))
+    if missing:
+        raise CheckpointError(f"{ckpt.path}: no state for optimizer(s) {missing}")
+    for name, optimizer in optimizers.items():
+        optimizer.load_state_dict(ckpt.train_state["optimizers"][name])
+    rng = ckpt.train_state["rng"]
+    if len(rng) == runtime.world_size:
+        set_rng_state(rng[runtime.rank])
+    else:  # another world size: the data order is kept (it depends on the step), the RNG cannot be
+        if runtime.is_main:
+            print(f"resume: checkpoint written by {len(rng)} process(es), now {runtime.world_size}: RNG reseeded")
+        seed_everything(cfg.seed + runtime.rank + ckpt.step)
+    if runtime.is_main:
+        print(f"{job.name}: resumed from {ckpt.path} at step {ckpt.step}")
+    return ckpt.step
+
+
+def _check_resume_config(job: TrainJob, saved: dict[str, Any], where: Path, runtime: Runtime) -> None:
+    """Architecture sections must match the checkpoint's; other differences are reported."""
+    diffs = config_diff(saved, job.config())
+    fatal = [f"{key}: {what}" for key, what in diffs.items() if key.split(".")[0] in job.strict_config_keys()]
+    if fatal:
+        raise CheckpointError(f"{where}: the checkpoint was written with another model config: " + "; ".join(fatal))
+    if diffs and runtime.is_main:
+        print("resume: config differs from the checkpoint's in: " + "; ".join(f"{k}: {v}" for k, v in diffs.items()))

@@ -1,0 +1,209 @@
+"""The train-tokenizer job: clips from dataset folders -> a trained (compressive or per-frame) tokenizer.
+
+Recipe (METHOD section 1): clips of Tc context + Tf future frames, L1 (+ LPIPS when weights are given)
+reconstruction on every frame, codebook and commitment terms, AdamW with a constant learning rate after
+warm-up, gradient clipping at 1.0, bf16 autocast on GPUs, and an optional hinge patch GAN with its own
+optimizer that only costs time once it is active. Validation scores context and future frames apart on
+held-out episodes. The result is exported to `<out>/tokenizer/` (`ivideogpt.tokenizer.io.load_tokenizer`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ivideogpt.config import to_dict
+from ivideogpt.data.clips import ClipBatch, ClipConfig, ClipDataset, collate_clips, mixture_sampler
+from ivideogpt.data.frames import to_model
+from ivideogpt.tokenizer import (
+    TokenizerConfig,
+    TokenizerLoss,
+    TokenizerLossConfig,
+    TokenizerOutput,
+    build_tokenizer,
+)
+from ivideogpt.tokenizer.io import TOKENIZER_EXPORT
+from ivideogpt.train.checkpoint import save_model
+from ivideogpt.train.distributed import Runtime, init_runtime, shutdown
+from ivideogpt.train.loop import (
+    TrainJob,
+    TrainLoopConfig,
+    optimizer_step,
+    run_training,
+    seed_everything,
+    step_loader,
+)
+from ivideogpt.train.optim import build_adamw
+from ivideogpt.train.tokenizer_eval import (
+    evaluate_tokenizer,
+    fixed_indices,
+    val_batches,
+    write_reconstructions,
+)
+
+
+def _default_loop() -> TrainLoopConfig:
+    # METHOD: lr 5e-4 constant after 500 warm-up steps, batch 16, grad clip 1.0
+    return TrainLoopConfig(lr=5e-4, warmup_steps=500, schedule="constant", batch_size=16, grad_clip=1.0)
+
+
+@dataclass
+class TokenizerTrainConfig:
+    """Everything `ivideogpt train-tokenizer` needs (a YAML preset fills it, flags override it)."""
+
+    data: list[Path] = field(default_factory=list)  # dataset folders (each with meta.json) to train on
+    weights: list[float] | None = None  # sampling weight per dataset folder; None: uniform over clips
+    out: Path = Path("runs/tokenizer")  # run folder: log.jsonl, ckpt/, samples/, tokenizer/ (the export)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)  # architecture
+    loss: TokenizerLossConfig = field(default_factory=TokenizerLossConfig)  # objective (LPIPS weights, GAN)
+    clips: ClipConfig = field(default_factory=ClipConfig)  # context/future frames per clip, val split
+    train: TrainLoopConfig = field(default_factory=_default_loop)  # optimisation and bookkeeping
+    sample_clips: int = 4  # validation clips shown in each sample image/GIF
+    resume: bool = False  # continue the run in `out` from its last checkpoint
+    config: str | None = None  # the preset this config came from (recorded, not used)
+
+    def __post_init__(self) -> None:
+        if self.sample_clips < 1:
+            raise ValueError(f"TokenizerTrainConfig.sample_clips must be >= 1, got {self.sample_clips}")
+        if self.weights is not None and self.data and len(self.weights) != len(self.data):
+            raise ValueError(f"TokenizerTrainConfig.weights: {len(self.weights)} weight(s) for "
+                             f"{len(self.data)} dataset folder(s)")
+        if self.clips.future_frames < 1:
+            raise ValueError(f"TokenizerTrainConfig.clips.future_frames must be >= 1 (the tokenizer codes "
+                             f"future frames), got {self.clips.future_frames}")
+
+
+class TokenizerJob(TrainJob):
+    """Tokenizer (+ discriminator) training as a `TrainJob` for `run_training`."""
+
+    name = "tokenizer"
+
+    def __init__(self, cfg: TokenizerTrainConfig, runtime: Runtime) -> None:
+        self.cfg, self.runtime, self.num_context = cfg, runtime, cfg.clips.context_frames
+        self.train_data = ClipDataset(cfg.data, cfg.clips, "train")
+        _check_resolution(self.train_data, cfg.tokenizer)
+        self.sampler = mixture_sampler(self.train_data, cfg.weights, cfg.train.batch_size * runtime.world_size,
+                                       cfg.train.seed)
+        self.val = self._val_batches() if runtime.is_main else []
+        self.tokenizer = build_tokenizer(cfg.tokenizer).to(runtime.device)
+        self.loss = TokenizerLoss(cfg.loss).to(runtime.device)
+        self.disc = self.loss.discriminator  # plain module (checkpointed); the loss calls the wrapped one
+        self.train_model = runtime.wrap(self.tokenizer, compile=cfg.train.compile)
+        t = cfg.train
+        betas = (t.beta1, t.beta2)
+        self.opt = build_adamw(self.tokenizer, t.lr, t.weight_decay, betas, runtime.device)
+        self.disc_opt = None
+        if self.disc is not None:
+            self.loss.discriminator = runtime.wrap(self.disc)
+            self.disc_opt = build_adamw(self.disc, t.lr, t.weight_decay, betas, runtime.device)
+        if runtime.is_main:
+            for name, module in self.modules().items():
+                print(f"{name}: {sum(p.numel() for p in module.parameters()) / 1e6:.2f}M parameters")
+
+    def _val_batches(self) -> list[ClipBatch]:
+        if self.cfg.clips.val_fraction == 0:
+            return []
+        val_data = ClipDataset(self.cfg.data, self.cfg.clips, "val")
+        count = self.cfg.train.eval_batches * self.cfg.train.batch_size
+        return val_batches(val_data, fixed_indices(val_data, count), self.cfg.train.batch_size)
+
+    # ---- what the loop saves ------------------------------------------------------------------------
+    def modules(self) -> dict[str, nn.Module]:
+        return {"tokenizer": self.tokenizer} | ({"discriminator": self.disc} if self.disc is not None else {})
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"tokenizer": self.opt} | ({"discriminator": self.disc_opt} if self.disc_opt is not None else {})
+
+    def config(self) -> dict[str, Any]:
+        return {k: v for k, v in to_dict(self.cfg).items() if k != "resume"}  # resume is how, not what
+
+    def strict_config_keys(self) -> tuple[str, ...]:
+        return ("tokenizer",)
+
+    # ---- training -----------------------------------------------------------------------------------
+    def indices_for_step(self, step: int) -> list[int]:
+        """The global batch of `step`: the mixture sampler's draw for (seed, step)."""
+        self.sampler.set_epoch(step)
+        return list(self.sampler)
+
+    def batches(self, start_step: int) -> Iterator[ClipBatch]:
+        t = self.cfg.train
+        return iter(step_loader(self.train_data, self.indices_for_step, start_step, t.steps, self.runtime,
+                                t.num_workers, collate_clips))
+
+    def train_step(self, batch: ClipBatch, step: int) -> dict[str, float]:
+        clip = to_model(batch.frames.to(self.runtime.device, non_blocking=True))  # (B, T, 3, H, W)
+        micro = list(clip.chunk(self.cfg.train.grad_accum))
+        outs: list[TokenizerOutput] = []  # kept for the discriminator step: its fakes are these recons
+
+        def generator_loss(x: Tensor) -> tuple[Tensor, dict[str, float]]:
+            out = self.train_model(x, self.num_context)
+            outs.append(out)
+            return self.loss.generator_loss(x, out, self.tokenizer.last_layer_weights, step)
+
+        clip_norm = self.cfg.train.grad_clip
+        metrics = optimizer_step(self.train_model, self.opt, generator_loss, micro, self.runtime, clip_norm)
+        if self.disc_opt is not None and self.loss.gan_active(step):
+
+            def disc_loss(pair: tuple[Tensor, TokenizerOutput]) -> tuple[Tensor, dict[str, float]]:
+                return self.loss.discriminator_loss(pair[0], pair[1], step)
+
+            disc = optimizer_step(self.loss.discriminator, self.disc_opt, disc_loss, list(zip(micro, outs)),
+                                  self.runtime, clip_norm)
+            metrics |= {("disc_grad_norm" if k == "grad_norm" else k): v for k, v in disc.items()}
+        return metrics
+
+    def units_per_step(self) -> dict[str, int]:
+        return {"clips": self.cfg.train.batch_size, "frames": self.cfg.train.batch_size * self.cfg.clips.clip_length}
+
+    # ---- validation ---------------------------------------------------------------------------------
+    def evaluate(self, step: int) -> dict[str, float]:
+        if not self.val:
+            return {}
+        sizes = {"context": self.tokenizer.context_vocab_size, "future": self.tokenizer.future_vocab_size}
+        return evaluate_tokenizer(self.tokenizer, self.val, self.num_context, sizes, self.runtime.device)
+
+    def write_samples(self, step: int, out_dir: Path) -> None:
+        if self.val:
+            frames = self.val[0].frames[: self.cfg.sample_clips]  # uint8 (n, T, H, W, 3)
+            write_reconstructions(self.tokenizer, frames, self.num_context, out_dir / f"step_{step:09d}",
+                                  self.runtime.device)
+
+
+def train_tokenizer(cfg: TokenizerTrainConfig) -> Path:
+    """Train a tokenizer as configured and export it.
+
+    Launch with `python -m ...`/the CLI for one process, or under `torchrun --nproc_per_node N` for DDP.
+
+    Returns:
+        The export folder `<cfg.out>/tokenizer/` (model.safetensors + config.json), readable with
+        `ivideogpt.tokenizer.io.load_tokenizer`.
+    """
+    if not cfg.data:
+        raise ValueError("TokenizerTrainConfig.data: no dataset folders given (--data DIR [DIR ...])")
+    runtime = init_runtime(cfg.train.device, cfg.train.amp)
+    try:
+        seed_everything(cfg.train.seed)  # same initial weights on every rank
+        job = TokenizerJob(cfg, runtime)
+        run_training(job, runtime, cfg.train, cfg.out, cfg.resume)
+        export = Path(cfg.out) / TOKENIZER_EXPORT
+        if runtime.is_main:
+            save_model(export, {"tokenizer": job.tokenizer}, job.config())
+            print(f"tokenizer: exported to {export}")
+        runtime.barrier()
+    finally:
+        shutdown(runtime)
+    return export
+
+
+def _check_resolution(data: ClipDataset, cfg: TokenizerConfig) -> None:
+    size = data.stores[0].meta.image_size
+    if size != cfg.resolution:
+        raise ValueError(f"tokenizer.resolution is {cfg.resolution} but the frames of {data.stores[0].root} are "
+                         f"{size}x{size}; set --tokenizer.resolution {size} or resize the data")
+

@@ -1,0 +1,149 @@
+"""Configuration of the iVideoGPT transformer: architecture, token layout sizes, heads and loss weights.
+
+The layout fields (vocabulary sizes, tokens per frame) are facts of the tokenizer the transformer runs on:
+the trainer copies them from the tokenizer's config. The presets below set the architecture only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+# GPU matmuls are faster when the vocabulary dimension is a multiple of 64 (nanoGPT pads GPT-2's 50257 to
+# 50304); the extra rows are never targets and are masked out when sampling.
+VOCAB_MULTIPLE = 64
+
+
+@dataclass
+class TransformerConfig:
+    """LLaMA-style decoder over context codes, future codes, separator and slot tokens."""
+
+    n_layer: int = 12  # transformer blocks
+    n_head: int = 12  # attention heads (n_embd must divide evenly; head size must be even for RoPE)
+    n_embd: int = 768  # residual stream width
+    mlp_hidden: int | None = None  # SwiGLU hidden width; None: 8/3 * n_embd rounded up to a multiple of 32
+    dropout: float = 0.0  # dropout on embeddings and residual branches
+    attn_dropout: float = 0.1  # dropout on attention probabilities (METHOD: 0.1)
+    rope_theta: float = 10000.0  # RoPE base; positions are computed, so sequences may outgrow training
+    tie_embeddings: bool = False  # share the token embedding with the LM head (the reference does not)
+    context_vocab_size: int = 8192  # codes of the context-frame codebook: token ids [0, Vc)
+    future_vocab_size: int = 8192  # codes of the future-frame codebook: token ids [Vc, Vc + Vf)
+    tokens_per_context_frame: int = 256  # N: codes per context frame (16x16 grid at 64x64)
+    tokens_per_future_frame: int = 16  # n: codes per future frame (4x4 grid at 64x64)
+    max_context_frames: int = 2  # context frames of the trained window (longer context still runs)
+    max_future_frames: int = 15  # future frames of the trained window; longer rollouts slide (sampling.py)
+    action_dim: int = 0  # A: width of the (zero-padded) action vector; 0 = action-free model
+    reward_head: bool = False  # predict each future frame's reward from its last token
+    done_head: bool = False  # predict each future frame's termination (logit) from its last token
+    reward_symlog: bool = False  # regress rewards in symlog space (MBRL setting); sampling returns symexp
+    reward_loss_weight: float = 1.0  # weight of the reward MSE beside the token cross-entropy
+    done_loss_weight: float = 1.0  # weight of the termination BCE beside the token cross-entropy
+
+    def __post_init__(self) -> None:
+        positive = (
+            "n_layer",
+            "n_head",
+            "n_embd",
+            "context_vocab_size",
+            "future_vocab_size",
+            "tokens_per_context_frame",
+            "tokens_per_future_frame",
+            "max_context_frames",
+            "max_future_frames",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"TransformerConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.mlp_hidden is not None and self.mlp_hidden < 1:
+            raise ValueError(f"TransformerConfig.mlp_hidden must be >= 1 or None, got {self.mlp_hidden}")
+        if self.n_embd % self.n_head:
+            raise ValueError(
+                f"TransformerConfig.n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})"
+            )
+        if self.head_dim % 2:
+            raise ValueError(
+                f"TransformerConfig: head size n_embd / n_head = {self.head_dim} must be even for RoPE"
+            )
+        for name in ("dropout", "attn_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"TransformerConfig.{name} must be in [0, 1), got {getattr(self, name)}")
+        if not self.rope_theta > 0:
+            raise ValueError(f"TransformerConfig.rope_theta must be > 0, got {self.rope_theta}")
+        if self.action_dim < 0:
+            raise ValueError(f"TransformerConfig.action_dim must be >= 0, got {self.action_dim}")
+        for name in ("reward_loss_weight", "done_loss_weight"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"TransformerConfig.{name} must be >= 0, got {getattr(self, name)}")
+
+    @property
+    def head_dim(self) -> int:
+        """Width of one attention head."""
+        return self.n_embd // self.n_head
+
+    @property
+    def hidden_size(self) -> int:
+        """SwiGLU hidden width (`mlp_hidden`, or 8/3 n_embd keeping the MLP's parameters at 4x-MLP level)."""
+        if self.mlp_hidden is not None:
+            return self.mlp_hidden
+        return _round_up(8 * self.n_embd // 3, 32)
+
+    @property
+    def sep_id(self) -> int:
+        """Separator token between context frames."""
+        return self.context_vocab_size + self.future_vocab_size
+
+    @property
+    def slot_id(self) -> int:
+        """Slot token that opens each future frame (and carries its action)."""
+        return self.sep_id + 1
+
+    @property
+    def vocab_size(self) -> int:
+        """Real token ids: both codebooks plus SEP and SLOT."""
+        return self.slot_id + 1
+
+    @property
+    def padded_vocab_size(self) -> int:
+        """Rows of the embedding and the LM head (vocab_size rounded up to VOCAB_MULTIPLE)."""
+        return _round_up(self.vocab_size, VOCAB_MULTIPLE)
+
+    @property
+    def max_sequence_length(self) -> int:
+        """Tokens of the trained window: max_context_frames context and max_future_frames future frames."""
+        context = self.max_context_frames * (self.tokens_per_context_frame + 1) - 1
+        return context + self.max_future_frames * (self.tokens_per_future_frame + 1)
+
+
+# Architecture presets (plain values: they can be written to and read from YAML). Parameter counts with the
+# reference tokenizer's layout (two 8192-code books): tiny 1.1M, small 13.2M, 138m 138.5M, 436m 436.4M.
+PRESETS: dict[str, dict[str, Any]] = {
+    "tiny": {"n_layer": 2, "n_head": 2, "n_embd": 32, "mlp_hidden": 64, "attn_dropout": 0.0},
+    "small": {"n_layer": 6, "n_head": 8, "n_embd": 256, "mlp_hidden": 704},
+    # the paper's two sizes: LLaMA blocks with a 3-matrix SwiGLU of width 4 * n_embd
+    "138m": {"n_layer": 12, "n_head": 12, "n_embd": 768, "mlp_hidden": 3072},
+    "436m": {"n_layer": 24, "n_head": 16, "n_embd": 1024, "mlp_hidden": 4096},
+}
+
+
+def transformer_preset(name: str, **overrides: Any) -> TransformerConfig:
+    """A preset architecture with `overrides` (e.g. the tokenizer's layout fields) applied on top.
+
+    Args:
+        name: one of `PRESETS`.
+        **overrides: TransformerConfig fields.
+
+    Returns:
+        The validated config.
+    """
+    if name not in PRESETS:
+        raise ValueError(f"unknown transformer preset {name!r}; available: {sorted(PRESETS)}")
+    known = {f.name for f in dataclasses.fields(TransformerConfig)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ValueError(f"transformer_preset: unknown TransformerConfig field(s) {sorted(unknown)}")
+    return TransformerConfig(**{**PRESETS[name], **overrides})
+
+
+def _round_up(x: int, multiple: int) -> int:
+    return (x + multiple - 1) // multiple * multiple

@@ -1,0 +1,400 @@
+"""LLaMA-style decoder-only transformer over frame tokens (METHOD section 2).
+
+Read top-down: the model (forward, loss, optimizer groups, pretrained loading), then its parts (block,
+attention, SwiGLU MLP, RMSNorm) and the rotary-embedding functions.
+
+Actions enter without tokens of their own: a zero-initialised, bias-free Linear(A, d) is added to the
+embedding of each future frame's SLOT token. Zero init means an action model starts out computing exactly
+what its action-free parent computed; no bias means a zero action (an action-free clip in a mixed batch)
+adds nothing at all, trained or not.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ivideogpt.transformer.config import TransformerConfig
+from ivideogpt.transformer.heads import FrameHeads
+from ivideogpt.transformer.kv_cache import KVCache
+from ivideogpt.transformer.layout import TokenLayout
+
+logger = logging.getLogger(__name__)
+
+# Keys a pretrained (action-free, head-less) checkpoint may lack: they belong to parts fine-tuning adds.
+OPTIONAL_PREFIXES = ("action_proj.", "heads.")
+
+
+@dataclass
+class TransformerOutput:
+    """What one forward returns."""
+
+    logits: Tensor  # (B, T, V_padded), or (B, P, V_padded) at `logit_positions`
+    reward_pred: Tensor | None  # (B, T) reward head at every position (symlog space if configured)
+    done_logit: Tensor | None  # (B, T) termination logit at every position
+    hidden: Tensor  # (B, T, d) final (normed) hidden states
+
+
+class Transformer(nn.Module):
+    """The iVideoGPT world-model transformer; token ids follow `TokenLayout`."""
+
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.layout = TokenLayout(cfg)
+        self.tok_emb = nn.Embedding(cfg.padded_vocab_size, cfg.n_embd)
+        self.action_proj = nn.Linear(cfg.action_dim, cfg.n_embd, bias=False) if cfg.action_dim else None
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
+        self.norm = RMSNorm(cfg.n_embd)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.padded_vocab_size, bias=False)
+        self.heads = FrameHeads(cfg)
+        self.register_buffer("inv_freq", rope_frequencies(cfg.head_dim, cfg.rope_theta), persistent=False)
+        self._init_weights()
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.tok_emb.weight
+        logger.info("transformer: %.2fM parameters", self.num_params() / 1e6)
+
+    def _init_weights(self) -> None:
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+        for block in self.blocks:  # residual projections scaled down with depth (GPT-2)
+            for proj in (block.attn.proj, block.mlp.down):
+                nn.init.normal_(proj.weight, mean=0.0, std=0.02 / math.sqrt(2 * self.cfg.n_layer))
+        # zero: adding actions changes nothing at first; heads start at "reward 0, done p=0.5"
+        for head in (self.action_proj, self.heads.reward, self.heads.done):
+            if head is not None:
+                nn.init.zeros_(head.weight)
+
+    def forward(
+        self,
+        tokens: Tensor,
+        actions: Tensor | None = None,
+        kv_cache: KVCache | None = None,
+        logit_positions: Tensor | None = None,
+    ) -> TransformerOutput:
+        """Run tokens (B, T) at positions [cache length, cache length + T).
+
+        Args:
+            tokens: int64 (B, T) token ids (see `TokenLayout`).
+            actions: float (B, T, A) per-position actions (`TokenLayout.action_rows`); only rows at SLOT
+                tokens are used. None: no action (same as zeros).
+            kv_cache: cache to attend to and extend by T tokens; None runs the sequence from position 0.
+            logit_positions: int (P,) positions to compute LM logits at (default all); the LM head is the
+                widest matmul, and training and sampling need only a fraction of the positions.
+
+        Returns:
+            `TransformerOutput`.
+        """
+        t = self._check_inputs(tokens, actions)
+        start = 0 if kv_cache is None else kv_cache.length
+        x = self.tok_emb(tokens)  # (B, T, d)
+        if actions is not None:
+            slots = (tokens == self.cfg.slot_id).unsqueeze(-1)  # (B, T, 1)
+            x = x + self.action_proj(actions.to(self.action_proj.weight.dtype)) * slots
+        x = self.drop(x)
+        rope = rope_cos_sin(torch.arange(start, start + t, device=tokens.device), self.inv_freq)
+        mask = _offset_causal_mask(start, t, tokens.device)  # None: plain causal (or a single query)
+        for i, block in enumerate(self.blocks):
+            x = block(x, rope, mask, kv_cache, i)
+        if kv_cache is not None:
+            kv_cache.advance(t)
+        h = self.norm(x)  # (B, T, d)
+        logits = self.lm_head(h if logit_positions is None else h[:, logit_positions])  # (B, T or P, V)
+        reward_pred, done_logit = self.heads(h)
+        return TransformerOutput(logits, reward_pred, done_logit, h)
+
+    def compute_loss(
+        self,
+        context_codes: Tensor,
+        future_codes: Tensor,
+        actions: Tensor | None = None,
+        rewards: Tensor | None = None,
+        dones: Tensor | None = None,
+        has_actions: Tensor | None = None,
+        has_rewards: Tensor | None = None,
+        forward_module: nn.Module | None = None,
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Training loss of a batch of clips: CE on future codes, reward MSE and done BCE at frame ends.
+
+        Args:
+            context_codes: int (B, Tc, N).
+            future_codes: int (B, Tf, n), Tf >= 1.
+            actions: float (B, Tc + Tf, A); row Tc + t produced future frame t. None: action-free.
+            rewards: float (B, Tc + Tf), same alignment; rows of context frames are ignored.
+            dones: bool (B, Tc + Tf), same alignment.
+            has_actions: bool (B,); clips without real actions get none (default: all have them).
+            has_rewards: bool (B,); only these clips train the reward/done heads (default: all).
+            forward_module: what to run forward through: the DDP- or compile-wrapped copy of this model
+                when training that way (gradients must flow through the wrapper). Default: self.
+
+        Returns:
+            The scalar loss and detached metrics: loss, ce, accuracy and, with heads, reward_mse / done_bce.
+        """
+        (b, tc), tf = context_codes.shape[:2], future_codes.shape[1]
+        if tf < 1:
+            raise ValueError(
+                f"compute_loss: future_codes must hold at least one frame, got {tuple(future_codes.shape)}"
+            )
+        tokens = self.layout.build(context_codes, future_codes)  # (B, L)
+        device = tokens.device
+        targets_at = self.layout.target_positions(tc, tf, device)  # (Tf * n,)
+        action_rows = self._clip_actions(actions, has_actions, b, tc, tf)  # (B, L, A) or None
+        out = (forward_module or self)(tokens, action_rows, logit_positions=targets_at)
+        targets = tokens[:, targets_at + 1]  # (B, Tf * n) future codes
+        ce = F.cross_entropy(out.logits.flatten(0, 1), targets.flatten())
+        ends = self.layout.frame_end_positions(tc, tf, device)  # (Tf,)
+        weight = has_rewards if has_rewards is not None else torch.ones(b, device=device)
+        head_loss, metrics = self.heads.loss(
+            None if out.reward_pred is None else out.reward_pred[:, ends],
+            None if out.done_logit is None else out.done_logit[:, ends],
+            None if rewards is None else _check_rows(rewards, "rewards", b, tc + tf)[:, tc:],
+            None if dones is None else _check_rows(dones, "dones", b, tc + tf)[:, tc:],
+            weight,
+        )
+        loss = ce + head_loss
+        accuracy = (out.logits.argmax(-1) == targets).float().mean()
+        return loss, {"loss": loss.detach(), "ce": ce.detach(), "accuracy": accuracy.detach(), **metrics}
+
+    def _clip_actions(
+        self, actions: Tensor | None, has_actions: Tensor | None, b: int, tc: int, tf: int
+    ) -> Tensor | None:
+        """Clip actions (B, Tc + Tf, A) -> per-position rows (B, L, A); None for action-free input."""
+        if actions is None or (self.action_proj is None and actions.shape[-1] == 0):
+            return None  # an action-free shard stores (B, T, 0) actions
+        expected = (b, tc + tf, self.cfg.action_dim)
+        if tuple(actions.shape) != expected:
+            raise ValueError(
+                f"compute_loss: actions must be (B, Tc + Tf, A) = {expected} "
+                f"(action_dim={self.cfg.action_dim}), got {tuple(actions.shape)}"
+            )
+        if has_actions is not None:
+            actions = actions * has_actions.to(actions.dtype)[:, None, None]
+        return self.layout.action_rows(actions, tc)
+
+    def _check_inputs(self, tokens: Tensor, actions: Tensor | None) -> int:
+        if tokens.ndim != 2 or tokens.dtype != torch.long:
+            raise ValueError(
+                f"Transformer: tokens must be int64 (B, T), got {tokens.dtype} {tuple(tokens.shape)}"
+            )
+        if actions is not None:
+            if self.action_proj is None:
+                raise ValueError(
+                    "Transformer: this model is action-free (action_dim=0) but actions were given"
+                )
+            expected = (*tokens.shape, self.cfg.action_dim)
+            if tuple(actions.shape) != expected:
+                raise ValueError(
+                    f"Transformer: actions must be (B, T, A) = {expected}, got {tuple(actions.shape)}"
+                )
+        return tokens.shape[1]
+
+    # ------------------------------------------------------------------------ loading and bookkeeping
+
+    def load_pretrained(self, state_dict: dict[str, Tensor]) -> list[str]:
+        """Load weights of a parent model that may lack the action projection and the reward/done heads.
+
+        An action-free pretrained model loads into an action-conditioned one: the new parts keep their
+        zero init, so the loaded model's token predictions are exactly the parent's until fine-tuning.
+
+        Args:
+            state_dict: the parent's `state_dict()`.
+
+        Returns:
+            The keys this model has that the parent did not (the newly added parameters).
+
+        Raises:
+            ValueError: on keys the model does not have, on other missing keys, or on a shape mismatch.
+        """
+        own = self.state_dict()
+        unexpected = sorted(set(state_dict) - set(own))
+        missing = sorted(set(own) - set(state_dict))
+        required = [k for k in missing if not k.startswith(OPTIONAL_PREFIXES)]
+        if unexpected or required:
+            raise ValueError(
+                f"load_pretrained: keys not in this model {unexpected}; missing required keys {required}"
+            )
+        wrong = [
+            f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}"
+            for k, v in state_dict.items()
+            if v.shape != own[k].shape
+        ]
+        if wrong:
+            raise ValueError(f"load_pretrained: shape mismatch (checkpoint vs model): {wrong}")
+        self.load_state_dict(state_dict, strict=False)
+        return missing
+
+    def num_params(self, exclude_embedding: bool = False) -> int:
+        """Parameter count (shared tensors once), optionally without the token embedding (a lookup)."""
+        n = sum(p.numel() for p in self.parameters())
+        if exclude_embedding and not self.cfg.tie_embeddings:
+            n -= self.tok_emb.weight.numel()
+        return n
+
+    def estimate_flops_per_token(self, seq_len: int) -> int:
+        """Training FLOPs (forward + backward) per token at sequence length `seq_len` (PaLM appendix B).
+
+        6 per matmul weight per token, plus the attention scores and weighted sum (12 * layers * d * T).
+        An upper bound: `compute_loss` runs the LM head at the target positions only.
+        """
+        matmul_params = sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Linear))
+        return 6 * matmul_params + 12 * self.cfg.n_layer * self.cfg.n_embd * seq_len
+
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        """AdamW groups: decay on Linear weights only; none on embeddings, norms and biases (METHOD).
+
+        Every trainable parameter lands in exactly one group (a tied LM head counts as the embedding).
+        """
+        decay: list[nn.Parameter] = []
+        no_decay: list[nn.Parameter] = []
+        seen: set[int] = set()
+        for module in self.modules():
+            for name, p in module.named_parameters(recurse=False):
+                if not p.requires_grad or id(p) in seen:
+                    continue
+                seen.add(id(p))
+                (decay if isinstance(module, nn.Linear) and name == "weight" else no_decay).append(p)
+        trainable = {id(p) for p in self.parameters() if p.requires_grad}
+        if seen != trainable or len(decay) + len(no_decay) != len(trainable):
+            raise RuntimeError("param_groups: a parameter was assigned to zero or two groups")
+        return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+    def configure_optimizers(
+        self, weight_decay: float, lr: float, betas: tuple[float, float], device_type: str = "cpu"
+    ) -> torch.optim.AdamW:
+        """AdamW over `param_groups`; the fused kernel on CUDA."""
+        return torch.optim.AdamW(
+            self.param_groups(weight_decay), lr=lr, betas=betas, fused=device_type == "cuda"
+        )
+
+
+# ------------------------------------------------------------------------------------------- parts
+
+
+class Block(nn.Module):
+    """Pre-norm residual block: x + attn(norm(x)), then x + mlp(norm(x))."""
+
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.attn_norm = RMSNorm(cfg.n_embd)
+        self.attn = CausalSelfAttention(cfg)
+        self.mlp_norm = RMSNorm(cfg.n_embd)
+        self.mlp = SwiGLU(cfg)
+
+    def forward(
+        self,
+        x: Tensor,
+        rope: tuple[Tensor, Tensor],
+        mask: Tensor | None,
+        kv_cache: KVCache | None,
+        layer: int,
+    ) -> Tensor:
+        x = x + self.attn(self.attn_norm(x), rope, mask, kv_cache, layer)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+class CausalSelfAttention(nn.Module):
+    """Multi-head causal self-attention with rotary positions, through F.scaled_dot_product_attention."""
+
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.attn_dropout = cfg.attn_dropout
+        self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd, bias=False)
+        self.proj = nn.Linear(cfg.n_embd, cfg.n_embd, bias=False)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(
+        self,
+        x: Tensor,
+        rope: tuple[Tensor, Tensor],
+        mask: Tensor | None,
+        kv_cache: KVCache | None,
+        layer: int,
+    ) -> Tensor:
+        b, t, d = x.shape
+        q, k, v = (
+            self.qkv(x).view(b, t, 3, self.n_head, d // self.n_head).permute(2, 0, 3, 1, 4)
+        )  # (B, H, T, hd)
+        q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        if kv_cache is not None:
+            k, v = kv_cache.update(layer, k, v)  # (B, H, S, hd): cached positions then these T
+        y = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            dropout_p=self.attn_dropout if self.training else 0.0,
+            is_causal=mask is None and t > 1,  # one query attends to everything cached
+        )  # (B, H, T, hd)
+        return self.drop(self.proj(y.transpose(1, 2).reshape(b, t, d)))
+
+
+class SwiGLU(nn.Module):
+    """LLaMA's gated MLP: down(silu(gate(x)) * up(x))."""
+
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.gate = nn.Linear(cfg.n_embd, cfg.hidden_size, bias=False)
+        self.up = nn.Linear(cfg.n_embd, cfg.hidden_size, bias=False)
+        self.down = nn.Linear(cfg.hidden_size, cfg.n_embd, bias=False)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.drop(self.down(F.silu(self.gate(x)) * self.up(x)))
+
+
+class RMSNorm(nn.Module):
+    """x / rms(x) * weight, computed in float32 (bf16 mean-of-squares loses precision)."""
+
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        xf = x.float()
+        return (xf * torch.rsqrt(xf.square().mean(-1, keepdim=True) + self.eps)).type_as(x) * self.weight
+
+
+# -------------------------------------------------------------------------------- rotary positions
+
+
+def rope_frequencies(head_dim: int, theta: float) -> Tensor:
+    """Inverse frequencies (head_dim / 2,) of RoPE (Su et al. 2021)."""
+    return 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)
+
+
+def rope_cos_sin(positions: Tensor, inv_freq: Tensor) -> tuple[Tensor, Tensor]:
+    """Cos and sin (T, head_dim / 2) of absolute positions (T,); computed, so any position works."""
+    angles = positions.float()[:, None] * inv_freq[None, :]  # (T, hd/2)
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate channel pairs (i, i + hd/2) of x (B, H, T, hd) by position angles (LLaMA's "rotate half")."""
+    x1, x2 = x.float().chunk(2, dim=-1)  # 2 x (B, H, T, hd/2)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).type_as(x)
+
+
+def _offset_causal_mask(start: int, t: int, device: torch.device) -> Tensor | None:
+    """Bool (T, start + T) mask for T > 1 queries after `start` cached keys; None where is_causal suffices."""
+    if start == 0 or t == 1:
+        return None
+    keys = torch.arange(start + t, device=device)
+    queries = torch.arange(start, start + t, device=device)
+    return keys[None, :] <= queries[:, None]
+
+
+def _check_rows(x: Tensor, name: str, b: int, t: int) -> Tensor:
+    if tuple(x.shape) != (b, t):
+        raise ValueError(f"compute_loss: {name} must be (B, Tc + Tf) = {(b, t)}, got {tuple(x.shape)}")
+    return x

@@ -1,0 +1,357 @@
+"""Frame-by-frame sampling with a KV cache kept across frames, a stepwise rollout API, and the uncached
+reference path.
+
+Cost per generated frame after the context prefix: exactly 1 + n single-token forwards (feed SLOT + action
+-> sample code 0; feed code j -> sample code j + 1; feed the last code -> read reward and done). The
+reference code instead re-runs the whole prefix for every frame (METHOD section 5), which
+`generate_frames_uncached` reproduces (per token, even) as the ground truth for tests and benchmarks.
+
+Reward and termination of frame t come from the hidden state AT frame t's last code, i.e. the forward in
+which that code is the input: the last of the 1 + n steps. (The reference read them at the wrong place
+and marked reward prediction during generation as broken.)
+
+Sampling draws Gumbel noise over the future codebook for every token, so the random numbers consumed do
+not depend on the logits: with one seeded `torch.Generator`, the cached and uncached paths produce
+identical tokens in float32 (their logits agree to rounding; under bf16 autocast the rounding is coarse
+enough to flip a rare near-tie).
+
+Long rollouts: the model sees at most `window` future frames (default: the trained `max_future_frames`).
+When the window is full, the oldest `slide` future frames are dropped; the context frames are always
+kept. RoPE keys carry absolute positions, so the cache is truncated back to the context (exact: the
+context's keys never depend on what follows) and the kept future frames are re-encoded once, at their new
+positions. With `slide` = window / 2 that costs one window-sized forward every window / 2 frames.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ivideogpt.transformer.kv_cache import KVCache
+from ivideogpt.transformer.layout import TokenLayout
+from ivideogpt.transformer.model import Transformer, TransformerOutput
+
+
+@dataclass
+class RolloutState:
+    """Everything a rollout carries between steps. `step` advances it in place."""
+
+    cache: KVCache  # keys/values of the context and of the future frames in the window
+    context_length: int  # tokens of the context prefix (kept when the window slides)
+    frames: Tensor  # int64 (B, k, n) future codes in the window, k <= window
+    actions: Tensor | None  # float (B, k, A) their actions; None for an action-free model
+    window: int  # most future frames attended to at once
+    slide: int  # oldest future frames dropped when the window is full
+    num_generated: int = 0  # frames generated since `start`
+
+    @property
+    def batch_size(self) -> int:
+        return self.frames.shape[0]
+
+    def select(self, index: Tensor) -> None:
+        """Keep batch rows `index` (int (B',)), repeats allowed: encode one context, then fan out samples."""
+        self.cache.select(index)
+        self.frames = self.frames.index_select(0, index.to(self.frames.device))
+        if self.actions is not None:
+            self.actions = self.actions.index_select(0, index.to(self.actions.device))
+
+
+@torch.no_grad()
+def start(
+    model: Transformer,
+    context_codes: Tensor,
+    window_frames: int | None = None,
+    slide_frames: int | None = None,
+) -> RolloutState:
+    """Encode the context frames into a fresh KV cache.
+
+    Args:
+        model: the transformer.
+        context_codes: int (B, Tc, N) context-codebook codes (any Tc >= 1; RoPE has no length limit).
+        window_frames: future frames attended to at once (default `cfg.max_future_frames`).
+        slide_frames: frames dropped per slide (default half the window, at least 1).
+
+    Returns:
+        The state to pass to `step`.
+    """
+    layout = model.layout
+    window, slide = _window(model, window_frames, slide_frames)
+    tokens = layout.encode_context(context_codes)  # (B, Lc)
+    b, lc = tokens.shape
+    cache = KVCache(model.cfg.n_layer, lc + window * layout.frame_length)
+    with _eval_mode(model):
+        model(tokens, kv_cache=cache, logit_positions=_NO_POSITIONS.to(tokens.device))
+    frames = tokens.new_zeros(b, 0, layout.future_tokens)
+    actions = (
+        tokens.new_zeros(b, 0, model.cfg.action_dim, dtype=torch.float32) if model.cfg.action_dim else None
+    )
+    return RolloutState(cache, lc, frames, actions, window, slide)
+
+
+@torch.no_grad()
+def step(
+    model: Transformer,
+    state: RolloutState,
+    action: Tensor | None = None,
+    temperature: float = 1.0,
+    top_k: int | None = 100,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor | None, Tensor | None, RolloutState]:
+    """Generate one future frame: 1 + n cached single-token forwards.
+
+    Args:
+        model: the transformer that `start` ran.
+        state: the rollout so far; advanced in place (the KV cache is a preallocated buffer).
+        action: float (B, A), the action producing this frame; None for none (or an action-free model).
+        temperature: softmax temperature; 0 samples greedily.
+        top_k: sample among the k likeliest codes (None: all).
+        generator: seeds the sampling; must live on the model's device.
+
+    Returns:
+        codes int64 (B, n) in [0, Vf), reward (B,) and done probability (B,) (None without the head), state.
+    """
+    layout = model.layout
+    with _eval_mode(model):
+        if state.frames.shape[1] == state.window:
+            _slide(model, state)
+        token = torch.full((state.batch_size, 1), layout.slot_id, device=state.frames.device)
+        act = _frame_action(model, action, state.batch_size, token.device)  # (B, A); None if action-free
+        codes = []
+        for j in range(layout.future_tokens + 1):
+            last = j == layout.future_tokens  # feed the frame's last code only to read its reward
+            positions = _NO_POSITIONS.to(token.device) if last else None
+            slot_action = act[:, None] if act is not None and j == 0 else None  # (B, 1, A) on the SLOT
+            out = model(token, slot_action, state.cache, positions)  # (B, 1, ...)
+            if not last:
+                codes.append(sample_codes(out.logits[:, -1], layout, temperature, top_k, generator))
+                token = codes[-1][:, None] + layout.context_vocab_size
+    codes = torch.stack(codes, dim=1)  # (B, n)
+    state.frames = torch.cat([state.frames, codes[:, None]], dim=1)
+    if act is not None:
+        state.actions = torch.cat([state.actions, act[:, None]], dim=1)
+    state.num_generated += 1
+    reward, done = _read_heads(model, out)
+    return codes, reward, done, state
+
+
+@torch.no_grad()
+def generate_frames(
+    model: Transformer,
+    context_codes: Tensor,
+    actions: Tensor | None,
+    num_frames: int,
+    temperature: float = 1.0,
+    top_k: int | None = 100,
+    generator: torch.Generator | None = None,
+    window_frames: int | None = None,
+    slide_frames: int | None = None,
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """Sample `num_frames` future frames after the context, KV-cached across frames.
+
+    Args:
+        model: the transformer.
+        context_codes: int (B, Tc, N).
+        actions: float (B, num_frames, A); row t produces generated frame t (episode row Tc + t). None:
+            action-free.
+        num_frames: frames to generate (may exceed the window: the rollout slides).
+        temperature, top_k, generator: as in `step`.
+        window_frames, slide_frames: as in `start`.
+
+    Returns:
+        Future codes int64 (B, num_frames, n), rewards (B, num_frames) and done probabilities
+        (B, num_frames), each None when the model lacks that head.
+    """
+    _check_rollout(model, context_codes, actions, num_frames)
+    state = start(model, context_codes, window_frames, slide_frames)
+    results = [
+        step(model, state, None if actions is None else actions[:, t], temperature, top_k, generator)[:3]
+        for t in range(num_frames)
+    ]
+    return _stack_results(results)
+
+
+@torch.no_grad()
+def generate_frames_uncached(
+    model: Transformer,
+    context_codes: Tensor,
+    actions: Tensor | None,
+    num_frames: int,
+    temperature: float = 1.0,
+    top_k: int | None = 100,
+    generator: torch.Generator | None = None,
+    window_frames: int | None = None,
+    slide_frames: int | None = None,
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """Reference path: same arguments, results and windowing as `generate_frames`, no cache.
+
+    Re-runs the whole window for every token (the reference code re-runs it for every frame): no state
+    beyond the codes themselves, so it is the ground truth the cached path must reproduce. For tests and
+    the rollout benchmark only.
+    """
+    _check_rollout(model, context_codes, actions, num_frames)
+    layout = model.layout
+    window, slide = _window(model, window_frames, slide_frames)
+    context = layout.encode_context(context_codes)  # (B, Lc)
+    b, lc = context.shape
+    frames = context.new_zeros(b, 0, layout.future_tokens)  # (B, k, n) the window
+    action_dim = model.cfg.action_dim
+    frame_actions = (
+        context.new_zeros(b, 0, action_dim, dtype=torch.float32) if action_dim else None
+    )  # (B, k, A)
+    results = []
+    with _eval_mode(model):
+        for t in range(num_frames):
+            if frames.shape[1] == window:
+                frames = frames[:, slide:]
+                frame_actions = None if frame_actions is None else frame_actions[:, slide:]
+            act = _frame_action(model, None if actions is None else actions[:, t], b, context.device)
+            if act is not None:
+                frame_actions = torch.cat([frame_actions, act[:, None]], dim=1)
+            codes = frames.new_zeros(b, 1, layout.future_tokens)  # filled code by code
+            for j in range(layout.future_tokens + 1):
+                length = lc + frames.shape[1] * layout.frame_length + 1 + j  # up to SLOT + j codes
+                tokens, rows = _window_inputs(layout, context, torch.cat([frames, codes], 1), frame_actions)
+                out = model(tokens[:, :length], None if rows is None else rows[:, :length])
+                if j < layout.future_tokens:
+                    codes[:, 0, j] = sample_codes(out.logits[:, -1], layout, temperature, top_k, generator)
+            frames = torch.cat([frames, codes], dim=1)
+            results.append((codes[:, 0], *_read_heads(model, out)))
+    return _stack_results(results)
+
+
+def sample_codes(
+    logits: Tensor,
+    layout: TokenLayout,
+    temperature: float = 1.0,
+    top_k: int | None = 100,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Sample future codes from next-token logits, restricted to the future codebook.
+
+    Args:
+        logits: (B, V) next-token logits over the (padded) vocabulary.
+        layout: where the future codes live in the vocabulary.
+        temperature: softmax temperature; 0 takes the argmax.
+        top_k: keep the k largest logits (None: all).
+        generator: source of the Gumbel noise.
+
+    Returns:
+        int64 (B,) future-codebook indices in [0, Vf).
+    """
+    if temperature < 0 or (top_k is not None and top_k < 1):
+        raise ValueError(
+            f"sample_codes: need temperature >= 0 and top_k >= 1 or None, got {temperature}, {top_k}"
+        )
+    vc = layout.context_vocab_size
+    logits = logits[:, vc : vc + layout.future_vocab_size].float()  # (B, Vf): only future codes may come next
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    if top_k is not None and top_k < logits.shape[1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    # Gumbel-max: argmax(logits / T + G) is a sample of softmax(logits / T); the noise does not depend on
+    # the logits, so two paths whose logits agree to rounding draw the same codes.
+    u = torch.rand(logits.shape, generator=generator, device=logits.device)
+    return (logits / temperature - torch.log(-torch.log(u))).argmax(dim=-1)
+
+
+# --------------------------------------------------------------------------------------- helpers
+
+_NO_POSITIONS = torch.zeros(0, dtype=torch.long)  # logit_positions for forwards whose logits are unused
+
+
+def _slide(model: Transformer, state: RolloutState) -> None:
+    """Drop the oldest `slide` future frames: truncate the cache to the context, re-encode the rest."""
+    layout = model.layout
+    state.frames = state.frames[:, state.slide :]
+    state.actions = None if state.actions is None else state.actions[:, state.slide :]
+    state.cache.truncate(state.context_length)
+    if state.frames.shape[1]:
+        tokens = layout.encode_future(state.frames)  # (B, k * (n + 1))
+        rows = None if state.actions is None else layout.future_action_rows(state.actions)
+        model(tokens, rows, state.cache, _NO_POSITIONS.to(tokens.device))
+
+
+def _window_inputs(
+    layout: TokenLayout, context: Tensor, frames: Tensor, actions: Tensor | None
+) -> tuple[Tensor, Tensor | None]:
+    """Tokens (B, L) and action rows (B, L, A) of context tokens (B, Lc) and future frames (B, k, n)."""
+    tokens = torch.cat([context, layout.encode_future(frames)], dim=1)
+    if actions is None:
+        return tokens, None
+    context_rows = actions.new_zeros(context.shape[0], context.shape[1], actions.shape[2])
+    return tokens, torch.cat([context_rows, layout.future_action_rows(actions)], dim=1)
+
+
+def _window(model: Transformer, window_frames: int | None, slide_frames: int | None) -> tuple[int, int]:
+    window = model.cfg.max_future_frames if window_frames is None else window_frames
+    slide = max(1, window // 2) if slide_frames is None else slide_frames
+    if window < 1 or not 1 <= slide <= window:
+        raise ValueError(
+            f"rollout: need window_frames >= 1 and 1 <= slide_frames <= window, got {window}, {slide}"
+        )
+    return window, slide
+
+
+def _frame_action(model: Transformer, action: Tensor | None, b: int, device: torch.device) -> Tensor | None:
+    """One frame's action as float32 (B, A); None for an action-free model.
+
+    A missing action becomes zeros, which the bias-free action projection maps to nothing at all.
+    """
+    a = model.cfg.action_dim
+    if a == 0:
+        if action is not None:
+            raise ValueError("rollout: this model is action-free (action_dim=0) but actions were given")
+        return None
+    if action is None:
+        return torch.zeros(b, a, device=device)
+    if tuple(action.shape) != (b, a):
+        raise ValueError(f"rollout: action must be (B, A) = {(b, a)}, got {tuple(action.shape)}")
+    return action.to(device, torch.float32)
+
+
+def _check_rollout(
+    model: Transformer, context_codes: Tensor, actions: Tensor | None, num_frames: int
+) -> None:
+    if num_frames < 1:
+        raise ValueError(f"rollout: num_frames must be >= 1, got {num_frames}")
+    if actions is not None and (
+        actions.ndim != 3 or actions.shape[:2] != (context_codes.shape[0], num_frames)
+    ):
+        raise ValueError(
+            f"rollout: actions must be (B, num_frames, A) = ({context_codes.shape[0]}, {num_frames}, "
+            f"{model.cfg.action_dim}), got {tuple(actions.shape)}"
+        )
+
+
+def _read_heads(model: Transformer, out: TransformerOutput) -> tuple[Tensor | None, Tensor | None]:
+    """Reward and done probability, float32 (B,), at the last fed position (a frame's last code)."""
+    reward = None if out.reward_pred is None else out.reward_pred[:, -1].float()
+    done = None if out.done_logit is None else out.done_logit[:, -1].float()
+    return model.heads.decode(reward, done)
+
+
+def _stack_results(
+    results: list[tuple[Tensor, Tensor | None, Tensor | None]],
+) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    codes, rewards, dones = zip(*results, strict=True)
+    return torch.stack(codes, dim=1), _stack_or_none(rewards), _stack_or_none(dones)
+
+
+def _stack_or_none(xs: tuple[Tensor | None, ...]) -> Tensor | None:
+    return None if xs[0] is None else torch.stack(xs, dim=1)
+
+
+@contextlib.contextmanager
+def _eval_mode(model: Transformer) -> Iterator[None]:
+    """Sample with dropout off, then restore the caller's mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)

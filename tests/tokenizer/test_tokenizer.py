@@ -1,0 +1,202 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from ivideogpt.config import from_dict, to_dict
+from ivideogpt.tokenizer import (
+    CompressiveTokenizer,
+    PerFrameTokenizer,
+    TokenizerConfig,
+    TokenizerLoss,
+    TokenizerLossConfig,
+    build_tokenizer,
+    check_state_dict,
+    tokenizer_preset,
+)
+from ivideogpt.tokenizer.blocks import CrossAttnBlock
+from tests.tokenizer.helpers import moving_square_clip, random_clip, tiny_config
+
+pytestmark = pytest.mark.filterwarnings("ignore:no LPIPS weights")
+
+
+@pytest.mark.parametrize("resolution", [64, 128, 256])
+@pytest.mark.parametrize("num_context", [1, 2, 3])
+def test_shapes_and_token_counts(resolution: int, num_context: int) -> None:
+    tok = build_tokenizer(tiny_config(resolution))
+    assert isinstance(tok, CompressiveTokenizer)
+    assert (tok.context_grid, tok.future_grid) == ((16, 16), (4, 4))
+    assert (tok.tokens_per_context_frame, tok.tokens_per_future_frame) == (256, 16)
+    assert (tok.context_vocab_size, tok.future_vocab_size, tok.resolution) == (64, 64, resolution)
+    clip = random_clip(1, num_context + 1, resolution)
+    out = tok(clip, num_context)
+    assert out.recon.shape == clip.shape
+    assert out.context_codes.shape == (1, num_context, 16, 16)
+    assert out.future_codes.shape == (1, 1, 4, 4)
+    assert out.quant_loss.ndim == 0
+    assert set(out.stats) == {"context_perplexity", "context_usage", "future_perplexity", "future_usage"}
+
+
+def test_gradients_reach_both_encoders_and_decoders() -> None:
+    tok = build_tokenizer(tiny_config())
+    loss, metrics = tok.compute_loss(random_clip(2, 3), 1, TokenizerLoss(TokenizerLossConfig()))
+    loss.backward()
+    assert metrics["loss"] == pytest.approx(loss.item())
+    parts = ("context_vqgan.encoder", "future_vqgan.encoder", "context_vqgan.decoder", "future_vqgan.decoder",
+             "future_vqgan.encoder.levels.2.cross", "future_vqgan.decoder.levels.0.cross")
+    for part in parts:
+        grads = [p.grad for n, p in tok.named_parameters() if n.startswith(part)]
+        assert grads and all(g is not None for g in grads), part
+        assert sum(float(g.abs().sum()) for g in grads) > 0, part
+
+
+def test_cached_context_decoding_matches_detokenize() -> None:
+    tok = build_tokenizer(tiny_config()).eval()
+    clip = random_clip(2, 5)
+    ctx_codes, fut_codes = tok.tokenize(clip, 2)
+    assert ctx_codes.dtype == fut_codes.dtype == torch.int64
+    frames = tok.detokenize(ctx_codes, fut_codes)
+    assert frames.shape == clip.shape
+    state = tok.encode_context(clip[:, :2])
+    assert torch.equal(state.codes, ctx_codes)
+    torch.testing.assert_close(tok.decode_context(state), frames[:, :2])
+    for i in range(3):  # frame by frame, as a rollout decodes
+        frame = tok.decode_future(fut_codes[:, i], state)
+        assert frame.shape == (2, 3, 64, 64)
+        torch.testing.assert_close(frame, frames[:, 2 + i], atol=1e-5, rtol=1e-5)
+    doubled = state.repeat_interleave(2)
+    torch.testing.assert_close(tok.decode_future(fut_codes[:, 0].repeat_interleave(2, 0), doubled)[::2],
+                               frames[:, 2], atol=1e-5, rtol=1e-5)
+
+
+def test_future_frames_are_coded_relative_to_context_only() -> None:
+    tok = build_tokenizer(tiny_config()).eval()
+    clip = random_clip(1, 4)
+    _, codes_all = tok.tokenize(clip, 1)
+    _, codes_last = tok.tokenize(clip[:, [0, 3]], 1)  # drop the future frames in between
+    assert torch.equal(codes_all[:, 2], codes_last[:, 0])
+    for block in tok.modules():  # cross-attention starts as the identity: give it something to say
+        if isinstance(block, CrossAttnBlock):
+            torch.nn.init.normal_(block.attn.out.weight, std=0.5)
+    with torch.no_grad():
+        z_same = tok(clip[:, [0, 3]], 1).recon[:, 1]
+        z_other = tok(torch.cat([random_clip(1, 1, seed=1), clip[:, 3:]], 1), 1).recon[:, 1]
+    assert not torch.allclose(z_same, z_other)  # ... and the context does matter
+
+
+@pytest.mark.parametrize(("channels", "grid"), [((8, 16, 16), 16), ((8, 8, 16, 16, 16), 4)])
+def test_per_frame_baseline(channels: tuple[int, ...], grid: int) -> None:
+    cfg = dataclasses.replace(tiny_config(), kind="per_frame", channels=channels, cross_attn_resolutions=())
+    tok = build_tokenizer(cfg)
+    assert isinstance(tok, PerFrameTokenizer)
+    assert tok.context_grid == tok.future_grid == (grid, grid)
+    assert tok.tokens_per_future_frame == tok.tokens_per_context_frame == grid * grid
+    clip = random_clip(2, 3)
+    out = tok(clip, 1)
+    assert out.recon.shape == clip.shape
+    assert out.future_codes.shape == (2, 2, grid, grid)
+    ctx_codes, fut_codes = tok.eval().tokenize(clip, 1)
+    state = tok.context_from_codes(ctx_codes)
+    assert state.features == {}
+    frames = tok.detokenize(ctx_codes, fut_codes)
+    torch.testing.assert_close(tok.decode_future(fut_codes, state), frames[:, 1:])
+    assert len(tok.last_layer_weights) == 1
+
+
+def test_bad_inputs_give_clear_errors() -> None:
+    tok = build_tokenizer(tiny_config())
+    clip = random_clip(1, 3)
+    with pytest.raises(ValueError, match="32x32.*expects 64x64"):
+        tok(random_clip(1, 3, 64)[..., :32, :32], 1)
+    with pytest.raises(ValueError, match=r"expected shape \(B, T, 3, H, W\)"):
+        tok(clip[:, :, :1], 1)
+    with pytest.raises(ValueError, match="to_model"):  # channels-last uint8 frames passed by mistake
+        tok(torch.zeros(1, 3, 64, 64, 3, dtype=torch.uint8), 1)
+    with pytest.raises(ValueError, match="to_model"):  # channels-last float
+        tok(clip.permute(0, 1, 3, 4, 2), 1)
+    with pytest.raises(ValueError, match=r"expected \[-1, 1\]"):
+        tok((clip + 1) * 127.5, 1)
+    for bad in (0, 3, 1.5):
+        with pytest.raises(ValueError, match="num_context must be an int in \\[1, 2\\]"):
+            tok(clip, bad)  # type: ignore[arg-type]
+    ctx_codes, fut_codes = tok.tokenize(clip, 1)
+    with pytest.raises(ValueError, match="future_codes: codes out of range"):
+        tok.detokenize(ctx_codes, fut_codes + 64)
+    with pytest.raises(ValueError, match="context_codes: codes out of range"):
+        tok.detokenize(ctx_codes - 65, fut_codes)
+    with pytest.raises(ValueError, match=r"context_codes: expected shape \(B, T, 16, 16\)"):
+        tok.detokenize(ctx_codes[..., :4, :4], fut_codes)
+    with pytest.raises(ValueError, match="batch size"):
+        tok.decode_future(fut_codes[:, 0], tok.context_from_codes(torch.cat([ctx_codes, ctx_codes])))
+
+
+def test_loss_falls_when_overfitting_a_fixed_batch() -> None:
+    cfg = dataclasses.replace(tiny_config(), resolution=32)  # 8x8 context grid, 2x2 future grid
+    tok = build_tokenizer(cfg)
+    loss_fn = TokenizerLoss(TokenizerLossConfig())
+    clip = moving_square_clip(2, 3, 32)
+    opt = torch.optim.Adam(tok.parameters(), lr=3e-3)
+    losses = []
+    for step in range(30):
+        loss, _ = tok.compute_loss(clip, 1, loss_fn, step)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5, losses
+
+
+def test_config_round_trip_rebuilds_the_same_architecture() -> None:
+    for name in ("tiny", "per_frame4"):
+        cfg = tokenizer_preset(name)
+        rebuilt = from_dict(TokenizerConfig, to_dict(cfg))
+        assert rebuilt == cfg
+        a, b = build_tokenizer(cfg), build_tokenizer(rebuilt)
+        shapes_a = {k: v.shape for k, v in a.state_dict().items()}
+        assert shapes_a == {k: v.shape for k, v in b.state_dict().items()}
+        check_state_dict(b, a.state_dict())
+        b.load_state_dict(a.state_dict())
+    loss_cfg = TokenizerLossConfig(lpips_weights=Path("weights/vgg_lpips.pth"), disc_enabled=True)
+    assert from_dict(TokenizerLossConfig, to_dict(loss_cfg)) == loss_cfg
+
+
+def test_checkpoint_of_another_config_is_named_clearly() -> None:
+    small = build_tokenizer(tiny_config())
+    wider = build_tokenizer(dataclasses.replace(tiny_config(), latent_channels=12))
+    with pytest.raises(ValueError, match=r"other shapes.*latent|conv_out.weight: \(12"):
+        check_state_dict(small, wider.state_dict(), source="ckpt.safetensors")
+    per_frame = build_tokenizer(tokenizer_preset("per_frame16"))
+    with pytest.raises(ValueError, match="missing.*unexpected"):
+        check_state_dict(small, per_frame.state_dict())
+
+
+def test_conditional_pair_starts_as_a_copy_of_the_plain_pair() -> None:
+    tok = build_tokenizer(tiny_config())
+    assert isinstance(tok, CompressiveTokenizer)
+    plain = tok.context_vqgan.encoder.state_dict()
+    shared = {k: v for k, v in tok.future_vqgan.encoder.state_dict().items() if k in plain}
+    assert len(shared) == len(plain)
+    assert all(torch.equal(v, plain[k]) for k, v in shared.items())
+    frames = random_clip(1, 2)
+    with torch.no_grad():  # cross-attention starts as the identity, so E_p computes what E_c computes
+        z_plain, _ = tok.context_vqgan.encoder(frames[:, 1])
+        _, context_features = tok.context_vqgan.encoder(frames[:, 0])
+        context = {s: f.unsqueeze(1) for s, f in context_features.items()}  # (B=1, Tc=1, C, s, s)
+        z_cond, _ = tok.future_vqgan.encoder(frames[:, 1], context)
+    torch.testing.assert_close(z_plain, z_cond)
+
+
+def test_invalid_configs_name_the_field() -> None:
+    with pytest.raises(ValueError, match="resolution=62 must be divisible"):
+        TokenizerConfig(resolution=62)
+    with pytest.raises(ValueError, match="patch_size=3"):
+        TokenizerConfig(patch_size=3)
+    with pytest.raises(ValueError, match="cross_attn_resolutions"):
+        TokenizerConfig(cross_attn_resolutions=(8,))
+    with pytest.raises(ValueError, match=r"norm_groups=8 must divide every channel count, but not \[12\]"):
+        TokenizerConfig(channels=(12, 24, 48))
+    with pytest.raises(KeyError, match="unknown tokenizer preset"):
+        tokenizer_preset("huge")

@@ -1,0 +1,221 @@
+from __future__ import annotations
+
+import pytest
+import torch
+import yaml
+
+from ivideogpt.config import from_dict, to_dict
+from ivideogpt.transformer import PRESETS, KVCache, Transformer, TransformerConfig, symlog, transformer_preset
+
+from .helpers import random_clip, randomize_zero_init, tiny_config
+
+
+def _tokens_and_actions(
+    model: Transformer, tc: int = 2, tf: int = 3, b: int = 2
+) -> tuple[torch.Tensor, torch.Tensor]:
+    clip = random_clip(model.cfg, b, tc, tf)
+    tokens = model.layout.build(clip["context_codes"], clip["future_codes"])
+    return tokens, model.layout.action_rows(clip["actions"], tc)
+
+
+def test_forward_shapes_and_logit_positions() -> None:
+    model = Transformer(tiny_config(reward_head=True, done_head=True)).eval()
+    tokens, _ = _tokens_and_actions(model)
+    out = model(tokens)
+    b, length = tokens.shape
+    assert out.logits.shape == (b, length, model.cfg.padded_vocab_size)
+    assert out.reward_pred.shape == out.done_logit.shape == (b, length)
+    assert out.hidden.shape == (b, length, model.cfg.n_embd)
+    positions = model.layout.target_positions(2, 3)
+    torch.testing.assert_close(model(tokens, logit_positions=positions).logits, out.logits[:, positions])
+
+
+def test_zero_init_actions_change_nothing() -> None:
+    model = Transformer(tiny_config(action_dim=3)).eval()
+    tokens, actions = _tokens_and_actions(model)
+    assert torch.equal(model(tokens).logits, model(tokens, actions).logits)
+
+
+def test_actions_act_only_through_slots_and_causally() -> None:
+    model = Transformer(tiny_config(action_dim=3)).eval()
+    randomize_zero_init(model)
+    tokens, actions = _tokens_and_actions(model)
+    base = model(tokens, actions).logits
+    off_slot = actions.clone()
+    off_slot[:, 0] = 5.0  # position 0 is a context code: ignored
+    assert torch.equal(model(tokens, off_slot).logits, base)
+    slot = int(model.layout.slot_positions(2, 3)[1])
+    moved = actions.clone()
+    moved[:, slot] += 1.0
+    changed = model(tokens, moved).logits
+    assert torch.equal(changed[:, :slot], base[:, :slot])  # the past does not see a later action
+    assert not torch.allclose(changed[:, slot:], base[:, slot:])
+
+
+@pytest.mark.parametrize("chunks", [[11, 1, 1, 3, 1], [1, 1, 15]])
+def test_cached_logits_match_full_forward(chunks: list[int]) -> None:
+    model = Transformer(tiny_config(action_dim=3, reward_head=True)).eval()
+    randomize_zero_init(model)
+    tokens, actions = _tokens_and_actions(model, tc=2, tf=1)  # 6 + 1 + 6 + 5 = 18 tokens; 17 are fed
+    assert sum(chunks) == tokens.shape[1] - 1
+    full = model(tokens, actions)
+    cache = KVCache(model.cfg.n_layer, capacity=tokens.shape[1])
+    start = 0
+    for n in chunks:
+        out = model(tokens[:, start : start + n], actions[:, start : start + n], kv_cache=cache)
+        torch.testing.assert_close(out.logits, full.logits[:, start : start + n], rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(
+            out.reward_pred, full.reward_pred[:, start : start + n], rtol=1e-4, atol=1e-5
+        )
+        start += n
+    assert cache.length == start
+    with pytest.raises(ValueError, match="capacity"):
+        model(tokens[:, :2], kv_cache=cache)  # 17 cached + 2 > 18
+
+
+def test_loss_metrics_and_reward_gradient_reaches_head() -> None:
+    model = Transformer(tiny_config(action_dim=3, reward_head=True, done_head=True))
+    clip = random_clip(model.cfg, 2, 2, 3)
+    loss, metrics = model.compute_loss(**clip)
+    assert set(metrics) == {"loss", "ce", "accuracy", "reward_mse", "done_bce"}
+    torch.testing.assert_close(
+        metrics["reward_mse"], clip["rewards"][:, 2:].square().mean()
+    )  # zero-init head
+    loss.backward()
+    assert model.heads.reward.weight.grad.abs().sum() > 0 and model.heads.done.weight.grad.abs().sum() > 0
+    model.zero_grad()
+    model.compute_loss(**{**clip, "has_rewards": torch.zeros(2, dtype=torch.bool)})[0].backward()
+    assert model.heads.reward.weight.grad.abs().sum() == 0  # unlabelled clips do not train the heads
+
+
+def test_symlog_reward_targets() -> None:
+    model = Transformer(tiny_config(reward_head=True, reward_symlog=True))
+    clip = random_clip(model.cfg, 2, 1, 2)
+    clip["rewards"] = clip["rewards"] * 100
+    _, metrics = model.compute_loss(**{k: v for k, v in clip.items() if k not in ("actions", "has_actions")})
+    torch.testing.assert_close(metrics["reward_mse"], symlog(clip["rewards"][:, 1:]).square().mean())
+
+
+def test_action_free_clips_in_a_batch_get_no_action() -> None:
+    model = Transformer(tiny_config(action_dim=3)).eval()
+    randomize_zero_init(model)
+    clip = random_clip(model.cfg, 2, 2, 2)
+    masked = model.compute_loss(**{**clip, "has_actions": torch.zeros(2, dtype=torch.bool)})[0]
+    assert torch.equal(masked, model.compute_loss(**{**clip, "actions": None})[0])
+    assert not torch.equal(masked, model.compute_loss(**clip)[0])
+
+
+def test_param_groups_cover_every_parameter_once() -> None:
+    for tie in (False, True):
+        model = Transformer(tiny_config(action_dim=3, reward_head=True, done_head=True, tie_embeddings=tie))
+        decay, no_decay = (g["params"] for g in model.param_groups(0.1))
+        ids = [id(p) for p in decay + no_decay]
+        assert len(ids) == len(set(ids)) == len(list(model.parameters()))
+        assert id(model.tok_emb.weight) in {id(p) for p in no_decay}  # METHOD: no decay on embeddings
+        assert {id(p) for p in decay} == {
+            id(m.weight)
+            for m in model.modules()
+            if isinstance(m, torch.nn.Linear) and m.weight is not model.tok_emb.weight
+        }
+        assert all(p.ndim == 1 for p in no_decay if p is not model.tok_emb.weight)  # norms and biases
+    opt = model.configure_optimizers(0.1, 1e-3, (0.9, 0.95))
+    assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]
+
+
+def test_action_free_checkpoint_loads_into_action_model() -> None:
+    parent = Transformer(tiny_config()).eval()
+    child = Transformer(tiny_config(action_dim=3, reward_head=True, done_head=True)).eval()
+    added = child.load_pretrained(parent.state_dict())
+    assert added == sorted(
+        [
+            "action_proj.weight",
+            "heads.reward.weight",
+            "heads.reward.bias",
+            "heads.done.weight",
+            "heads.done.bias",
+        ]
+    )
+    tokens, actions = _tokens_and_actions(child)
+    assert torch.equal(child(tokens, actions).logits, parent(tokens).logits)  # zero-init action layer
+    with pytest.raises(ValueError, match="keys not in this model"):
+        parent.load_pretrained(child.state_dict())
+    wider = Transformer(tiny_config(future_vocab_size=64))
+    with pytest.raises(ValueError, match="shape mismatch"):
+        wider.load_pretrained(parent.state_dict())
+
+
+def test_loss_decreases_when_overfitting_a_batch() -> None:
+    torch.manual_seed(0)
+    model = Transformer(tiny_config(action_dim=3, reward_head=True))
+    clip = random_clip(model.cfg, 4, 1, 3)
+    opt = model.configure_optimizers(0.0, 3e-3, (0.9, 0.95))
+    first = None
+    for _ in range(80):
+        loss, metrics = model.compute_loss(**clip)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        first = first if first is not None else metrics
+    assert metrics["ce"] < 0.3 * first["ce"] and metrics["reward_mse"] < 0.3 * first["reward_mse"]
+    assert metrics["accuracy"] > 0.9
+
+
+def test_bad_inputs_give_clear_errors() -> None:
+    model = Transformer(tiny_config(action_dim=3))
+    clip = random_clip(model.cfg, 2, 1, 2)
+    with pytest.raises(ValueError, match=r"actions must be \(B, Tc \+ Tf, A\) = \(2, 3, 3\)"):
+        model.compute_loss(**{**clip, "actions": clip["actions"][..., :2]})
+    with pytest.raises(ValueError, match="future_codes must lie in"):
+        model.compute_loss(**{**clip, "future_codes": clip["future_codes"] - 1})
+    with pytest.raises(ValueError, match="rewards must be"):
+        model.compute_loss(**{**clip, "rewards": clip["rewards"][:, 1:]})
+    with pytest.raises(ValueError, match="at least one frame"):
+        model.compute_loss(clip["context_codes"], clip["future_codes"][:, :0])
+    tokens = model.layout.build(clip["context_codes"], clip["future_codes"])
+    with pytest.raises(ValueError, match="int64"):
+        model(tokens.int())
+    action_free = Transformer(tiny_config())
+    with pytest.raises(ValueError, match="action-free"):
+        action_free(tokens, torch.zeros(*tokens.shape, 3))
+
+
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("n_embd", 33, "multiple of n_head"),
+        ("n_head", 32, "must be even"),
+        ("attn_dropout", 1.0, "attn_dropout"),
+        ("action_dim", -1, "action_dim"),
+        ("tokens_per_future_frame", 0, "tokens_per_future_frame"),
+    ],
+)
+def test_config_validation_names_the_field(field: str, value: object, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        tiny_config(**{field: value})
+
+
+def test_preset_sizes_match_the_paper() -> None:
+    sizes = {}
+    for name in ("138m", "436m"):
+        with torch.device("meta"):  # no memory, no init cost
+            sizes[name] = Transformer(transformer_preset(name)).num_params()
+    assert 138e6 < sizes["138m"] < 139e6 and 436e6 < sizes["436m"] < 437e6
+    with pytest.raises(ValueError, match="unknown transformer preset"):
+        transformer_preset("huge")
+    assert TransformerConfig(n_embd=256, n_head=4).hidden_size == 704  # 8/3 * 256 rounded up to 32
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_round_trip_through_yaml(name: str) -> None:
+    cfg = transformer_preset(name, action_dim=4, reward_head=True)
+    assert from_dict(TransformerConfig, yaml.safe_load(yaml.safe_dump(to_dict(cfg)))) == cfg
+
+
+def test_flops_estimate() -> None:
+    model = Transformer(tiny_config())
+    cfg = model.cfg
+    grow = model.estimate_flops_per_token(200) - model.estimate_flops_per_token(100)
+    assert grow == 12 * cfg.n_layer * cfg.n_embd * 100
+    assert model.estimate_flops_per_token(0) == 6 * model.num_params(exclude_embedding=True) - 6 * sum(
+        p.numel() for n, p in model.named_parameters() if "norm" in n
+    )

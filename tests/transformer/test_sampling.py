@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ivideogpt.transformer import (
+    KVCache,
+    Transformer,
+    generate_frames,
+    generate_frames_uncached,
+    sample_codes,
+    start,
+    step,
+)
+
+from .helpers import random_clip, randomize_zero_init, tiny_config
+
+
+def _model(**overrides: object) -> Transformer:
+    model = Transformer(tiny_config(action_dim=3, reward_head=True, done_head=True, **overrides))
+    randomize_zero_init(model)
+    return model
+
+
+def _rollout_inputs(model: Transformer, frames: int, b: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
+    clip = random_clip(model.cfg, b, 2, 0, seed=1)
+    return clip["context_codes"], torch.randn(
+        b, frames, model.cfg.action_dim, generator=torch.Generator().manual_seed(2)
+    )
+
+
+@pytest.mark.parametrize("frames,window,slide", [(3, None, None), (8, None, None), (7, 3, 1), (5, 2, 2)])
+def test_cached_and_uncached_sampling_agree(frames: int, window: int | None, slide: int | None) -> None:
+    model = _model()
+    context, actions = _rollout_inputs(model, frames)
+    kwargs = {"temperature": 0.8, "top_k": 6, "window_frames": window, "slide_frames": slide}
+    cached = generate_frames(
+        model, context, actions, frames, generator=torch.Generator().manual_seed(3), **kwargs
+    )
+    uncached = generate_frames_uncached(
+        model, context, actions, frames, generator=torch.Generator().manual_seed(3), **kwargs
+    )
+    n = model.cfg.tokens_per_future_frame
+    assert cached[0].shape == (2, frames, n) and cached[1].shape == cached[2].shape == (2, frames)
+    assert torch.equal(cached[0], uncached[0])  # identical tokens, also across window slides
+    torch.testing.assert_close(cached[1], uncached[1], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(cached[2], uncached[2], rtol=1e-4, atol=1e-5)
+    assert len(set(cached[0].flatten().tolist())) > 3  # really sampled, not a constant
+    assert int(cached[0].min()) >= 0 and int(cached[0].max()) < model.cfg.future_vocab_size
+
+
+def test_rewards_are_read_at_each_frames_last_token() -> None:
+    model = _model()
+    context, actions = _rollout_inputs(model, 3)
+    codes, rewards, dones = generate_frames(
+        model, context, actions, 3, generator=torch.Generator().manual_seed(0)
+    )
+    layout = model.layout
+    tokens = layout.build(context, codes)
+    clip_actions = torch.cat([torch.zeros(2, 2, 3), actions], dim=1)  # episode rows: Tc context rows first
+    out = model.eval()(tokens, layout.action_rows(clip_actions, 2))
+    ends = layout.frame_end_positions(2, 3)
+    torch.testing.assert_close(rewards, out.reward_pred[:, ends], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(dones, torch.sigmoid(out.done_logit[:, ends]), rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(rewards[:, 1:], out.reward_pred[:, ends - 1][:, 1:])  # the neighbour differs
+
+
+def test_each_frame_costs_one_plus_n_token_steps() -> None:
+    model = _model()
+    context, actions = _rollout_inputs(model, 2)
+    fed: list[int] = []
+    handle = model.register_forward_pre_hook(lambda m, args: fed.append(args[0].shape[1]))
+    state = start(model, context)
+    assert fed == [model.layout.context_length(2)]
+    step(model, state, actions[:, 0])
+    step(model, state, actions[:, 1])
+    handle.remove()
+    n = model.cfg.tokens_per_future_frame
+    assert fed[1:] == [1] * 2 * (1 + n) and state.cache.length == fed[0] + 2 * (1 + n)
+
+
+def test_step_api_matches_generate_and_fans_out() -> None:
+    model = _model()
+    context, actions = _rollout_inputs(model, 4)
+    expected = generate_frames(
+        model, context, actions, 4, top_k=5, generator=torch.Generator().manual_seed(7)
+    )
+    state, g = start(model, context), torch.Generator().manual_seed(7)
+    steps = [step(model, state, actions[:, t], top_k=5, generator=g) for t in range(4)]
+    assert torch.equal(torch.stack([s[0] for s in steps], 1), expected[0])
+    assert state.num_generated == 4 and state.frames.shape[1] == 3  # window 3 slid once
+    # one encoded context fanned out to 3 samples == 3 copies of the context encoded separately
+    fan, copies = start(model, context[:1]), start(model, context[:1].expand(3, -1, -1))
+    fan.select(torch.zeros(3, dtype=torch.long))
+    a = actions[:1, 0].expand(3, -1)
+    first = step(model, fan, a, generator=torch.Generator().manual_seed(1))
+    second = step(model, copies, a, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(first[0], second[0]) and not torch.equal(first[0][0], first[0][1])
+
+
+def test_action_free_model_rolls_out_without_actions() -> None:
+    model = Transformer(tiny_config())
+    context, _ = _rollout_inputs(model, 1)
+    codes, rewards, dones = generate_frames(
+        model, context, None, 5, generator=torch.Generator().manual_seed(0)
+    )
+    assert codes.shape == (2, 5, model.cfg.tokens_per_future_frame) and rewards is None and dones is None
+    with pytest.raises(ValueError, match="action-free"):
+        generate_frames(model, context, torch.zeros(2, 5, 3), 5)
+
+
+def test_greedy_and_codebook_restriction() -> None:
+    layout = _model().layout
+    logits = torch.randn(4, layout.vocab_size)
+    logits[:, : layout.context_vocab_size] += 100.0  # context codes and specials may never be sampled
+    logits[:, layout.sep_id :] += 100.0
+    codes = sample_codes(
+        logits, layout, temperature=1.0, top_k=None, generator=torch.Generator().manual_seed(0)
+    )
+    assert int(codes.min()) >= 0 and int(codes.max()) < layout.future_vocab_size
+    greedy = logits[:, layout.context_vocab_size : layout.sep_id].argmax(-1)
+    assert torch.equal(sample_codes(logits, layout, temperature=0.0), greedy)
+    assert torch.equal(
+        sample_codes(logits, layout, top_k=1, generator=torch.Generator().manual_seed(1)), greedy
+    )
+    with pytest.raises(ValueError, match="temperature"):
+        sample_codes(logits, layout, temperature=-1.0)
+
+
+def test_rollout_input_errors() -> None:
+    model = _model()
+    context, actions = _rollout_inputs(model, 3)
+    with pytest.raises(ValueError, match=r"actions must be \(B, num_frames, A\)"):
+        generate_frames(model, context, actions[:, :2], 3)
+    with pytest.raises(ValueError, match=r"action must be \(B, A\) = \(2, 3\)"):
+        generate_frames(model, context, actions[..., :2], 3)
+    with pytest.raises(ValueError, match="slide_frames"):
+        start(model, context, window_frames=2, slide_frames=3)
+    with pytest.raises(ValueError, match="context_codes must lie in"):
+        start(model, context + model.cfg.context_vocab_size)
+
+
+def test_kv_cache_bookkeeping() -> None:
+    cache = KVCache(num_layers=1, capacity=4)
+    k = torch.randn(2, 1, 3, 8)
+    keys, _ = cache.update(0, k, k)
+    cache.advance(3)
+    assert torch.equal(keys, k) and cache.length == 3
+    cache.truncate(1)
+    keys, _ = cache.update(0, k[:, :, :2], k[:, :, :2])
+    assert torch.equal(keys, torch.cat([k[:, :, :1], k[:, :, :2]], 2))
+    with pytest.raises(ValueError, match="truncate"):
+        cache.truncate(2)  # length is still 1: update alone does not commit
+    with pytest.raises(ValueError, match="batch"):
+        cache.update(0, k[:1, :, :1], k[:1, :, :1])
