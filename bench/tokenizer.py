@@ -6,6 +6,8 @@ the library's only training loop) and scores each on held-out episodes (the val 
     compressive     the preset's tokenizer: 16x16 context tokens, future frames coded against the context
     perframe4x4     per-frame VQGAN downsampled to the compressive future grid (same tokens per future frame)
     perframe16x16   per-frame VQGAN at the compressive context grid (16x more tokens per future frame)
+    compressive_blend  the compressive tokenizer with `future_blend` (D_p also outputs a mask blending its
+                    frame with the last context frame; our addition, not the reference design)
 
 Rows: tokens per future frame, PSNR/SSIM of FUTURE frames only, encode+decode frames/s, future-codebook
 perplexity and share of codes used, training time. Prints a table and writes JSON.
@@ -46,6 +48,7 @@ class BenchConfig:
     steps: int | None = None  # training steps per tokenizer (None: the preset's)
     work: Path = Path("runs/bench_tokenizer")  # training runs go to <work>/<name>/
     overwrite: bool = False  # delete earlier runs in <work> first
+    reuse: bool = False  # score finished runs in <work> again instead of retraining them (train time from their log)
     eval_clips: int = 256  # validation clips scored per tokenizer (spread evenly over the val split)
     eval_batch_size: int = 16  # clips per forward pass when scoring and timing
     json: Path = Path("bench/results/tokenizer.json")  # where the results go
@@ -66,7 +69,8 @@ def variants(base: TokenizerConfig) -> dict[str, TokenizerConfig]:
     per_frame = dataclasses.replace(base, kind="per_frame", cross_attn_resolutions=())
     extra = (base.latent_grid // base.future_grid).bit_length() - 1  # 2x downsamplings to the future grid
     coarse = dataclasses.replace(per_frame, channels=base.channels + (base.channels[-1],) * extra)
-    return {"compressive": base, "perframe4x4": coarse, "perframe16x16": per_frame}
+    blend = dataclasses.replace(base, future_blend=True)
+    return {"compressive": base, "perframe4x4": coarse, "perframe16x16": per_frame, "compressive_blend": blend}
 
 
 def train_config(cfg: BenchConfig, name: str, tokenizer: TokenizerConfig) -> TokenizerTrainConfig:
@@ -104,16 +108,24 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         raise ValueError("BenchConfig.data: give the dataset folder(s) with --data")
     start = time.perf_counter()
     rows, steps = [], None
+    earlier = {}  # train seconds of the runs --reuse scores again, as the earlier JSON recorded them
+    if cfg.reuse and cfg.json.exists():
+        earlier = {r["name"]: r["train_time_s"] for r in json.loads(cfg.json.read_text())["rows"]}
     for name, tokenizer in variants(merge(TokenizerTrainConfig(), load_yaml(cfg.preset)).tokenizer).items():
         train_cfg = train_config(cfg, name, tokenizer)
         steps = train_cfg.train.steps
-        if train_cfg.out.exists():
-            if not cfg.overwrite:
-                raise FileExistsError(f"{train_cfg.out} exists: pass --overwrite to retrain, or another --work")
-            shutil.rmtree(train_cfg.out)
-        t0 = time.perf_counter()
-        export = train_tokenizer(train_cfg)
-        train_time = time.perf_counter() - t0
+        finished = train_cfg.out / "tokenizer" / "config.json"
+        if cfg.reuse and finished.exists():
+            export, train_time = finished.parent, earlier.get(name, logged_train_time(train_cfg.out))
+        else:
+            if train_cfg.out.exists():
+                if not cfg.overwrite:
+                    raise FileExistsError(f"{train_cfg.out} exists: pass --overwrite to retrain, --reuse to "
+                                          "score it again, or another --work")
+                shutil.rmtree(train_cfg.out)
+            t0 = time.perf_counter()
+            export = train_tokenizer(train_cfg)
+            train_time = time.perf_counter() - t0
         rows.append({"name": name, **score(export, train_cfg, cfg), "train_time_s": train_time})
     result = {"command": " ".join(["python", *sys.argv]), "preset": cfg.preset, "steps": steps,
               "data": [str(d) for d in cfg.data], "device": cfg.device, "torch_threads": torch.get_num_threads(),
@@ -125,13 +137,20 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     return result
 
 
+def logged_train_time(run_dir: Path) -> float:
+    """Seconds from the first to the last line of a run's log: about what it cost to train (a lower bound)."""
+    lines = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
+    times = [line["time"] for line in lines if "time" in line]
+    return times[-1] - times[0] if len(times) > 1 else float("nan")
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
     """The result rows as a fixed-width text table."""
-    header = f"{'tokenizer':<15}{'tokens/future frame':>21}{'PSNR':>8}{'SSIM':>8}{'frames/s':>10}" \
+    header = f"{'tokenizer':<22}{'tokens/future frame':>21}{'PSNR':>8}{'SSIM':>8}{'frames/s':>10}" \
              f"{'perplexity':>12}{'codes used':>12}{'train s':>9}"
     lines = [header, "-" * len(header)]
     for r in rows:
-        lines.append(f"{r['name']:<15}{r['tokens_per_future_frame']:>21}{r['psnr']:>8.2f}{r['ssim']:>8.3f}"
+        lines.append(f"{r['name']:<22}{r['tokens_per_future_frame']:>21}{r['psnr']:>8.2f}{r['ssim']:>8.3f}"
                      f"{r['frames_per_s']:>10.1f}{r['codebook_perplexity']:>12.1f}"
                      f"{r['codes_used_share']:>12.1%}{r['train_time_s']:>9.0f}")
     return "\n".join(lines)

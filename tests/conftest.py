@@ -3,8 +3,8 @@ import os
 # Offscreen MuJoCo rendering on the CPU; must be set before mujoco is imported anywhere.
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 
 @pytest.fixture(autouse=True)

@@ -31,10 +31,16 @@ def _commands() -> list[Command]:
     from ivideogpt.data.preview import PreviewConfig, write_preview
     from ivideogpt.data.store import InfoConfig, print_info
     from ivideogpt.data.videos import VideoImportConfig, import_videos
+    from ivideogpt.demo import DemoConfig, run_demo
+    from ivideogpt.eval.predict import EvalConfig, evaluate_predictions
     from ivideogpt.eval.report import ReportConfig, render_report
+    from ivideogpt.train.tokenize import TokenizeConfig, tokenize_dataset
     from ivideogpt.train.tokenizer import TokenizerTrainConfig, train_tokenizer
+    from ivideogpt.train.transformer import TransformerTrainConfig, train_transformer
 
     return [
+        Command(("demo",), "Imagine futures of fresh Meta-World episodes with the shipped model (--train: "
+                "train one first).", DemoConfig, run_demo),
         Command(("collect", "metaworld"), "Record Meta-World expert episodes rendered in MuJoCo.",
                 MetaworldCollectConfig, collect_metaworld),
         Command(("import", "videos"), "Turn a folder of videos or frame folders into an action-free dataset.",
@@ -43,6 +49,12 @@ def _commands() -> list[Command]:
         Command(("data", "preview"), "Write a GIF/MP4 grid of a few episodes.", PreviewConfig, write_preview),
         Command(("train-tokenizer",), "Train a compressive (or per-frame) VQGAN tokenizer on dataset folders.",
                 TokenizerTrainConfig, train_tokenizer),
+        Command(("tokenize",), "Tokenize dataset folders into token shards (<out>/train, <out>/val).",
+                TokenizeConfig, tokenize_dataset),
+        Command(("train",), "Train the transformer world model on token shards; exports <out>/world_model/.",
+                TransformerTrainConfig, train_transformer),
+        Command(("eval",), "Score video prediction on held-out clips against copy-last and the tokenizer ceiling.",
+                EvalConfig, evaluate_predictions),
         Command(("eval", "report"), "Re-render report.html and plots from a metrics.json.",
                 ReportConfig, render_report),
     ]

@@ -84,9 +84,9 @@ def test_short_episodes_are_skipped_and_counted(make_dataset):
     with pytest.warns(UserWarning, match=r"skipped 3 episode\(s\) shorter than a clip \(5 frames\)"):
         ds = ClipDataset([root], ClipConfig(2, 3, val_fraction=0.0), "all")
     assert ds.skipped_episodes == 3 and [e for _, e in ds.episodes] == [1, 3] and len(ds) == 4 + 1
-    with pytest.raises(ValueError, match=r"no clips: every episode .* shorter than a clip \(9 frames\)"):
-        with pytest.warns(UserWarning):
-            ClipDataset([root], ClipConfig(2, 7, val_fraction=0.0), "all")
+    with pytest.raises(ValueError, match=r"no clips: every episode .* shorter than a clip \(9 frames\)"), \
+            pytest.warns(UserWarning):
+        ClipDataset([root], ClipConfig(2, 7, val_fraction=0.0), "all")
 
 
 def test_sources_must_share_image_size(make_dataset):

@@ -9,6 +9,7 @@ import torch
 
 from ivideogpt.data.episode import Episode, EpisodeFormatError, read_episode, validate_episode, write_episode
 from ivideogpt.data.frames import to_model, to_uint8
+
 from .helpers import random_episode
 
 

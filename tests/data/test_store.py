@@ -15,6 +15,7 @@ from ivideogpt.data.store import (
     read_meta,
     summarize,
 )
+
 from .helpers import random_episode
 
 

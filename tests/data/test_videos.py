@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import imageio.v3 as iio
 import numpy as np
 import pytest
@@ -150,6 +152,6 @@ def test_preview_writes_a_readable_gif(make_dataset):
     assert video.shape == (4, cell_h + 4, 3 * (cell_w + 2) + 2, 3)  # 3 episodes in one row, <= 4 frames each
     assert choose_episodes(5, 9, seed=0) == [0, 1, 2, 3, 4]
     chosen = choose_episodes(100, 4, seed=0)
-    assert len(set(chosen)) == 4 and all(24 <= b - a <= 26 for a, b in zip(chosen, chosen[1:]))
+    assert len(set(chosen)) == 4 and all(24 <= b - a <= 26 for a, b in itertools.pairwise(chosen))
     with pytest.raises(ValueError, match="PreviewConfig.out"):
         PreviewConfig(root, out=root / "p.png")

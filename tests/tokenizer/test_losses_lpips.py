@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import types
 import warnings
 from pathlib import Path
 
@@ -124,3 +125,21 @@ def test_gan_terms_follow_disc_start_and_train_the_discriminator() -> None:
     with torch.no_grad():  # validation: no graph, so no adaptive weight and no GAN term
         _, val = loss_fn.generator_loss(clip, tok(clip, 1), tok.last_layer_weights, step=5)
     assert "gan_g" not in val
+
+
+def test_motion_weight_counts_future_pixels_that_changed_more() -> None:
+    clip = torch.zeros(1, 3, 3, 8, 8)  # context: frames 0, 1; future: frame 2 with one changed pixel
+    clip[0, 2, :, 0, 0] = 1.0
+    recon = clip.clone()
+    recon[0, 2, :, 0, 0] = 0.0  # missed the change: error 1 on one pixel
+    recon[0, 2, :, 7, 7] = 1.0  # invented a change: error 1 on a static pixel
+    out = types.SimpleNamespace(recon=recon, context_codes=torch.zeros(1, 2, 1, 1),
+                                quant_loss=torch.tensor(0.0), stats={})
+    plain = TokenizerLoss(TokenizerLossConfig(perceptual_weight=0.0))
+    weighted = TokenizerLoss(TokenizerLossConfig(perceptual_weight=0.0, motion_weight=4.0))
+    _, m0 = plain.generator_loss(clip, out, [], 0)
+    _, m1 = weighted.generator_loss(clip, out, [], 0)
+    # the changed pixel's error now weighs 1 + 4 * 1 = 5, the static one's still 1: 6 / 2 times the plain sum
+    assert m1["recon_future"] == pytest.approx(3 * m0["recon_future"])
+    assert m1["recon_context"] == m0["recon_context"] == 0
+    assert m1["psnr_future"] == m0["psnr_future"]  # the reported PSNR is never weighted

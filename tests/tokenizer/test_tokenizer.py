@@ -200,3 +200,40 @@ def test_invalid_configs_name_the_field() -> None:
         TokenizerConfig(channels=(12, 24, 48))
     with pytest.raises(KeyError, match="unknown tokenizer preset"):
         tokenizer_preset("huge")
+
+
+def test_future_blend_mixes_the_real_last_context_frame_into_future_frames() -> None:
+    tok = build_tokenizer(tiny_config(future_blend=True)).eval()
+    clip = moving_square_clip(2, 4, 64)
+    mask_out = tok.future_vqgan.decoder.conv_out
+    with torch.no_grad():  # a saturated mask: future frames are exactly the last context frame
+        mask_out.bias[3] = 100.0
+    out = tok(clip, 2)
+    assert torch.equal(out.recon[:, 2:], clip[:, 1:2].expand(-1, 2, -1, -1, -1))
+    _, future_codes = tok.tokenize(clip, 2)
+    from_frames = tok.encode_context(clip[:, :2])
+    assert torch.equal(from_frames.last_frame, clip[:, 1])  # real pixels, not the decoded ones
+    from_codes = tok.context_from_codes(from_frames.codes)
+    assert torch.equal(from_codes.last_frame, from_codes.frames[:, -1])
+    picked = from_frames.select(torch.tensor([1, 0, 1]))  # each row keeps its own frame
+    assert torch.equal(picked.last_frame, clip[[1, 0, 1], 1])
+    assert torch.equal(tok.decode_future(future_codes, from_frames), clip[:, 1:2].expand(-1, 2, -1, -1, -1))
+    with torch.no_grad():  # mask closed: D_p's own frame, which differs from the last context frame
+        mask_out.bias[3] = -100.0
+    assert not torch.allclose(tok.decode_future(future_codes, from_frames), clip[:, 1:2], atol=1e-2)
+    from_frames.last_frame = None
+    with pytest.raises(ValueError, match="blends future frames with the last context frame"):
+        tok.decode_future(future_codes, from_frames)
+    with pytest.raises(ValueError, match="future_blend needs kind='compressive'"):
+        tiny_config(kind="per_frame", cross_attn_resolutions=(), future_blend=True)
+
+
+def test_future_blend_starts_from_the_plain_decoder_and_trains_it() -> None:
+    tok = build_tokenizer(tiny_config(future_blend=True))
+    plain, cond = tok.context_vqgan.decoder.conv_out, tok.future_vqgan.decoder.conv_out
+    assert torch.equal(cond.weight[:3], plain.weight) and torch.equal(cond.weight[3], torch.zeros_like(cond.weight[3]))
+    clip = moving_square_clip(2, 4, 64)
+    out = tok(clip, 2)
+    (out.recon[:, 2:] - clip[:, 2:]).abs().mean().backward()
+    grad = tok.future_vqgan.decoder.conv_in.weight.grad
+    assert grad is not None and grad.abs().max() > 1e-6  # gradients reach D_p through its own frame

@@ -122,7 +122,7 @@ def split_episodes(num_episodes: int, val_fraction: float, seed: int) -> tuple[l
     Returns:
         (train indices, val indices), each sorted.
     """
-    n_val = int(round(val_fraction * num_episodes))
+    n_val = round(val_fraction * num_episodes)
     if val_fraction > 0 and num_episodes >= 2:
         n_val = min(max(n_val, 1), num_episodes - 1)
     else:

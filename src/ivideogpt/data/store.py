@@ -218,7 +218,7 @@ class DatasetWriter:
     def _write_meta(self) -> None:
         _write_json_atomic(self.root / META_FILE, self.meta.to_json())
 
-    def __enter__(self) -> DatasetWriter:
+    def __enter__(self) -> DatasetWriter:  # noqa: PYI034
         return self
 
     def __exit__(

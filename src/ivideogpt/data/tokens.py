@@ -67,6 +67,11 @@ class TokenBatch:
     def to(self, device: torch.device | str) -> TokenBatch:
         return TokenBatch(**{k: v.to(device, non_blocking=True) for k, v in vars(self).items()})
 
+    def split(self, n: int) -> list[TokenBatch]:
+        """Cut into `n` micro-batches along the batch dim (for gradient accumulation)."""
+        parts = {k: v.chunk(n) for k, v in vars(self).items()}
+        return [TokenBatch(**{k: v[i] for k, v in parts.items()}) for i in range(n)]
+
 
 class TokenShardWriter:
     """Appends tokenized clips to a shard folder; the folder appears only when `close()` succeeds."""
@@ -79,8 +84,8 @@ class TokenShardWriter:
         self.tmp = self.root.with_name(self.root.name + ".tmp")
         shutil.rmtree(self.tmp, ignore_errors=True)
         self.tmp.mkdir(parents=True)
-        self._context = open(self.tmp / "context.bin", "wb")
-        self._future = open(self.tmp / "future.bin", "wb")
+        self._context = open(self.tmp / "context.bin", "wb")  # noqa: SIM115 (closed by close())
+        self._future = open(self.tmp / "future.bin", "wb")  # noqa: SIM115
         self._arrays: dict[str, list[np.ndarray]] = {k: [] for k in ("actions", "rewards", "dones", "flags", "index")}
 
     def add(self, batch: TokenBatch, index: np.ndarray) -> None:

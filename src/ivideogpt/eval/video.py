@@ -114,7 +114,7 @@ def save_video(path: str | Path, frames: np.ndarray, fps: float, scale: int = 1)
 def _write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
     # yuv420p (the pixel format every player supports) needs even sides: pad by repeating the edge
     # rather than letting imageio resize to multiples of 16 (macro_block_size=1 turns that off)
-    T, H, W, _ = frames.shape
+    _, H, W, _ = frames.shape
     frames = np.pad(frames, ((0, 0), (0, H % 2), (0, W % 2), (0, 0)), mode="edge")
     iio.imwrite(
         path,

@@ -14,6 +14,7 @@ the per-frame baseline sends every frame through E_c/D_c.
 from __future__ import annotations
 
 import numbers
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -26,6 +27,9 @@ from ivideogpt.tokenizer.vqgan import VQGAN, Features
 
 # Tolerance on the [-1, 1] range check: catches frames in [0, 255] without rejecting rounding noise.
 RANGE_TOLERANCE = 1e-3
+# `future_blend`: the mask starts at sigmoid(2) = 0.88 on the last context frame, so a fresh tokenizer
+# already scores about as well as copying that frame while D_p's own image still gets gradients.
+BLEND_INIT_LOGIT = 2.0
 
 
 @dataclass
@@ -46,21 +50,29 @@ class ContextState:
     codes: Tensor  # int64 (B, Tc, hc, wc)
     frames: Tensor  # (B, Tc, 3, H, W) context frames decoded from the codes
     features: Features  # {side: (B, Tc, C, side, side)} D_c features that D_p attends to (empty: per-frame)
+    # (B, 3, H, W) the last context frame future frames are blended with (`future_blend`): the real
+    # pixels when the state was encoded from frames, else the decoded frame
+    last_frame: Tensor | None = None
 
     @property
     def batch_size(self) -> int:
         return self.codes.shape[0]
 
+    def map(self, fn: Callable[[Tensor], Tensor]) -> ContextState:
+        """The state with `fn` applied to every tensor (moving, repeating or selecting batch rows)."""
+        return ContextState(fn(self.codes), fn(self.frames), {s: fn(f) for s, f in self.features.items()},
+                            None if self.last_frame is None else fn(self.last_frame))
+
     def to(self, device: torch.device | str) -> ContextState:
-        return ContextState(self.codes.to(device), self.frames.to(device),
-                            {s: f.to(device) for s, f in self.features.items()})
+        return self.map(lambda x: x.to(device))
 
     def repeat_interleave(self, repeats: int) -> ContextState:
         """Each clip's context `repeats` times in a row (e.g. many sampled futures of one context)."""
-        def rep(x: Tensor) -> Tensor:
-            return x.repeat_interleave(repeats, dim=0)
+        return self.map(lambda x: x.repeat_interleave(repeats, dim=0))
 
-        return ContextState(rep(self.codes), rep(self.frames), {s: rep(f) for s, f in self.features.items()})
+    def select(self, index: Tensor) -> ContextState:
+        """The contexts of batch rows `index` (int (B',), repeats allowed)."""
+        return self.map(lambda x: x.index_select(0, index.to(x.device)))
 
 
 class VideoTokenizer(nn.Module):
@@ -121,6 +133,8 @@ class VideoTokenizer(nn.Module):
         ctx_q, fut_q = self._encode(clip, num_context)
         ctx_recon, dec_features = self.context_vqgan.decode(ctx_q.quantized)  # (B*Tc, 3, H, W)
         fut_recon, _ = self.future_vqgan.decode(fut_q.quantized, self._per_clip(dec_features, b))
+        last = clip[:, tc - 1] if self.cfg.future_blend else None  # the real last context frame
+        fut_recon = self._compose(fut_recon.unflatten(0, (b, -1)), last).flatten(0, 1)
         stats = {"context_perplexity": ctx_q.perplexity, "context_usage": ctx_q.usage,
                  "future_perplexity": fut_q.perplexity, "future_usage": fut_q.usage}
         return TokenizerOutput(
@@ -158,7 +172,10 @@ class VideoTokenizer(nn.Module):
         self._check_frames(context_frames, "context_frames")
         b = context_frames.shape[0]
         q, _ = self.context_vqgan.encode(context_frames.flatten(0, 1))
-        return self.context_from_codes(q.codes.unflatten(0, (b, -1)))
+        state = self.context_from_codes(q.codes.unflatten(0, (b, -1)))
+        if self.cfg.future_blend:
+            state.last_frame = context_frames[:, -1]  # real pixels beat the decoded ones
+        return state
 
     @torch.no_grad()
     def context_from_codes(self, context_codes: Tensor) -> ContextState:
@@ -167,7 +184,9 @@ class VideoTokenizer(nn.Module):
         b = context_codes.shape[0]
         frames, features = self.context_vqgan.decode_codes(context_codes.flatten(0, 1))
         features = self._per_clip(features, b) or {}
-        return ContextState(context_codes.long(), frames.unflatten(0, (b, -1)), features)
+        frames = frames.unflatten(0, (b, -1))
+        last = frames[:, -1] if self.cfg.future_blend else None
+        return ContextState(context_codes.long(), frames, features, last)
 
     @torch.no_grad()
     def decode_context(self, state: ContextState) -> Tensor:
@@ -193,10 +212,22 @@ class VideoTokenizer(nn.Module):
                              f"{state.batch_size}")
         context = state.features if self.future_vqgan.conditional else None
         frames, _ = self.future_vqgan.decode_codes(codes.flatten(0, 1), context)  # (B*F, 3, H, W)
-        frames = frames.unflatten(0, codes.shape[:2])
+        if self.cfg.future_blend and state.last_frame is None:
+            raise ValueError("decode_future: this tokenizer blends future frames with the last context frame, "
+                             "but the context state has none (make it with encode_context or "
+                             "context_from_codes)")
+        frames = self._compose(frames.unflatten(0, codes.shape[:2]), state.last_frame)
         return frames[:, 0] if single else frames
 
     # ---- helpers -----------------------------------------------------------------------------------
+    def _compose(self, decoded: Tensor, last_frame: Tensor | None) -> Tensor:
+        """D_p output `(B, F, C, H, W)` -> frames `(B, F, 3, H, W)`; with `future_blend` (C = 4) the 4th
+        channel is a mask logit: mask * last context frame `(B, 3, H, W)` + (1 - mask) * D_p's frame."""
+        if not self.cfg.future_blend:
+            return decoded
+        mask = torch.sigmoid(decoded[:, :, 3:])
+        return mask * last_frame[:, None] + (1 - mask) * decoded[:, :, :3]
+
     def _encode(self, clip: Tensor, num_context: int) -> tuple[QuantizerOutput, QuantizerOutput]:
         """Quantize context frames `(B*Tc, ...)`, then future frames `(B*Tf, ...)` against their context."""
         self._check_clip(clip, num_context)
@@ -256,7 +287,8 @@ class CompressiveTokenizer(VideoTokenizer):
             raise ValueError(f"CompressiveTokenizer needs TokenizerConfig.kind='compressive', "
                              f"got {cfg.kind!r}")
         self.context_vqgan = VQGAN(cfg, cfg.context_codebook, patch_size=1, conditional=False)
-        self.future_vqgan = VQGAN(cfg, cfg.future_codebook, patch_size=cfg.patch_size, conditional=True)
+        self.future_vqgan = VQGAN(cfg, cfg.future_codebook, patch_size=cfg.patch_size, conditional=True,
+                                  out_channels=4 if cfg.future_blend else 3)
         self.init_conditional_from_plain()
 
     @torch.no_grad()
@@ -270,8 +302,14 @@ class CompressiveTokenizer(VideoTokenizer):
                             (self.context_vqgan.decoder, self.future_vqgan.decoder)):
             source = plain.state_dict()
             for name, tensor in cond.state_dict().items():
-                if name in source:
-                    tensor.copy_(source[name])
+                if name in source:  # the blend mask's output channel (future_blend) has no plain twin
+                    tensor[: len(source[name])].copy_(source[name])
+        if self.cfg.future_blend:
+            # Not "exactly the last frame" (a zero D_p output): the L1 gradient then vanishes on static pixels
+            # and D_p never learns; measured, its output layer shrank to ~1e-5 and stayed there.
+            out = self.future_vqgan.decoder.conv_out
+            nn.init.zeros_(out.weight[3:])
+            nn.init.constant_(out.bias[3:], BLEND_INIT_LOGIT)
 
 
 class PerFrameTokenizer(VideoTokenizer):

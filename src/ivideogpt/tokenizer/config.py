@@ -65,12 +65,19 @@ class TokenizerConfig:
     encoder_cross_blocks: int = 2  # compressive: cross-attention blocks per such level in E_p
     decoder_cross_blocks: int = 1  # compressive: cross-attention blocks per such level in D_p
     cross_attn_heads: int = 4  # heads of every (cross- and self-) attention block
+    # compressive: D_p also outputs a per-pixel mask that blends its frame with the last context frame (its
+    # real pixels when encoded from frames). Not in the reference; lets a small CPU-trained tokenizer keep
+    # static pixels exactly and spend its 16 tokens on what moved.
+    future_blend: bool = False
 
     def __post_init__(self) -> None:
         self.channels = tuple(self.channels)
         self.cross_attn_resolutions = tuple(self.cross_attn_resolutions)
         if self.kind not in ("compressive", "per_frame"):
             raise ValueError(f"TokenizerConfig.kind must be 'compressive' or 'per_frame', got {self.kind!r}")
+        if self.future_blend and self.kind != "compressive":
+            raise ValueError("TokenizerConfig.future_blend needs kind='compressive' (per-frame tokenizers "
+                             "code every frame alone)")
         if not self.channels or any(c < 1 for c in self.channels):
             raise ValueError(f"TokenizerConfig.channels must be non-empty positive widths, "
                              f"got {self.channels}")
@@ -129,6 +136,10 @@ class TokenizerLossConfig:
 
     recon: ReconLoss = "l1"  # pixel reconstruction loss on context and future frames: "l1" or "l2"
     recon_weight: float = 1.0  # weight of the pixel loss
+    # future pixels weigh 1 + motion_weight * |change since the last context frame| (mean over RGB, in
+    # [-1, 1] units) in the pixel loss: motion covers few pixels, and without this a small tokenizer
+    # settles for copying the context (0: the plain loss of METHOD)
+    motion_weight: float = 0.0
     perceptual_weight: float = 1.0  # LPIPS weight (METHOD: 1); used only when LPIPS weights are given
     lpips_weights: Path | None = None  # torchvision vgg16 + LPIPS lin weights in one file, or the vgg16 file
     lpips_lin_weights: Path | None = None  # LPIPS lin-layer file (lpips' vgg.pth) when separate from vgg16
@@ -143,7 +154,8 @@ class TokenizerLossConfig:
     def __post_init__(self) -> None:
         if self.recon not in ("l1", "l2"):
             raise ValueError(f"TokenizerLossConfig.recon must be 'l1' or 'l2', got {self.recon!r}")
-        for name in ("recon_weight", "perceptual_weight", "codebook_weight", "disc_weight", "disc_start"):
+        for name in ("recon_weight", "motion_weight", "perceptual_weight", "codebook_weight", "disc_weight",
+                     "disc_start"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TokenizerLossConfig.{name} must be >= 0, got {getattr(self, name)}")
         for name in ("disc_channels", "disc_layers"):

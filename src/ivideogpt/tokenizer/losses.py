@@ -97,6 +97,10 @@ class TokenizerLoss(nn.Module):
         tc = out.context_codes.shape[1]
         x, y = clip.flatten(0, 1), out.recon.flatten(0, 1)  # (B*T, 3, H, W)
         pixel = (y - x).abs() if self.cfg.recon == "l1" else (y - x).square()
+        if self.cfg.motion_weight > 0:
+            change = (clip[:, tc:] - clip[:, tc - 1 : tc]).abs().mean(dim=2, keepdim=True)  # (B, Tf, 1, H, W)
+            weight = torch.cat([torch.ones_like(clip[:, :tc, :1]), 1 + self.cfg.motion_weight * change], dim=1)
+            pixel = pixel * weight.flatten(0, 1)
         per_frame = pixel.mean(dim=(1, 2, 3)).view(clip.shape[:2])  # (B, T)
         nll = self.cfg.recon_weight * per_frame.mean()
         metrics = {"recon_context": per_frame[:, :tc].mean(), "recon_future": per_frame[:, tc:].mean(),

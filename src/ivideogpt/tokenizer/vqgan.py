@@ -95,7 +95,7 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """Latent `(N, latent_channels, h, w)` -> image `(N, 3, H, W)` plus per-level features."""
 
-    def __init__(self, cfg: TokenizerConfig, cross_blocks: int = 0) -> None:
+    def __init__(self, cfg: TokenizerConfig, cross_blocks: int = 0, out_channels: int = 3) -> None:
         super().__init__()
         ch, sizes = cfg.channels[::-1], cfg.level_sizes[::-1]  # bottom (coarsest) level first
         self.conv_in = nn.Conv2d(cfg.latent_channels, ch[0], 3, padding=1)
@@ -103,7 +103,7 @@ class Decoder(nn.Module):
         self.levels = _levels(cfg, ch, sizes, cross_blocks)
         self.up = nn.ModuleList(Upsample(c_in, c_out) for c_in, c_out in itertools.pairwise(ch))
         self.norm_out = group_norm(ch[-1], cfg.norm_groups)
-        self.conv_out = nn.Conv2d(ch[-1], 3, 3, padding=1)
+        self.conv_out = nn.Conv2d(ch[-1], out_channels, 3, padding=1)
 
     def forward(self, z: Tensor, context: Features | None = None) -> tuple[Tensor, Features]:
         h = self.mid(self.conv_in(z))
@@ -124,16 +124,18 @@ class VQGAN(nn.Module):
         quantizer: this autoencoder's codebook.
         patch_size: latent patch side per token (1: one token per latent position).
         conditional: add cross-attention blocks (E_p / D_p); then `encode`/`decode` need `context`.
+        out_channels: channels the decoder outputs (3; 4 when a blending mask rides along).
     """
 
     def __init__(
-        self, cfg: TokenizerConfig, quantizer: QuantizerConfig, patch_size: int, conditional: bool
+        self, cfg: TokenizerConfig, quantizer: QuantizerConfig, patch_size: int, conditional: bool,
+        out_channels: int = 3,
     ) -> None:
         super().__init__()
         self.patch_size = patch_size
         self.conditional = conditional
         self.encoder = Encoder(cfg, cfg.encoder_cross_blocks if conditional else 0)
-        self.decoder = Decoder(cfg, cfg.decoder_cross_blocks if conditional else 0)
+        self.decoder = Decoder(cfg, cfg.decoder_cross_blocks if conditional else 0, out_channels)
         patch_dim = patch_size * patch_size * cfg.latent_channels
         self.to_code = nn.Linear(patch_dim, quantizer.code_dim)
         self.from_code = nn.Linear(quantizer.code_dim, patch_dim)

@@ -1,0 +1,413 @@
+"""Video-prediction evaluation (`ivideogpt eval`): roll a world model out on held-out clips and score it.
+
+Protocol. Clips of `Tc` context + `horizon` future frames are taken from the chosen split of the dataset
+folders (split by episode, as in training), spread evenly over it. The model gets the `Tc` real context
+frames and the real actions of the future steps, imagines `samples` futures per clip, and only the
+imagined frames are scored against the truth (the reference code also averaged over the given context
+frames, which inflates every number). K samples per clip are reduced by their mean (default) or by the
+best sample per clip and metric (`aggregate="best"`, the literature's best-of-100 protocol).
+
+Two baselines run on the same clips:
+- `copy_last`: the last context frame repeated; a model that does not beat it has learned no motion.
+- `tokenizer_recon`: the world model's own tokenizer encoding and decoding the true future given the true
+  context, i.e. the best any transformer on top of this tokenizer could score (the ceiling).
+
+Outputs in `out/`: metrics.json (schema of `ivideogpt.eval.report`), `<metric>_per_step.png`, a labelled
+video grid (truth | model | copy-last) as GIF and MP4, scores.npz (every score per clip, sample and step,
+to re-aggregate without re-running) and report.html.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm import tqdm
+
+from ivideogpt.data.clips import ClipBatch, ClipConfig, ClipDataset, Split, collate_clips
+from ivideogpt.data.frames import to_model, to_uint8
+from ivideogpt.data.store import read_meta
+from ivideogpt.eval.fvd import FeatureStats, fvd_from_features, i3d_features
+from ivideogpt.eval.metrics import (
+    Aggregate,
+    FrameScores,
+    MetricModels,
+    MetricsConfig,
+    load_metric_models,
+    score_frames,
+)
+from ivideogpt.eval.report import format_metric, write_report
+from ivideogpt.eval.video import add_label, hstack_videos, save_video, tile_videos
+from ivideogpt.tokenizer import VideoTokenizer
+from ivideogpt.world_model import WorldModel
+
+METHODS = ("model", "copy_last", "tokenizer_recon")
+GRID_COLUMNS = (("truth", "truth"), ("model", "model"), ("copy_last", "copy last"))  # (method, label)
+METRIC_NAMES = ("psnr", "ssim", "lpips", "fvd")  # the headline metrics of every method
+VIDEO_SCALE = {".gif": 2, ".mp4": 4}  # nearest-neighbour upscale per format (64x64 frames are tiny)
+
+
+@dataclass
+class EvalConfig:
+    """Everything `ivideogpt eval` needs."""
+
+    model: Path  # world-model folder (or a run folder holding world_model/)
+    data: list[Path] = field(default_factory=list)  # dataset folders to draw the test clips from
+    out: Path = Path("eval")  # output folder: metrics.json, plots, video grid, report.html
+    split: Split = "val"  # episodes to test on: "val" (held out), "train" or "all"
+    val_fraction: float | None = None  # held-out share of episodes; None: the model's recorded one, else 0.1
+    split_seed: int | None = None  # seed of the episode split; None: the model's recorded one, else 0
+    context_frames: int | None = None  # Tc real frames given; None: the model's (it must be the model's)
+    horizon: int | None = None  # frames to predict; None: the trained future frames (longer ones slide)
+    clips: int = 64  # test clips, spread evenly over the split (fewer if the split has fewer)
+    samples: int = 1  # K sampled futures per clip
+    aggregate: Aggregate = "mean"  # reduce the K samples: "mean", or "best" per clip and metric
+    batch_size: int = 16  # rollouts per forward pass (a batch holds batch_size // samples clips, >= 1)
+    seed: int = 0  # seeds the sampling; the same seed and batch size give the same report
+    temperature: float | None = None  # sampling temperature; None: the model's default
+    top_k: int | None = None  # top-k sampling; None: the model's default
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)  # LPIPS/I3D weights (aggregate unused)
+    video_clips: int = 8  # clips shown in the video grid
+    video_fps: float = 8.0  # playback rate of the video grid
+    note: str = ""  # free text shown with the protocol in the report (e.g. where the test data came from)
+    device: str = "auto"  # "auto" (CUDA if available), "cpu", "cuda", "cuda:N"
+
+    def __post_init__(self) -> None:
+        self.model, self.out = Path(self.model), Path(self.out)
+        self.data = [Path(d) for d in self.data]
+        if self.split not in ("train", "val", "all"):
+            raise ValueError(f"EvalConfig.split must be 'train', 'val' or 'all', got {self.split!r}")
+        if self.aggregate not in ("mean", "best"):
+            raise ValueError(f"EvalConfig.aggregate must be 'mean' or 'best', got {self.aggregate!r}")
+        for name in ("clips", "samples", "batch_size", "video_clips"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"EvalConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("context_frames", "horizon"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"EvalConfig.{name} must be >= 1 or None, got {value}")
+        if self.val_fraction is not None and not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"EvalConfig.val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.temperature is not None and not self.temperature >= 0:
+            raise ValueError(f"EvalConfig.temperature must be >= 0 or None, got {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"EvalConfig.top_k must be >= 1 or None, got {self.top_k}")
+        if not self.video_fps > 0:
+            raise ValueError(f"EvalConfig.video_fps must be > 0, got {self.video_fps}")
+
+
+def evaluate_predictions(cfg: EvalConfig) -> dict[str, Any]:
+    """Evaluate a world model's video prediction and write the report folder `cfg.out`.
+
+    Returns:
+        The metrics dict written to metrics.json (see `ivideogpt.eval.report` for the schema). The model
+        entry also holds `reward_mse` and `reward_pearson` when the data has rewards and the model a reward
+        head.
+
+    Raises:
+        FileNotFoundError: no world model or dataset at the given paths.
+        ValueError: no data, frames of another size than the model's, actions of another size, episodes
+            too short for a clip, or a context length the model was not trained with.
+    """
+    if not cfg.data:
+        raise ValueError("EvalConfig.data: no dataset folders given (--data DIR [DIR ...])")
+    device = cfg.device if cfg.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
+    wm = WorldModel.load(cfg.model, device)
+    data = open_clips(cfg, wm)
+    picks = spread_indices(len(data), cfg.clips)
+    if len(picks) < cfg.clips:
+        print(f"eval: the {cfg.split} split has only {len(picks)} clips; evaluating all of them")
+    shown = spread_indices(len(picks), cfg.video_clips)  # positions (among the picks) of the grid's clips
+    scores = ScoreSheet(load_metric_models(cfg.metrics, device), shown)
+    clips_per_batch = max(1, cfg.batch_size // cfg.samples)
+    starts = range(0, len(picks), clips_per_batch)
+    for n, start in enumerate(tqdm(starts, desc="eval rollouts", unit="batch")):
+        batch = collate_clips([data[int(i)] for i in picks[start : start + clips_per_batch]])
+        predictions = predict_batch(wm, batch, cfg, seed=cfg.seed + n)
+        scores.add(batch, predictions, wm.num_context_frames)
+    metrics = {"protocol": _protocol(cfg, wm, data, len(picks)), **scores.metrics(cfg.aggregate)}
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    media = _write_videos(cfg.out, scores.videos, wm.num_context_frames, cfg.video_fps)
+    np.savez(cfg.out / "scores.npz", **scores.arrays())
+    report = write_report(cfg.out, metrics, {"truth | model | copy last": media[0]})
+    _print_summary(metrics, report)
+    return metrics
+
+
+# ------------------------------------------------------------------------------------- data
+
+
+def open_clips(cfg: EvalConfig, wm: WorldModel) -> ClipDataset:
+    """The test clips (context + horizon frames) of `cfg.split`, checked against the model."""
+    tc = wm.num_context_frames
+    if cfg.context_frames is not None and cfg.context_frames != tc:
+        raise ValueError(f"EvalConfig.context_frames={cfg.context_frames}, but the world model at "
+                         f"{cfg.model} conditions on exactly {tc} context frame(s) (world_model.json "
+                         "context_frames)")
+    for root in cfg.data:
+        _check_source(root, wm)
+    recorded = _recorded_split(wm.spec.provenance)
+    clip_cfg = ClipConfig(
+        context_frames=tc,
+        future_frames=cfg.horizon or wm.spec.future_frames,
+        val_fraction=_first(cfg.val_fraction, recorded.get("val_fraction"), ClipConfig.val_fraction),
+        split_seed=_first(cfg.split_seed, recorded.get("split_seed"), ClipConfig.split_seed),
+    )
+    if cfg.split == "val" and clip_cfg.val_fraction == 0:
+        raise ValueError("EvalConfig: val_fraction is 0, so the 'val' split is empty; use --split all or set "
+                         "--val-fraction")
+    try:
+        with warnings.catch_warnings():  # skipped short episodes are reported below, once
+            warnings.simplefilter("ignore")
+            data = ClipDataset(cfg.data, clip_cfg, cfg.split, action_dim=wm.action_dim or None)
+    except ValueError as e:
+        raise ValueError(f"{e}. A clip is {tc} context + {clip_cfg.future_frames} predicted frames; lower "
+                         "--horizon for shorter episodes") from e
+    if data.skipped_episodes:
+        print(f"eval: skipped {data.skipped_episodes} episode(s) shorter than a clip "
+              f"({clip_cfg.span} frames)")
+    return data
+
+
+def spread_indices(count: int, n: int) -> np.ndarray:
+    """`min(n, count)` distinct indices of `range(count)`, evenly spread from the first to the last."""
+    if count < 1:
+        raise ValueError(f"spread_indices: nothing to pick from (count={count})")
+    return np.unique(np.linspace(0, count - 1, min(n, count)).round().astype(np.int64))
+
+
+def _check_source(root: Path, wm: WorldModel) -> None:
+    meta = read_meta(root)  # raises, naming the folder, when it is not a dataset
+    h, a = wm.image_size, wm.action_dim
+    if meta.image_size != h:
+        raise ValueError(f"{root}: frames are {meta.image_size}x{meta.image_size} but the world model "
+                         f"expects {h}x{h}; evaluate on data of the model's size")
+    if a > 0 and meta.action_dim is None:
+        raise ValueError(f"{root}: action-free video, but the world model is action-conditioned "
+                         f"(action_dim={a}); it needs the real actions")
+    if a > 0 and meta.action_dim > a:
+        raise ValueError(f"{root}: actions have {meta.action_dim} dims but the world model takes {a}")
+    if a > 0 and meta.action_dim < a:
+        print(f"eval: {root}: {meta.action_dim}-dim actions are zero-padded to the model's {a} "
+              "(as in mixed-dataset training)")
+
+
+def _recorded_split(provenance: dict[str, Any]) -> dict[str, Any]:
+    """val_fraction/split_seed the model was trained with, where its provenance records them."""
+    clips = provenance.get("clips")
+    source = clips if isinstance(clips, dict) else provenance
+    return {k: source[k] for k in ("val_fraction", "split_seed") if isinstance(source.get(k), (int, float))}
+
+
+def _first(*values: Any) -> Any:
+    return next(v for v in values if v is not None)
+
+
+# ------------------------------------------------------------------------------------- predictions
+
+
+@dataclass
+class Predictions:
+    """Predicted futures of a batch of B clips: uint8 frames `(B, K, T, H, W, 3)` per method."""
+
+    frames: dict[str, np.ndarray]  # method -> (B, K, T, H, W, 3); K = 1 for the deterministic baselines
+    rewards: np.ndarray | None  # float32 (B, K, T) rewards the model predicted; None without a reward head
+
+
+def predict_batch(wm: WorldModel, batch: ClipBatch, cfg: EvalConfig, seed: int) -> Predictions:
+    """The model's K futures and both baselines for a batch of clips (context frames are not scored).
+
+    Args:
+        wm: the world model.
+        batch: clips of Tc context + T future frames; actions row t produced frame t.
+        cfg: samples, temperature, top_k.
+        seed: seeds this batch's sampling.
+    """
+    tc, k = wm.num_context_frames, cfg.samples
+    context = batch.frames[:, :tc].numpy()  # (B, Tc, H, W, 3)
+    b, t = context.shape[0], batch.frames.shape[1] - tc
+    actions = batch.actions[:, tc:].numpy().repeat(k, axis=0) if wm.action_dim else None  # (B*K, T, A)
+    out = wm.rollout(context.repeat(k, axis=0), actions, horizon=t, seed=seed, temperature=cfg.temperature,
+                     top_k=cfg.top_k)
+    frames = {
+        "model": out.frames.reshape(b, k, t, *out.frames.shape[2:]),
+        "copy_last": copy_last_frame(context, t)[:, None],
+        "tokenizer_recon": tokenizer_reconstruction(wm.tokenizer, batch.frames, tc)[:, None],
+    }
+    rewards = None if out.rewards is None else out.rewards.reshape(b, k, t)
+    return Predictions(frames, rewards)
+
+
+def copy_last_frame(context: np.ndarray, horizon: int) -> np.ndarray:
+    """The copy-last-frame baseline: uint8 context `(B, Tc, H, W, 3)` -> `(B, horizon, H, W, 3)`."""
+    return np.repeat(context[:, -1:], horizon, axis=1)
+
+
+@torch.no_grad()
+def tokenizer_reconstruction(tokenizer: VideoTokenizer, clip: Tensor, num_context: int) -> np.ndarray:
+    """The tokenizer ceiling: encode and decode the true future frames given the true context.
+
+    Args:
+        tokenizer: the world model's tokenizer (run in eval mode; its mode is restored afterwards).
+        clip: uint8 `(B, Tc + T, H, W, 3)`.
+        num_context: Tc.
+
+    Returns:
+        uint8 `(B, T, H, W, 3)`: the reconstructed future frames.
+    """
+    was_training = tokenizer.training
+    tokenizer.eval()
+    try:
+        device = next(tokenizer.parameters()).device
+        frames = to_model(clip.to(device))
+        _, future_codes = tokenizer.tokenize(frames, num_context)
+        # decoded against the real context frames, as a rollout from them decodes its imagined codes
+        frames = tokenizer.decode_future(future_codes, tokenizer.encode_context(frames[:, :num_context]))
+    finally:
+        tokenizer.train(was_training)
+    return to_uint8(frames).cpu().numpy()
+
+
+# ------------------------------------------------------------------------------------- scoring
+
+
+class ScoreSheet:
+    """Accumulates frame scores, FVD features, rewards and the grid's videos over the batches."""
+
+    def __init__(self, models: MetricModels, video_rows: np.ndarray) -> None:
+        self.models = models
+        self.video_rows = set(video_rows.tolist())  # indices (in evaluation order) of the clips shown
+        self.scores: dict[str, list[FrameScores]] = {m: [] for m in METHODS}
+        self.real_features, self.fake_features = FeatureStats(), {m: FeatureStats() for m in METHODS}
+        self.rewards: list[tuple[np.ndarray, np.ndarray]] = []  # (predicted (B', K, T), true (B', T))
+        self.has_reward_head = False
+        self.videos: list[dict[str, np.ndarray]] = []  # per shown clip: grid column -> (Tc + T, H, W, 3)
+        self.num_clips = 0
+
+    def add(self, batch: ClipBatch, pred: Predictions, num_context: int) -> None:
+        """Score one batch of clips against its true future frames."""
+        frames = batch.frames.numpy()  # (B, Tc + T, H, W, 3)
+        truth = frames[:, num_context:]
+        for method, samples in pred.frames.items():
+            self.scores[method].append(score_frames(truth, samples, self.models.lpips))
+        if self.models.i3d is not None:
+            self._add_features(frames, pred, num_context)
+        self.has_reward_head = pred.rewards is not None
+        real = batch.has_rewards.numpy()
+        if pred.rewards is not None and real.any():
+            self.rewards.append((pred.rewards[real], batch.rewards[:, num_context:].numpy()[real]))
+        for row in range(len(frames)):
+            if self.num_clips + row in self.video_rows:
+                context = frames[row, :num_context]
+                self.videos.append({"truth": frames[row]} | {
+                    m: np.concatenate([context, pred.frames[m][row, 0]]) for m in ("model", "copy_last")})
+        self.num_clips += len(frames)
+
+    def _add_features(self, frames: np.ndarray, pred: Predictions, num_context: int) -> None:
+        """I3D features of whole clips: context + true future (real), context + each prediction (fake)."""
+        detector = self.models.i3d
+        self.real_features.update(i3d_features(detector, torch.from_numpy(frames)))
+        context = frames[:, :num_context]
+        for method, samples in pred.frames.items():
+            k = samples.shape[1]  # every sample is a generated clip (the iVideoGPT FVD protocol)
+            clips = np.concatenate([context.repeat(k, axis=0), samples.reshape(-1, *samples.shape[2:])], 1)
+            self.fake_features[method].update(i3d_features(detector, torch.from_numpy(clips)))
+
+    def metrics(self, aggregate: Aggregate) -> dict[str, Any]:
+        """metrics.json without its protocol: methods and the reasons for missing metrics."""
+        unavailable = dict(self.models.unavailable)
+        with_fvd = self.models.i3d is not None and self.real_features.count >= 2
+        if self.models.i3d is not None and not with_fvd:
+            unavailable["fvd"] = "FVD needs at least 2 test clips (a covariance of I3D features)"
+        methods = {}
+        for method in METHODS:
+            summary = FrameScores.cat(self.scores[method]).summary(aggregate)
+            fvd = fvd_from_features(self.real_features, self.fake_features[method]) if with_fvd else None
+            methods[method] = {**summary, "fvd": fvd}
+        reward, reason = self._reward_metrics()
+        methods["model"].update(reward)
+        unavailable.update(reason)
+        return {"methods": methods, "unavailable": unavailable}
+
+    def _reward_metrics(self) -> tuple[dict[str, float], dict[str, str]]:
+        if not self.has_reward_head:
+            return {}, {"reward": "the world model has no reward head"}
+        if not self.rewards:
+            return {}, {"reward": "the test data has no rewards"}
+        pred = np.concatenate([p for p, _ in self.rewards])  # (N, K, T)
+        true = np.broadcast_to(np.concatenate([t for _, t in self.rewards])[:, None], pred.shape)
+        return reward_metrics(pred, true)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """`<method>_<metric>` -> float64 (clips, samples, steps), for scores.npz."""
+        return {f"{m}_{name}": values for m in METHODS
+                for name, values in FrameScores.cat(self.scores[m]).arrays().items()}
+
+
+def reward_metrics(pred: np.ndarray, true: np.ndarray) -> tuple[dict[str, float], dict[str, str]]:
+    """MSE and Pearson correlation of predicted vs true rewards (same shapes, every entry one pair).
+
+    Returns:
+        `{"reward_mse": float, "reward_pearson": float}` and `{}`; when either side is constant the
+        correlation is undefined and left out, with its reason in the second dict.
+    """
+    pred, true = np.asarray(pred, np.float64).ravel(), np.asarray(true, np.float64).ravel()
+    out = {"reward_mse": float(np.mean((pred - true) ** 2))}
+    if pred.std() == 0 or true.std() == 0:
+        side = "true" if true.std() == 0 else "predicted"
+        return out, {"reward_pearson": f"undefined: the {side} rewards are constant over the test clips"}
+    out["reward_pearson"] = float(np.corrcoef(pred, true)[0, 1])
+    return out, {}
+
+
+# ------------------------------------------------------------------------------------- outputs
+
+
+def _protocol(cfg: EvalConfig, wm: WorldModel, data: ClipDataset, clips: int) -> dict[str, Any]:
+    sampling = wm.spec.sampling
+    temperature = sampling.temperature if cfg.temperature is None else cfg.temperature
+    top_k = sampling.top_k if cfg.top_k is None else cfg.top_k
+    return {
+        "context": wm.num_context_frames,
+        "horizon": data.cfg.future_frames,
+        "clips": clips,
+        "samples": cfg.samples,
+        "aggregate": cfg.aggregate,
+        "model": str(cfg.model),
+        "data": ", ".join(str(d) for d in cfg.data),
+        "split": f"{cfg.split} (val_fraction {data.cfg.val_fraction}, split_seed {data.cfg.split_seed})",
+        "trained_future_frames": wm.spec.future_frames,
+        "sampling": f"temperature {temperature}, top_k {top_k}, seed {cfg.seed}",
+        "scoring": "only predicted frames are scored; copy_last repeats the last context frame; "
+                   "tokenizer_recon encodes and decodes the true future given the true context (the ceiling)",
+    } | ({"note": cfg.note} if cfg.note else {})
+
+
+def _write_videos(out: Path, videos: list[dict[str, np.ndarray]], num_context: int, fps: float) -> list[Path]:
+    """The labelled grid (one row per clip: truth | model | copy last) as GIF and MP4."""
+    rows = [hstack_videos([_label(clip[method], num_context, label) for method, label in GRID_COLUMNS])
+            for clip in videos]
+    grid = tile_videos(rows, cols=1 if len(rows) <= 4 else 2)
+    return [save_video(out / f"predictions{suffix}", grid, fps, scale)
+            for suffix, scale in VIDEO_SCALE.items()]
+
+
+def _label(frames: np.ndarray, num_context: int, label: str) -> np.ndarray:
+    """Label each frame: "context" on the given frames, `label` on the rest (what the column shows)."""
+    given, predicted = frames[:num_context], frames[num_context:]
+    return np.concatenate([add_label(given, "context"), add_label(predicted, label)])
+
+
+def _print_summary(metrics: dict[str, Any], report: Path) -> None:
+    p = metrics["protocol"]
+    print(f"eval: {p['clips']} clips, {p['context']} context -> {p['horizon']} predicted frames, "
+          f"{p['samples']} sample(s) per clip ({p['aggregate']})")
+    for method, values in metrics["methods"].items():
+        figures = "  ".join(f"{name} {format_metric(name, values[name])}" for name in METRIC_NAMES)
+        print(f"  {method:<16} {figures}")
+    print(f"eval: report written to {report}")

@@ -1,0 +1,252 @@
+"""The tokenize job: dataset folders -> token shards (`ivideogpt.data.tokens`), one folder per split.
+
+Transformer training reads codes from memory-mapped shards and never runs the tokenizer (METHOD section
+2 trains on codes only). Every clip of every episode of the chosen split is tokenized, its start frames
+`start_stride` apart; the train/val split is the one `ClipDataset` makes (by episode), by default with
+the tokenizer's own split settings so that validation episodes are unseen by the tokenizer as well.
+
+Each shard's `meta.json` records the tokenizer's config, its absolute path and a fingerprint of its
+weights: the transformer trainer loads that tokenizer for the world-model export and refuses shards
+whose tokenizer changed since (a retrained tokenizer in the same folder would decode them wrongly).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from ivideogpt.config import to_dict
+from ivideogpt.data.clips import ClipConfig, ClipDataset, collate_clips
+from ivideogpt.data.frames import to_model
+from ivideogpt.data.tokens import TokenBatch, TokenShardMeta, TokenShardWriter
+from ivideogpt.tokenizer import VideoTokenizer
+from ivideogpt.tokenizer.io import CONFIG_FILE, load_tokenizer, resolve_tokenizer_dir
+from ivideogpt.world_model import WorldModel, read_spec, resolve_world_model_dir
+
+SPLITS = ("train", "val")
+
+
+@dataclass
+class TokenizeConfig:
+    """Everything `ivideogpt tokenize` needs."""
+
+    tokenizer: Path = Path("runs/tokenizer")  # tokenizer export/run/checkpoint folder, or a world-model folder
+    data: list[Path] = field(default_factory=list)  # dataset folders (each with meta.json) to tokenize
+    out: Path = Path("tokens")  # output folder: <out>/train/ and <out>/val/ token shards
+    context_frames: int | None = None  # Tc per clip; None: what the tokenizer was trained with
+    future_frames: int | None = None  # Tf per clip; None: what the tokenizer was trained with
+    start_stride: int = 1  # episode frames between the first frames of consecutive clips (2: every other)
+    frame_stride: int = 1  # episode frames between the frames of one clip (>1 only for action-free video)
+    val_fraction: float | None = None  # share of episodes held out; None: the tokenizer's split (else 0.1)
+    split_seed: int | None = None  # seed of the episode split; None: the tokenizer's (else 0)
+    splits: tuple[str, ...] = SPLITS  # which splits to write, each to <out>/<split>
+    batch_size: int = 32  # clips per tokenizer forward
+    device: str = "auto"  # "auto" (CUDA if available), "cpu", "cuda", "cuda:N"
+    overwrite: bool = False  # replace existing shard folders in `out`
+
+    def __post_init__(self) -> None:
+        for name in ("start_stride", "frame_stride", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"TokenizeConfig.{name} must be >= 1, got {getattr(self, name)}")
+        for name, minimum in (("context_frames", 1), ("future_frames", 1)):
+            value = getattr(self, name)
+            if value is not None and value < minimum:
+                raise ValueError(f"TokenizeConfig.{name} must be >= {minimum} or None, got {value}")
+        if self.val_fraction is not None and not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"TokenizeConfig.val_fraction must be in [0, 1), got {self.val_fraction}")
+        bad = [s for s in self.splits if s not in SPLITS]
+        if bad or not self.splits or len(set(self.splits)) != len(self.splits):
+            raise ValueError(f"TokenizeConfig.splits must be distinct entries of {SPLITS}, got {self.splits}")
+
+
+# ------------------------------------------------------------------------------------- tokenizer access
+
+
+def world_model_dir(path: str | Path) -> Path | None:
+    """The world-model folder at `path` (itself or `path/world_model/`), or None when it is not one."""
+    try:
+        return resolve_world_model_dir(path)
+    except FileNotFoundError:
+        return None
+
+
+def load_any_tokenizer(path: str | Path, device: str | torch.device = "cpu") -> VideoTokenizer:
+    """The tokenizer of a tokenizer export/run/checkpoint folder or of a world-model folder (eval mode)."""
+    folder = world_model_dir(path)
+    return load_tokenizer(path, device) if folder is None else WorldModel.load(folder, device).tokenizer
+
+
+def recorded_clips(path: str | Path) -> dict[str, Any]:
+    """Clip settings the tokenizer was trained with (context/future frames, split), where recorded.
+
+    Returns:
+        A dict with some of context_frames, future_frames, val_fraction, split_seed (empty if none known).
+    """
+    folder = world_model_dir(path)
+    if folder is not None:
+        spec = read_spec(folder)
+        return {"context_frames": spec.context_frames, "future_frames": spec.future_frames}
+    config = json.loads((resolve_tokenizer_dir(path) / CONFIG_FILE).read_text())
+    clips = config.get("clips", {}) if isinstance(config, dict) else {}
+    keys = ("context_frames", "future_frames", "val_fraction", "split_seed")
+    return {k: clips[k] for k in keys if k in clips}
+
+
+def tokenizer_fingerprint(tokenizer: torch.nn.Module) -> str:
+    """sha256 of the tokenizer's weights (names, shapes, values): equal iff the codes it makes are equal."""
+    h = hashlib.sha256()
+    for name, value in sorted(tokenizer.state_dict().items()):
+        value = value.detach().cpu().contiguous()
+        h.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
+        h.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+# ------------------------------------------------------------------------------------- the job
+
+
+def tokenize_dataset(cfg: TokenizeConfig) -> Path:
+    """Tokenize every clip of the configured splits and write `<out>/<split>/` token shards.
+
+    Returns:
+        The output folder `cfg.out` (holding one shard folder per split).
+
+    Raises:
+        FileNotFoundError: no tokenizer or dataset at the given paths.
+        FileExistsError: a shard folder exists and `overwrite` is off (checked before any work).
+        ValueError: no data, frames of another size than the tokenizer's, action sizes that differ
+            between dataset folders, or no context/future frame counts known.
+    """
+    if not cfg.data:
+        raise ValueError("TokenizeConfig.data: no dataset folders given (--data DIR [DIR ...])")
+    out = Path(cfg.out)
+    existing = [str(out / s) for s in cfg.splits if (out / s).exists() and any((out / s).iterdir())]
+    if existing and not cfg.overwrite:
+        raise FileExistsError(f"token shards exist at {existing}; pass --overwrite to replace them")
+    device = cfg.device if cfg.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
+    tokenizer = load_any_tokenizer(cfg.tokenizer, device)
+    clip_cfg = _clip_config(cfg, recorded_clips(cfg.tokenizer))
+    provenance = {
+        "tokenizer_path": str(Path(cfg.tokenizer).resolve()),
+        "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),
+        "sources": [str(Path(d).resolve()) for d in cfg.data],
+        "start_stride": cfg.start_stride,
+        "frame_stride": cfg.frame_stride,
+        "val_fraction": clip_cfg.val_fraction,
+        "split_seed": clip_cfg.split_seed,
+    }
+    for split in cfg.splits:
+        if split == "val" and clip_cfg.val_fraction == 0:
+            raise ValueError(
+                "TokenizeConfig: val_fraction is 0, so there is no 'val' split; "
+                "set --val-fraction > 0 or --splits train"
+            )
+        data = ClipDataset(cfg.data, clip_cfg, split, cache=False)  # episodes load in ~3 ms: no cache needed
+        _check_data(data, tokenizer)
+        meta = _shard_meta(data, tokenizer, clip_cfg, {**provenance, "split": split})
+        _write_split(data, tokenizer, meta, out / split, cfg)
+    return out
+
+
+def _clip_config(cfg: TokenizeConfig, recorded: dict[str, Any]) -> ClipConfig:
+    """The clip shape and split: explicit settings first, then the tokenizer's, then ClipConfig's defaults."""
+    values = {}
+    for name in ("context_frames", "future_frames", "val_fraction", "split_seed"):
+        value = getattr(cfg, name)
+        value = recorded.get(name) if value is None else value
+        if value is None and name in ("context_frames", "future_frames"):
+            raise ValueError(
+                f"TokenizeConfig.{name}: not given and not recorded with the tokenizer at "
+                f"{cfg.tokenizer}; pass --{name.replace('_', '-')} N"
+            )
+        if value is not None:
+            values[name] = value
+    return ClipConfig(stride=cfg.frame_stride, **values)
+
+
+def _check_data(data: ClipDataset, tokenizer: VideoTokenizer) -> None:
+    size = data.stores[0].meta.image_size
+    if size != tokenizer.resolution:
+        raise ValueError(
+            f"the frames of {data.stores[0].root} are {size}x{size} but the tokenizer expects "
+            f"{tokenizer.resolution}x{tokenizer.resolution}; resize the data or use another tokenizer"
+        )
+    dims = {str(s.root): s.meta.action_dim for s in data.stores if s.meta.action_dim is not None}
+    if len(set(dims.values())) > 1:
+        # zero-padding one robot's actions into another's vector makes the action layer mix meanings
+        raise ValueError(
+            f"dataset folders have different action sizes {dims}; tokenize them separately "
+            "(action-free folders may be mixed with any one action size)"
+        )
+
+
+def _shard_meta(
+    data: ClipDataset, tokenizer: VideoTokenizer, clip_cfg: ClipConfig, extra: dict[str, Any]
+) -> TokenShardMeta:
+    fps = {s.meta.fps for s in data.stores}
+    extra = {
+        **extra,
+        "image_size": tokenizer.resolution,
+        "fps": fps.pop() / clip_cfg.stride if len(fps) == 1 else None,
+        "collect": _collection(data),
+    }
+    return TokenShardMeta(
+        context_frames=clip_cfg.context_frames,
+        future_frames=clip_cfg.future_frames,
+        context_tokens=tokenizer.tokens_per_context_frame,
+        future_tokens=tokenizer.tokens_per_future_frame,
+        context_vocab_size=tokenizer.context_vocab_size,
+        future_vocab_size=tokenizer.future_vocab_size,
+        action_dim=data.action_dim,
+        tokenizer=to_dict(tokenizer.cfg),
+        extra=extra,
+    )
+
+
+def _collection(data: ClipDataset) -> dict[str, Any]:
+    """How simulator sources were recorded (tasks, camera, ...), so matching test episodes can be made later."""
+    found: dict[str, Any] = {}
+    for store in data.stores:
+        extra = store.meta.extra
+        tasks = found.get("tasks", []) + [t for t in extra.get("tasks", []) if t not in found.get("tasks", [])]
+        found |= {k: extra[k] for k in ("camera", "action_repeat", "max_steps", "seed") if k in extra}
+        found |= {"tasks": tasks} if tasks else {}
+    return found
+
+
+@torch.no_grad()
+def _write_split(
+    data: ClipDataset, tokenizer: VideoTokenizer, meta: TokenShardMeta, root: Path, cfg: TokenizeConfig
+) -> Path:
+    """Tokenize the clips of `data` whose start is a multiple of `start_stride` into the shard `root`."""
+    ids = [i for i in range(len(data)) if data.locate(i)[2] % cfg.start_stride == 0]
+    loader = DataLoader(Subset(data, ids), batch_size=cfg.batch_size, collate_fn=collate_clips)
+    writer = TokenShardWriter(root, replace(meta), overwrite=cfg.overwrite)
+    device = next(tokenizer.parameters()).device
+    tc = meta.context_frames
+    for batch in tqdm(loader, desc=f"tokenize {root.name}", unit="batch", dynamic_ncols=True):
+        context, future = tokenizer.tokenize(to_model(batch.frames.to(device)), tc)  # (B,Tc,h,w), (B,Tf,h,w)
+        tokens = TokenBatch(
+            context_codes=context.flatten(2),  # (B, Tc, Nc)
+            future_codes=future.flatten(2),  # (B, Tf, Nf)
+            actions=batch.actions,
+            rewards=batch.rewards,
+            dones=batch.dones,
+            has_actions=batch.has_actions,
+            has_rewards=batch.has_rewards,
+        )
+        writer.add(tokens, torch.stack([batch.source, batch.episode, batch.start], 1).numpy())
+    written = writer.close()
+    m = writer.meta
+    print(
+        f"tokenize: {m.num_clips} {root.name} clips of {m.context_frames}+{m.future_frames} frames "
+        f"({m.context_tokens} + {m.future_tokens} tokens per frame) -> {written}"
+    )
+    return written

@@ -1,0 +1,414 @@
+"""The train (transformer) job: token shards -> a trained transformer -> `<out>/world_model/`.
+
+Recipe (METHOD section 2): next-token cross-entropy on future-frame codes, reward MSE (and termination
+BCE where episodes end) at each frame's last token, AdamW with no decay on embeddings/norms, cosine
+learning-rate decay after warm-up, gradient clipping, bf16 autocast and `torch.compile` on GPUs, DDP
+under torchrun. Batches are read straight from the memory-mapped shards (nanoGPT style: no DataLoader).
+
+`cfg.model` is the architecture; the token layout (vocabularies, tokens per frame, clip shape), the
+action size and the reward/done heads are facts of the data and are taken from the shards. `init_from`
+starts from an earlier world model's transformer (METHOD section 3: an action-free pretrained model gains
+its action layer and heads, zero-initialised, and is fine-tuned whole). The tokenizer stays frozen:
+training on pre-computed codes cannot update it, so joint tokenizer fine-tuning is not offered here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ivideogpt.config import to_dict
+from ivideogpt.data.frames import to_uint8
+from ivideogpt.data.tokens import TokenBatch, TokenShardError, TokenShardMeta, TokenShards
+from ivideogpt.eval.video import add_label, hstack_videos, save_video, tile_videos
+from ivideogpt.tokenizer import VideoTokenizer
+from ivideogpt.train.distributed import Runtime, init_runtime, shutdown
+from ivideogpt.train.loop import (
+    StepBatchSampler,
+    TrainJob,
+    TrainLoopConfig,
+    optimizer_step,
+    run_training,
+    seed_everything,
+)
+from ivideogpt.train.tokenize import load_any_tokenizer, tokenizer_fingerprint
+from ivideogpt.transformer import Transformer, TransformerConfig, generate_frames, transformer_preset
+from ivideogpt.world_model import EXPORT_DIR, WorldModel, WorldModelSpec
+
+# TransformerConfig fields the data fixes (the rest is architecture and loss weights, set by `cfg.model`)
+DATA_FIELDS = (
+    "context_vocab_size",
+    "future_vocab_size",
+    "tokens_per_context_frame",
+    "tokens_per_future_frame",
+    "max_context_frames",
+    "max_future_frames",
+    "action_dim",
+    "reward_head",
+    "done_head",
+)
+# fields a parent model (`init_from`) must share with `cfg.model` for its weights to mean the same thing
+ARCH_FIELDS = ("n_layer", "n_head", "n_embd", "hidden_size", "rope_theta", "tie_embeddings")
+
+
+def _default_loop() -> TrainLoopConfig:
+    # METHOD section 2: AdamW lr 1e-4, cosine decay after warm-up, weight decay 0.01, batch 16, grad clip 1.0
+    return TrainLoopConfig(lr=1e-4, warmup_steps=500, schedule="cosine", min_lr=1e-5, weight_decay=0.01,
+                           batch_size=16, grad_clip=1.0)
+
+
+@dataclass
+class TransformerTrainConfig:
+    """Everything `ivideogpt train` needs (a YAML preset fills it, flags override it)."""
+
+    tokens: Path = Path("tokens")  # output of `ivideogpt tokenize`: <tokens>/train/ and (optional) <tokens>/val/
+    out: Path = Path("runs/transformer")  # run folder: log.jsonl, ckpt/, samples/, world_model/ (the export)
+    model: TransformerConfig = field(default_factory=lambda: transformer_preset("small"))  # architecture
+    init_from: Path | None = None  # a world model (or run folder) whose transformer to start from
+    train: TrainLoopConfig = field(default_factory=_default_loop)  # optimisation and bookkeeping
+    sample_clips: int = 4  # validation clips rolled out in each sample GIF
+    resume: bool = False  # continue the run in `out` from its last checkpoint
+    config: str | None = None  # the preset this config came from (recorded, not used)
+
+    def __post_init__(self) -> None:
+        if self.sample_clips < 1:
+            raise ValueError(f"TransformerTrainConfig.sample_clips must be >= 1, got {self.sample_clips}")
+
+
+class TransformerJob(TrainJob):
+    """Transformer training on token shards as a `TrainJob` for `run_training`."""
+
+    name = "transformer"
+
+    def __init__(self, cfg: TransformerTrainConfig, runtime: Runtime) -> None:
+        self.cfg, self.runtime = cfg, runtime
+        self.train_data, self.val_data = open_token_shards(cfg.tokens)
+        self.meta = self.train_data.meta
+        # the tokenizer that made the codes: checked here, used for samples and the world-model export
+        self.tokenizer = shard_tokenizer(self.meta, cfg.tokens)
+        parent = WorldModel.load(cfg.init_from) if cfg.init_from is not None else None
+        self.model_cfg = resolve_model_config(cfg.model, self.meta, data_heads(self.train_data))
+        self.model = Transformer(self.model_cfg)
+        if parent is not None:
+            load_parent(self.model, parent, self.meta, cfg.init_from)
+        self.model.to(runtime.device)
+        if runtime.is_main:
+            self.tokenizer.to(runtime.device)
+        self.train_model = runtime.wrap(self.model, compile=cfg.train.compile)
+        t = cfg.train
+        self.opt = self.model.configure_optimizers(
+            t.weight_decay, t.lr, (t.beta1, t.beta2), runtime.device.type
+        )
+        self.last_val: dict[str, float] = {}
+        if runtime.is_main:
+            print(
+                f"transformer: {self.model.num_params() / 1e6:.2f}M parameters, "
+                f"{len(self.train_data)} train / "
+                f"{len(self.val_data) if self.val_data else 0} val clips, sequence of "
+                f"{self.seq_len} tokens, action_dim {self.model_cfg.action_dim}, reward head "
+                f"{self.model_cfg.reward_head}, done head {self.model_cfg.done_head}"
+            )
+
+    @property
+    def seq_len(self) -> int:
+        """Tokens per training clip."""
+        return self.model.layout.sequence_length(self.meta.context_frames, self.meta.future_frames)
+
+    # ---- what the loop saves ------------------------------------------------------------------------
+    def modules(self) -> dict[str, nn.Module]:
+        return {"transformer": self.model}
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"transformer": self.opt}
+
+    def config(self) -> dict[str, Any]:
+        resolved = dataclasses.replace(self.cfg, model=self.model_cfg)  # what was trained, not what was asked
+        return {k: v for k, v in to_dict(resolved).items() if k != "resume"}
+
+    def strict_config_keys(self) -> tuple[str, ...]:
+        return ("model",)
+
+    # ---- training -----------------------------------------------------------------------------------
+    def indices_for_step(self, step: int) -> list[int]:
+        """The global batch of `step`: clips drawn without replacement, a pure function of (seed, step)."""
+        n, size = len(self.train_data), self.cfg.train.batch_size * self.runtime.world_size
+        rng = np.random.default_rng([self.cfg.train.seed, step])
+        return rng.choice(n, size=size, replace=size > n).tolist()
+
+    def batches(self, start_step: int) -> Iterator[TokenBatch]:
+        sampler = StepBatchSampler(
+            self.indices_for_step,
+            start_step,
+            self.cfg.train.steps,
+            self.runtime.rank,
+            self.runtime.world_size,
+        )
+        return (self.train_data.batch(np.array(ids)) for ids in sampler)
+
+    def train_step(self, batch: TokenBatch, step: int) -> dict[str, float]:
+        micro = batch.to(self.runtime.device).split(self.cfg.train.grad_accum)
+
+        def loss_fn(b: TokenBatch) -> tuple[Tensor, dict[str, Tensor]]:
+            return self.model.compute_loss(**vars(b), forward_module=self.train_model)
+
+        return optimizer_step(self.train_model, self.opt, loss_fn, micro, self.runtime, self.cfg.train.grad_clip)
+
+    def units_per_step(self) -> dict[str, int]:
+        return {"clips": self.cfg.train.batch_size, "tokens": self.cfg.train.batch_size * self.seq_len}
+
+    # ---- validation ---------------------------------------------------------------------------------
+    def val_ids(self) -> list[np.ndarray]:
+        """The same clips at every evaluation (spread evenly over the val shards), in batches."""
+        t = self.cfg.train
+        count = min(t.eval_batches * t.batch_size, len(self.val_data))
+        ids = np.linspace(0, len(self.val_data) - 1, count).round().astype(np.int64)
+        return np.array_split(ids, -(-count // t.batch_size))
+
+    @torch.no_grad()
+    def evaluate(self, step: int) -> dict[str, float]:
+        """Mean loss/ce/accuracy (and reward_mse, done_bce) on val clips; reward_corr with true rewards."""
+        if self.val_data is None:
+            return {}
+        capture = _Capture(self.model)
+        totals: dict[str, float] = {}
+        preds, truths = [], []
+        ends = self.model.layout.frame_end_positions(self.meta.context_frames, self.meta.future_frames)
+        batches = self.val_ids()
+        self.model.eval()
+        for ids in batches:
+            b = self.val_data.batch(ids).to(self.runtime.device)
+            with self.runtime.autocast():
+                _, metrics = self.model.compute_loss(**vars(b), forward_module=capture)
+            for key, value in metrics.items():
+                totals[key] = totals.get(key, 0.0) + float(value) * len(ids)
+            if capture.out.reward_pred is not None:
+                reward, _ = self.model.heads.decode(capture.out.reward_pred[:, ends].float(), None)  # (B, Tf)
+                preds.append(reward[b.has_rewards].flatten().cpu())
+                truths.append(b.rewards[:, self.meta.context_frames :][b.has_rewards].flatten().cpu())
+        self.model.train()
+        n = sum(len(ids) for ids in batches)
+        self.last_val = {key: total / n for key, total in totals.items()}
+        if preds:
+            pred, truth = torch.cat(preds), torch.cat(truths)
+            if pred.numel() > 1 and pred.std() > 0 and truth.std() > 0:  # undefined for constant series
+                self.last_val["reward_corr"] = float(torch.corrcoef(torch.stack([pred, truth]))[0, 1])
+        return self.last_val
+
+    @torch.no_grad()
+    def write_samples(self, step: int, out_dir: Path) -> None:
+        """A GIF per sample step: tokenizer reconstruction of the truth | the model's sampled future."""
+        if self.val_data is None:
+            return
+        ids = np.arange(min(self.cfg.sample_clips, len(self.val_data)))
+        b = self.val_data.batch(ids).to(self.runtime.device)
+        tc = self.meta.context_frames
+        g = torch.Generator(self.runtime.device).manual_seed(step)  # not the global RNG (see TrainJob.evaluate)
+        actions = b.actions[:, tc:] if self.model_cfg.action_dim else None
+        self.model.eval()
+        future, _, _ = generate_frames(self.model, b.context_codes, actions, self.meta.future_frames, generator=g)
+        self.model.train()
+        truth = _decode(self.tokenizer, b.context_codes, b.future_codes)  # (B, T, H, W, 3)
+        sampled = _decode(self.tokenizer, b.context_codes, future)
+        pairs = [add_label(hstack_videos([t, s]), "truth | model") for t, s in zip(truth, sampled)]
+        fps = self.meta.extra.get("fps") or 4.0
+        save_video(out_dir / f"step_{step:09d}.gif", tile_videos(pairs, cols=2), min(fps, 8.0), scale=2)
+
+    # ---- export -------------------------------------------------------------------------------------
+    def export(self, path: Path) -> Path:
+        """Write the world model (tokenizer + transformer + spec) to `path` (WORLD_MODEL_FORMAT.md)."""
+        meta = self.meta
+        spec = WorldModelSpec(
+            tokenizer=self.tokenizer.cfg,
+            transformer=self.model_cfg,
+            context_frames=meta.context_frames,
+            future_frames=meta.future_frames,
+            image_size=self.tokenizer.resolution,
+            action_dim=self.model_cfg.action_dim,
+            fps=meta.extra.get("fps"),
+            provenance={
+                "tokens": str(Path(self.cfg.tokens).resolve()),
+                "steps": self.cfg.train.steps,
+                "init_from": None if self.cfg.init_from is None else str(Path(self.cfg.init_from).resolve()),
+                "train_clips": len(self.train_data),
+                "val": self.last_val,
+                # what eval needs to find the held-out episodes and the demo to record matching ones
+                **{k: meta.extra.get(k) for k in ("sources", "tokenizer_path", "tokenizer_fingerprint",
+                                                  "val_fraction", "split_seed", "collect")},
+            },
+        )
+        return WorldModel(self.tokenizer, self.model, spec).save(path)
+
+
+def train_transformer(cfg: TransformerTrainConfig) -> Path:
+    """Train a transformer on token shards as configured and export the world model.
+
+    Launch with the CLI for one process, or under `torchrun --nproc_per_node N` for DDP.
+
+    Returns:
+        The export folder `<cfg.out>/world_model/`, readable with `WorldModel.load`.
+    """
+    runtime = init_runtime(cfg.train.device, cfg.train.amp)
+    try:
+        seed_everything(cfg.train.seed)  # same initial weights on every rank
+        job = TransformerJob(cfg, runtime)
+        run_training(job, runtime, cfg.train, cfg.out, cfg.resume)
+        export = Path(cfg.out) / EXPORT_DIR
+        if runtime.is_main:
+            job.export(export)
+            print(f"transformer: world model exported to {export}")
+        runtime.barrier()
+    finally:
+        shutdown(runtime)
+    return export
+
+
+# ------------------------------------------------------------------------------------- data and model
+
+
+def open_token_shards(tokens: Path) -> tuple[TokenShards, TokenShards | None]:
+    """The train shards and (when present) the val shards of a `tokenize` output folder."""
+    tokens = Path(tokens)
+    if not (tokens / "train").is_dir():
+        hint = " (it is a shard folder itself: pass its parent)" if (tokens / "meta.json").exists() else ""
+        raise FileNotFoundError(
+            f"no token shards at {tokens}: expected {tokens / 'train'}/ written by "
+            f"`ivideogpt tokenize --out {tokens}`{hint}"
+        )
+    train = TokenShards(tokens / "train")
+    val = TokenShards(tokens / "val") if (tokens / "val").is_dir() else None
+    if val is not None:
+        fields = (
+            "context_frames",
+            "future_frames",
+            "context_tokens",
+            "future_tokens",
+            "context_vocab_size",
+            "future_vocab_size",
+            "action_dim",
+        )
+        diff = [f for f in fields if getattr(train.meta, f) != getattr(val.meta, f)]
+        fingerprints = {
+            train.meta.extra.get("tokenizer_fingerprint"),
+            val.meta.extra.get("tokenizer_fingerprint"),
+        }
+        if diff or len(fingerprints) > 1:
+            raise TokenShardError(
+                f"{tokens}: train and val shards were not made together "
+                f"(they differ in {diff or ['tokenizer weights']}); re-run `ivideogpt tokenize`"
+            )
+    return train, val
+
+
+def shard_tokenizer(meta: TokenShardMeta, where: Path) -> VideoTokenizer:
+    """The tokenizer recorded in the shards' meta, checked to be the one that made them (on the CPU)."""
+    path, fingerprint = meta.extra.get("tokenizer_path"), meta.extra.get("tokenizer_fingerprint")
+    if not path or not fingerprint:
+        raise TokenShardError(
+            f"{where}: the shards do not record their tokenizer (tokenizer_path, "
+            "tokenizer_fingerprint); re-run `ivideogpt tokenize`"
+        )
+    try:
+        tokenizer = load_any_tokenizer(path)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(
+            f"{where} was tokenized with {path}, which cannot be loaded any more ({e}); the "
+            "world model needs that tokenizer"
+        ) from e
+    if tokenizer_fingerprint(tokenizer) != fingerprint:
+        raise TokenShardError(
+            f"{where}: the tokenizer at {path} has changed since these shards were made "
+            "(its weights differ); re-run `ivideogpt tokenize`"
+        )
+    return tokenizer
+
+
+def data_heads(shards: TokenShards) -> dict[str, bool]:
+    """Reward head when some clip has rewards; done head when some labelled clip ever terminates."""
+    labelled = np.asarray(shards.arrays["flags"][:, 1])  # (N,) has_rewards
+    dones = np.asarray(shards.arrays["dones"])[labelled, shards.meta.context_frames :]
+    return {"reward_head": bool(labelled.any()), "done_head": bool(dones.any())}
+
+
+def resolve_model_config(
+    model: TransformerConfig, meta: TokenShardMeta, heads: dict[str, bool]
+) -> TransformerConfig:
+    """`model` with the data's layout, action size and heads (see `DATA_FIELDS`).
+
+    Raises:
+        ValueError: when `model` sets one of those fields (away from its default) to another value than the
+            data's: a silent override would train something other than what was asked for.
+    """
+    data = {
+        "context_vocab_size": meta.context_vocab_size,
+        "future_vocab_size": meta.future_vocab_size,
+        "tokens_per_context_frame": meta.context_tokens,
+        "tokens_per_future_frame": meta.future_tokens,
+        "max_context_frames": meta.context_frames,
+        "max_future_frames": meta.future_frames,
+        "action_dim": meta.action_dim,
+        **heads,
+    }
+    defaults = {f.name: f.default for f in dataclasses.fields(TransformerConfig)}
+    clash = [
+        f"model.{k}={getattr(model, k)!r} (data: {v!r})"
+        for k, v in data.items()
+        if getattr(model, k) not in (defaults[k], v)
+    ]
+    if clash:
+        raise ValueError(f"{', '.join(clash)}: these fields come from the token shards; leave them unset")
+    return dataclasses.replace(model, **data)
+
+
+def load_parent(model: Transformer, parent: WorldModel, meta: TokenShardMeta, where: Path) -> None:
+    """Load `parent`'s transformer into `model`; new parts (action layer, heads) keep their zero init."""
+    if tokenizer_fingerprint(parent.tokenizer) != meta.extra.get("tokenizer_fingerprint"):
+        raise ValueError(
+            f"init_from {where}: its tokenizer is not the one that made the token shards "
+            f"({meta.extra.get('tokenizer_path')}); tokenize the data with --tokenizer {where}"
+        )
+    mine, theirs = model.cfg, parent.transformer.cfg
+    diff = [
+        f"{k}: {getattr(theirs, k)} vs {getattr(mine, k)}"
+        for k in ARCH_FIELDS
+        if getattr(theirs, k) != getattr(mine, k)
+    ]
+    if diff:
+        raise ValueError(
+            f"init_from {where}: its architecture differs from model (init_from vs model): "
+            f"{'; '.join(diff)}; set the model fields (or --config) to match"
+        )
+    if theirs.action_dim not in (0, mine.action_dim):
+        raise ValueError(
+            f"init_from {where}: it takes actions of size {theirs.action_dim}, the data has {mine.action_dim}"
+        )
+    try:
+        added = model.load_pretrained(parent.transformer.state_dict())
+    except ValueError as e:
+        raise ValueError(f"init_from {where}: {e}") from e
+    print(f"transformer: initialised from {where}" + (f"; new: {added}" if added else ""))
+
+
+class _Capture(nn.Module):
+    """Runs the model and keeps its output, so validation reads the reward head from the same forward."""
+
+    def __init__(self, model: Transformer) -> None:
+        super().__init__()
+        self.model = model
+        self.out: Any = None
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        self.out = self.model(*args, **kwargs)
+        return self.out
+
+
+def _decode(tokenizer: VideoTokenizer, context: Tensor, future: Tensor) -> np.ndarray:
+    """Flat codes (B, Tc, Nc), (B, Tf, Nf) -> uint8 frames (B, Tc + Tf, H, W, 3)."""
+    grids = (context.unflatten(2, tokenizer.context_grid), future.unflatten(2, tokenizer.future_grid))
+    return to_uint8(tokenizer.detokenize(*grids)).cpu().numpy()

@@ -1,0 +1,349 @@
+"""The world model behind one rollout API: tokenizer + transformer, loaded from one folder.
+
+    wm = WorldModel.load("runs/metaworld64")                  # <run>/world_model/ or the folder itself
+    state = wm.reset(context_frames, seed=0)                  # uint8 (B, Tc, H, W, 3)
+    frames, rewards, dones, state = wm.step(state, actions)   # (B, A) -> uint8 (B, H, W, 3), (B,), (B,)
+    out = wm.rollout(context_frames, actions, seed=0)         # (B, T, A) -> out.frames uint8 (B, T, H, W, 3)
+
+A rollout encodes the context once (tokens for the transformer, decoder features for the tokenizer), then
+each imagined frame costs 1 + n KV-cached single-token steps (`transformer.sampling`) and one decoder pass
+that attends to the cached context features. Rollouts longer than the trained clip slide the window
+(`window_frames` / `slide_frames`). Folder layout and JSON fields: the module constants below and
+`WorldModelSpec` (the contract shared with the trainer and the evaluators).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ivideogpt.data.frames import to_model, to_uint8
+from ivideogpt.tokenizer import ContextState, VideoTokenizer, build_tokenizer
+from ivideogpt.tokenizer.compressive import check_state_dict
+from ivideogpt.transformer import RolloutState, Transformer, sampling
+from ivideogpt.world_model_io import (  # re-exported: the folder format is part of this API
+    EXPORT_DIR,
+    FORMAT,
+    SPEC_FILE,
+    TOKENIZER_FILE,
+    TRANSFORMER_FILE,
+    VERSION,
+    SamplingConfig,
+    WorldModelSpec,
+    layout_fields,
+    read_spec,
+    read_tensors,
+    resolve_world_model_dir,
+    write_folder,
+)
+
+__all__ = ["EXPORT_DIR", "FORMAT", "SPEC_FILE", "TOKENIZER_FILE", "TRANSFORMER_FILE", "VERSION", "Rollout",
+           "SamplingConfig", "WorldModel", "WorldModelSpec", "WorldModelState", "layout_fields", "read_spec",
+           "resolve_world_model_dir"]
+
+
+@dataclass
+class Rollout:
+    """An imagined future of every batch row."""
+
+    frames: np.ndarray  # uint8 (B, T, H, W, 3)
+    rewards: np.ndarray | None  # float32 (B, T); None when the model has no reward head
+    dones: np.ndarray | None  # float32 (B, T) termination probabilities; None without a done head
+
+
+@dataclass
+class WorldModelState:
+    """A batch of ongoing rollouts; `WorldModel.step` advances it in place and returns it."""
+
+    context: ContextState  # context codes and the decoder features every imagined frame attends to
+    rollout: RolloutState  # transformer KV cache and the future codes in the window
+    generator: torch.Generator  # seeded source of all sampling noise of these rollouts
+    temperature: float  # softmax temperature of every step
+    top_k: int | None  # top-k of every step
+
+    @property
+    def batch_size(self) -> int:
+        return self.rollout.batch_size
+
+    @property
+    def num_steps(self) -> int:
+        """Frames imagined since `reset`."""
+        return self.rollout.num_generated
+
+    def select(self, index: Tensor | np.ndarray | list[int]) -> WorldModelState:
+        """Keep batch rows `index` (int (B',)), repeats allowed (fan one context out into many futures).
+
+        The generator is shared with the original state, so the selected rows draw fresh noise from it.
+        """
+        index = torch.as_tensor(index, dtype=torch.long, device=self.context.codes.device)
+        self.rollout.select(index)
+        self.context = self.context.select(index)
+        return self
+
+
+class WorldModel:
+    """A trained tokenizer and transformer, rolled out together (see the module docstring).
+
+    Attributes:
+        window_frames: future frames the transformer attends to at once (default: the trained Tf). Longer
+            rollouts drop the oldest `slide_frames` future frames when the window is full; the context
+            frames are always kept.
+        slide_frames: frames dropped per slide (default half the window).
+    """
+
+    def __init__(self, tokenizer: VideoTokenizer, transformer: Transformer, spec: WorldModelSpec) -> None:
+        for name, module, cfg in (
+            ("tokenizer", tokenizer, spec.tokenizer),
+            ("transformer", transformer, spec.transformer),
+        ):
+            if module.cfg != cfg:
+                fields = dataclasses.fields(cfg)
+                diff = [f.name for f in fields if getattr(cfg, f.name) != getattr(module.cfg, f.name)]
+                raise ValueError(f"WorldModel: spec.{name} differs from the {name}'s config in fields {diff}")
+        self.tokenizer, self.transformer, self.spec = tokenizer, transformer, spec
+        self.window_frames: int = spec.future_frames
+        self.slide_frames: int = max(1, spec.future_frames // 2)
+
+    @classmethod
+    def from_spec(cls, spec: WorldModelSpec) -> WorldModel:
+        """Freshly initialised (untrained) models of the spec's architecture: for tests and benchmarks."""
+        return cls(build_tokenizer(spec.tokenizer), Transformer(spec.transformer), spec)
+
+    # ------------------------------------------------------------------------------- properties
+
+    @property
+    def num_context_frames(self) -> int:
+        return self.spec.context_frames
+
+    @property
+    def action_dim(self) -> int:
+        return self.spec.action_dim
+
+    @property
+    def image_size(self) -> int:
+        return self.spec.image_size
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.transformer.parameters()).device
+
+    def to(self, device: str | torch.device) -> WorldModel:
+        """Move both models to `device` (in place); returns self."""
+        self.tokenizer.to(device)
+        self.transformer.to(device)
+        return self
+
+    # ---------------------------------------------------------------------------------- rollouts
+
+    def reset(
+        self,
+        context_frames: np.ndarray | Tensor,
+        seed: int | None = None,
+        *,
+        temperature: float | None = None,
+        top_k: int | None = None,
+    ) -> WorldModelState:
+        """Start B rollouts from real context frames.
+
+        Args:
+            context_frames: uint8 (B, T, H, W, 3) with T >= `num_context_frames`; the last Tc are used.
+            seed: seeds all sampling of these rollouts (None: a random seed).
+            temperature, top_k: override the spec's sampling defaults.
+
+        Returns:
+            The state to pass to `step`.
+        """
+        context = self._encode_context(context_frames)
+        rollout = sampling.start(self.transformer, self._context_tokens(context), self.window_frames,
+                                 self.slide_frames)
+        temperature, top_k = self._sampling(temperature, top_k)
+        return WorldModelState(context, rollout, self._generator(seed), temperature, top_k)
+
+    def step(
+        self, state: WorldModelState, actions: np.ndarray | Tensor | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, WorldModelState]:
+        """Imagine the next frame of every rollout.
+
+        Args:
+            state: from `reset`; advanced in place.
+            actions: float (B, A), the actions producing the next frames; None for an action-free model
+                (an action model then gets zero actions, which add nothing).
+
+        Returns:
+            frames uint8 (B, H, W, 3), rewards float32 (B,), dones bool (B,) (termination probability
+            > 0.5), each zeros/False where the model lacks the head; the state.
+        """
+        b = state.batch_size
+        action = self._check_actions(actions, (b, self.action_dim), "actions")
+        codes, reward, done, _ = sampling.step(self.transformer, state.rollout, action, state.temperature,
+                                               state.top_k, state.generator)
+        frames = self._decode(codes, state.context)
+        rewards = np.zeros(b, np.float32) if reward is None else reward.cpu().numpy().astype(np.float32)
+        dones = np.zeros(b, bool) if done is None else (done > 0.5).cpu().numpy()
+        return frames, rewards, dones, state
+
+    def rollout(
+        self,
+        context_frames: np.ndarray | Tensor,
+        actions: np.ndarray | Tensor | None = None,
+        horizon: int | None = None,
+        seed: int | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        *,
+        cached: bool = True,
+    ) -> Rollout:
+        """Imagine T frames after the context in one call.
+
+        Args:
+            context_frames: uint8 (B, Tc', H, W, 3), Tc' >= `num_context_frames` (the last Tc are used).
+            actions: float (B, T, A); row t produces imagined frame t. None: action-free (give `horizon`).
+            horizon: T; must match `actions` when both are given.
+            seed: seeds the sampling (None: random); the same seed gives the same frames.
+            temperature, top_k: override the spec's sampling defaults.
+            cached: False runs the reference path that re-runs the whole window for every token (same
+                samples, far slower; for tests and benchmarks).
+
+        Returns:
+            `Rollout` with frames (B, T, H, W, 3) and, where the model has the heads, rewards and
+            termination probabilities (B, T).
+        """
+        context = self._encode_context(context_frames)
+        b = context.batch_size
+        if actions is None:
+            if horizon is None or horizon < 1:
+                raise ValueError(f"rollout: without actions, give horizon >= 1 (frames), got {horizon}")
+            action_seq = None
+        else:
+            t = horizon if horizon is not None else _leading_dim(actions, 1)
+            action_seq = self._check_actions(actions, (b, t, self.action_dim), "actions")
+            horizon = t
+        temperature, top_k = self._sampling(temperature, top_k)
+        generate = sampling.generate_frames if cached else sampling.generate_frames_uncached
+        codes, rewards, dones = generate(self.transformer, self._context_tokens(context), action_seq, horizon,
+                                         temperature, top_k, self._generator(seed), self.window_frames,
+                                         self.slide_frames)
+        frames = np.stack([self._decode(codes[:, t], context) for t in range(horizon)], axis=1)
+        return Rollout(frames, _numpy_or_none(rewards), _numpy_or_none(dones))
+
+    # ------------------------------------------------------------------------------ save / load
+
+    def save(self, path: str | Path, dtype: torch.dtype | None = None) -> Path:
+        """Write the world-model folder atomically (see `world_model_io.write_folder`); returns `path`."""
+        return write_folder(path, self.spec, self.tokenizer, self.transformer, dtype)
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> WorldModel:
+        """Load a world-model folder (or a run folder holding `world_model/`), in eval mode, offline.
+
+        Raises:
+            FileNotFoundError: nothing at `path`, or one of the three files is missing.
+            ValueError: a file is corrupt, of another format or a newer version, or does not fit its config.
+        """
+        folder = resolve_world_model_dir(path)
+        spec = read_spec(folder)
+        tokenizer = build_tokenizer(spec.tokenizer)
+        transformer = Transformer(spec.transformer)
+        for module, name in ((tokenizer, TOKENIZER_FILE), (transformer, TRANSFORMER_FILE)):
+            state = read_tensors(folder / name)
+            check_state_dict(module, state, str(folder / name))
+            module.load_state_dict(state)
+            module.to(device).eval()
+        return cls(tokenizer, transformer, spec)
+
+    # ----------------------------------------------------------------------------------- helpers
+
+    def _encode_context(self, frames: np.ndarray | Tensor) -> ContextState:
+        """uint8 (B, T, H, W, 3), T >= Tc -> the tokenizer's context state of the last Tc frames."""
+        x = torch.as_tensor(frames)
+        h, tc = self.image_size, self.num_context_frames
+        if x.dtype != torch.uint8:
+            raise TypeError(
+                f"context_frames: expected uint8 frames (B, T, {h}, {h}, 3), got dtype {x.dtype}"
+            )
+        if x.ndim != 5 or tuple(x.shape[2:]) != (h, h, 3):
+            hint = " (add a batch axis: frames[None])" if x.ndim == 4 else ""
+            raise ValueError(
+                f"context_frames: expected shape (B, T, {h}, {h}, 3), got {tuple(x.shape)}{hint}"
+            )
+        if x.shape[1] < tc or x.shape[0] < 1:
+            raise ValueError(f"context_frames: this model needs at least {tc} context frame(s) and a batch "
+                             f"of >= 1, got shape {tuple(x.shape)}")
+        with _eval(self.tokenizer):
+            return self.tokenizer.encode_context(to_model(x[:, -tc:].to(self.device)))
+
+    def _context_tokens(self, context: ContextState) -> Tensor:
+        """Context codes (B, Tc, hc, wc) -> (B, Tc, N) as the transformer reads them."""
+        return context.codes.flatten(2)
+
+    def _decode(self, codes: Tensor, context: ContextState) -> np.ndarray:
+        """Future codes (B, n) of one frame -> uint8 (B, H, W, 3), decoded against the cached context."""
+        g = self.tokenizer.future_grid
+        with _eval(self.tokenizer):
+            frames = self.tokenizer.decode_future(codes.view(-1, *g), context)  # (B, 3, H, W)
+        return to_uint8(frames).cpu().numpy()
+
+    def _check_actions(
+        self, actions: np.ndarray | Tensor | None, shape: tuple[int, ...], name: str
+    ) -> Tensor | None:
+        """Validate and convert actions to float32 `shape` on the model's device (None stays None)."""
+        if actions is None:
+            return None
+        if self.action_dim == 0:
+            raise ValueError(f"{name}: this model is action-free (action_dim=0); pass actions=None")
+        a = torch.as_tensor(actions)
+        if a.dtype == torch.bool or a.is_complex():
+            raise TypeError(f"{name}: expected real-valued actions, got dtype {a.dtype}")
+        if tuple(a.shape) != shape:
+            raise ValueError(
+                f"{name}: expected shape {shape} (action_dim={self.action_dim}), got {tuple(a.shape)}"
+            )
+        a = a.to(self.device, torch.float32)
+        if not bool(torch.isfinite(a).all()):
+            raise ValueError(f"{name}: contains NaN or infinite values")
+        return a
+
+    def _sampling(self, temperature: float | None, top_k: int | None) -> tuple[float, int | None]:
+        """Per-call overrides on top of the spec's defaults (validated)."""
+        s = self.spec.sampling
+        merged = SamplingConfig(
+            s.temperature if temperature is None else temperature, s.top_k if top_k is None else top_k
+        )
+        return merged.temperature, merged.top_k
+
+    def _generator(self, seed: int | None) -> torch.Generator:
+        generator = torch.Generator(self.device)
+        if seed is None:
+            generator.seed()
+        else:
+            generator.manual_seed(seed)
+        return generator
+
+
+def _leading_dim(x: np.ndarray | Tensor, axis: int) -> int:
+    shape = tuple(x.shape)
+    if len(shape) <= axis:
+        raise ValueError(f"actions: expected shape (B, T, A), got {shape}")
+    return shape[axis]
+
+
+def _numpy_or_none(x: Tensor | None) -> np.ndarray | None:
+    return None if x is None else x.float().cpu().numpy()
+
+
+@contextlib.contextmanager
+def _eval(module: nn.Module) -> Iterator[None]:
+    """Run `module` in eval mode, then restore its mode (a trainer may still be training it)."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)

@@ -1,0 +1,189 @@
+"""The world-model folder: its spec (`world_model.json`) and atomic reading/writing of the three files.
+
+    world_model.json          format, version, the tokenizer and transformer configs, clip shape, image
+                              size, action size, fps, default sampling, provenance
+    tokenizer.safetensors     the tokenizer's state_dict
+    transformer.safetensors   the transformer's state_dict
+
+`ivideogpt.world_model.WorldModel.save/load` go through here; nothing here runs a model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from ivideogpt.config import ConfigError, from_dict, to_dict
+from ivideogpt.tokenizer import TokenizerConfig
+from ivideogpt.transformer import TransformerConfig
+
+FORMAT = "ivideogpt-world-model"
+VERSION = 1
+EXPORT_DIR = "world_model"  # the folder inside a run folder
+SPEC_FILE = "world_model.json"
+TOKENIZER_FILE = "tokenizer.safetensors"
+TRANSFORMER_FILE = "transformer.safetensors"
+
+
+@dataclass
+class SamplingConfig:
+    """Default sampling of a world model (each rollout may override it)."""
+
+    temperature: float = 1.0  # softmax temperature; 0 samples greedily
+    top_k: int | None = 100  # sample among the k likeliest codes; None: the whole codebook
+
+    def __post_init__(self) -> None:
+        if not self.temperature >= 0:
+            raise ValueError(f"SamplingConfig.temperature must be >= 0, got {self.temperature}")
+        if self.top_k is not None and self.top_k < 1:
+            raise ValueError(f"SamplingConfig.top_k must be >= 1 or None, got {self.top_k}")
+
+
+@dataclass
+class WorldModelSpec:
+    """The non-tensor half of `world_model.json`."""
+
+    tokenizer: TokenizerConfig  # architecture of the tokenizer
+    transformer: TransformerConfig  # architecture of the transformer (its layout fields match the tokenizer)
+    context_frames: int  # Tc: context frames the model was trained with
+    future_frames: int  # Tf: future frames of the trained clip (the rollout window)
+    image_size: int  # H = W of every frame
+    action_dim: int  # A: action size; 0 = action-free
+    fps: float | None = None  # frame rate of the training data (None: unknown)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)  # default temperature / top-k
+    provenance: dict[str, Any] = field(default_factory=dict)  # free-form: data, steps, command, ...
+
+    def __post_init__(self) -> None:
+        for name in ("context_frames", "future_frames", "image_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"WorldModelSpec.{name} must be >= 1, got {getattr(self, name)}")
+        if self.fps is not None and not self.fps > 0:
+            raise ValueError(f"WorldModelSpec.fps must be > 0 or None, got {self.fps}")
+        tok, tf = self.tokenizer, self.transformer
+        per_frame = tok.kind == "per_frame"
+        expected = {
+            "image_size": (self.image_size, tok.resolution, "tokenizer.resolution"),
+            "action_dim": (self.action_dim, tf.action_dim, "transformer.action_dim"),
+            "transformer.context_vocab_size": (
+                tf.context_vocab_size, tok.context_codebook.codebook_size, "tokenizer context codebook size"),
+            "transformer.future_vocab_size": (
+                tf.future_vocab_size,
+                (tok.context_codebook if per_frame else tok.future_codebook).codebook_size,
+                "tokenizer future codebook size"),
+            "transformer.tokens_per_context_frame": (
+                tf.tokens_per_context_frame, tok.latent_grid**2, "tokenizer context grid squared"),
+            "transformer.tokens_per_future_frame": (
+                tf.tokens_per_future_frame, tok.future_grid**2, "tokenizer future grid squared"),
+        }
+        for name, (got, want, source) in expected.items():
+            if got != want:
+                raise ValueError(f"WorldModelSpec.{name} is {got} but the {source} is {want}")
+
+
+def layout_fields(tokenizer: TokenizerConfig) -> dict[str, int]:
+    """The `TransformerConfig` fields a tokenizer fixes: `transformer_preset(name, **layout_fields(tok))`."""
+    future = tokenizer.context_codebook if tokenizer.kind == "per_frame" else tokenizer.future_codebook
+    return {
+        "context_vocab_size": tokenizer.context_codebook.codebook_size,
+        "future_vocab_size": future.codebook_size,
+        "tokens_per_context_frame": tokenizer.latent_grid**2,
+        "tokens_per_future_frame": tokenizer.future_grid**2,
+    }
+
+
+def write_folder(path: str | Path, spec: WorldModelSpec, tokenizer: nn.Module, transformer: nn.Module,
+                 dtype: torch.dtype | None = None) -> Path:
+    """Write a world-model folder atomically (a temp folder, then a rename); returns `path`.
+
+    An existing world-model folder at `path` is replaced; any other existing path is refused. `dtype`
+    (e.g. torch.float16, to ship a small file) stores floating tensors in that type; loading casts back.
+    """
+    path = Path(path)
+    replaceable = path.is_dir() and ((path / SPEC_FILE).is_file() or not any(path.iterdir()))
+    if path.exists() and not replaceable:
+        raise FileExistsError(f"WorldModel.save: {path} exists and is not a world-model folder; refusing "
+                              "to overwrite it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        (tmp / SPEC_FILE).write_text(json.dumps({"format": FORMAT, "version": VERSION, **to_dict(spec)},
+                                                indent=2) + "\n")
+        save_file(plain_state(tokenizer, dtype), str(tmp / TOKENIZER_FILE))
+        save_file(plain_state(transformer, dtype), str(tmp / TRANSFORMER_FILE))
+        old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
+        if path.exists():
+            os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def resolve_world_model_dir(path: str | Path) -> Path:
+    """The folder holding `world_model.json`: `path` itself or `<path>/world_model/`."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"world model {path} does not exist")
+    for folder in (path, path / EXPORT_DIR):
+        if (folder / SPEC_FILE).is_file():
+            return folder
+    other = " (it looks like a tokenizer export; a world model needs the transformer too)" if (
+        path / "model.safetensors").exists() else ""
+    raise FileNotFoundError(f"no world model at {path}: expected {SPEC_FILE}, {TOKENIZER_FILE} and "
+                            f"{TRANSFORMER_FILE} there or in {path / EXPORT_DIR}{other}")
+
+
+def read_spec(folder: str | Path) -> WorldModelSpec:
+    """Read and validate `folder/world_model.json`."""
+    file = Path(folder) / SPEC_FILE
+    try:
+        raw = json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{file}: not valid JSON ({e})") from e
+    if not isinstance(raw, dict) or raw.get("format") != FORMAT:
+        found = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
+        raise ValueError(f"{file}: not an {FORMAT!r} file (format: {found!r})")
+    version = raw.get("version")
+    if not isinstance(version, int) or not 1 <= version <= VERSION:
+        raise ValueError(f"{file}: version {version!r} is not one this library reads (<= {VERSION})")
+    body = {k: v for k, v in raw.items() if k not in ("format", "version")}
+    try:
+        return from_dict(WorldModelSpec, body)
+    except (ConfigError, ValueError, TypeError) as e:
+        raise ValueError(f"{file}: does not fit WorldModelSpec: {e}") from e
+
+
+def read_tensors(file: Path) -> dict[str, Tensor]:
+    if not file.is_file():
+        raise FileNotFoundError(f"{file.parent}: {file.name} is missing")
+    try:
+        return load_file(str(file))
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{file}: cannot be read as safetensors ({e})") from e
+
+
+def plain_state(module: nn.Module, dtype: torch.dtype | None = None) -> dict[str, Tensor]:
+    """CPU state_dict, tensors that share storage (tied weights) cloned: safetensors refuses shared ones."""
+    seen: set[int] = set()
+    state = {}
+    for name, tensor in module.state_dict().items():
+        t = tensor.detach()
+        shared = t.data_ptr() in seen
+        seen.add(t.data_ptr())
+        if dtype is not None and t.is_floating_point():
+            t = t.to(dtype)
+        t = t.cpu().contiguous()
+        state[name] = t.clone() if shared else t
+    return state

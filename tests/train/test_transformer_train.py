@@ -1,0 +1,207 @@
+"""The train (transformer) job on tiny token shards: learning, validation, export, resume, accumulation,
+fine-tuning from an action-free parent, DDP, and bad inputs."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from ivideogpt.config import load_yaml, merge
+from ivideogpt.train.distributed import init_runtime, shutdown
+from ivideogpt.train.loop import run_training, seed_everything
+from ivideogpt.train.monitor import read_log
+from ivideogpt.train.tokenize import TokenizeConfig, tokenize_dataset
+from ivideogpt.train.transformer import TransformerJob, TransformerTrainConfig, train_transformer
+from ivideogpt.world_model import WorldModel
+
+from .test_ddp import _free_port
+from .test_tokenize import write_squares, write_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tokens(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Token shards (train + val) of the sliding-square dataset with actions and rewards."""
+    root = tmp_path_factory.mktemp("transformer")
+    return tokenize_dataset(
+        TokenizeConfig(
+            tokenizer=write_tokenizer(root / "tokenizer"),
+            data=[write_squares(root / "data")],
+            out=root / "tokens",
+            device="cpu",
+        )
+    )
+
+
+def _cfg(tokens: Path, out: Path, **overrides: Any) -> TransformerTrainConfig:
+    """The tiny preset on CPU, plus nested overrides."""
+    base = merge(TransformerTrainConfig(), load_yaml("transformer_tiny"))
+    return merge(base, {"tokens": str(tokens), "out": str(out), "train": {"device": "cpu"}, **overrides})
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    return WorldModel.load(path).transformer.state_dict()
+
+
+def test_loss_falls_validates_samples_and_exports(tokens: Path, tmp_path: Path) -> None:
+    export = train_transformer(_cfg(tokens, tmp_path / "run"))
+    log = read_log(tmp_path / "run" / "log.jsonl")
+    losses = [r["transformer/train/loss"] for r in log if "transformer/train/loss" in r]
+    assert losses[-1] < 0.75 * losses[0]
+    val = [r for r in log if "transformer/val/loss" in r]
+    assert [r["step"] for r in val] == [10, 20, 30]
+    assert val[-1]["transformer/val/ce"] < val[0]["transformer/val/ce"]
+    for key in ("accuracy", "reward_mse", "reward_corr"):
+        assert f"transformer/val/{key}" in val[-1]
+    assert {"transformer/train/tokens_per_s", "transformer/train/grad_norm"} <= set(log[0])
+    assert (tmp_path / "run" / "samples" / "step_000000030.gif").stat().st_size > 0
+
+    wm = WorldModel.load(export)
+    assert (wm.action_dim, wm.spec.context_frames, wm.spec.future_frames, wm.image_size) == (2, 2, 4, 16)
+    assert wm.transformer.cfg.reward_head and not wm.transformer.cfg.done_head  # no episode ever ends
+    assert wm.spec.provenance["val"]["reward_corr"] == pytest.approx(val[-1]["transformer/val/reward_corr"])
+    out = wm.rollout(np.zeros((2, 2, 16, 16, 3), np.uint8), np.zeros((2, 5, 2), np.float32), seed=0)
+    assert out.frames.shape == (2, 5, 16, 16, 3) and out.rewards.shape == (2, 5)
+
+
+def test_resumed_run_equals_uninterrupted(
+    tokens: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # dropout on: the RNG state in the checkpoint must be restored for the runs to agree; cosine schedule:
+    # the cut run is interrupted (Ctrl-C), not shortened, so both runs share the schedule
+    model, train = {"dropout": 0.1}, {"steps": 12}
+    full = train_transformer(_cfg(tokens, tmp_path / "full", model=model, train=train))
+    step_once = TransformerJob.train_step
+
+    def interrupted(job: TransformerJob, batch: Any, step: int) -> dict[str, float]:
+        metrics = step_once(job, batch, step)
+        if step == 4:
+            os.kill(os.getpid(), signal.SIGINT)  # as if the user pressed Ctrl-C during step 5
+        return metrics
+
+    monkeypatch.setattr(TransformerJob, "train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_transformer(_cfg(tokens, tmp_path / "cut", model=model, train=train))
+    monkeypatch.undo()
+    assert (tmp_path / "cut" / "ckpt" / "last.txt").read_text().strip() == "step_000000005"
+    resumed = train_transformer(_cfg(tokens, tmp_path / "cut", model=model, train=train, resume=True))
+    a, b = _weights(full), _weights(resumed)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+    with pytest.raises(FileExistsError, match="already holds a run"):
+        train_transformer(_cfg(tokens, tmp_path / "full", model=model, train={"steps": 12}))
+
+
+def test_gradient_accumulation_matches_one_big_batch(tokens: Path, tmp_path: Path) -> None:
+    runs = [
+        train_transformer(_cfg(tokens, tmp_path / f"k{k}", train={"steps": 3, "grad_accum": k}))
+        for k in (1, 4)
+    ]
+    a, b = (_weights(r) for r in runs)
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5, msg=key)
+
+
+def test_action_free_parent_is_fine_tuned_with_actions(tmp_path: Path) -> None:
+    tok_path = write_tokenizer(tmp_path / "tokenizer")
+    video = tokenize_dataset(
+        TokenizeConfig(
+            tokenizer=tok_path,
+            data=[write_squares(tmp_path / "video", None)],
+            out=tmp_path / "video_tokens",
+            device="cpu",
+        )
+    )
+    parent = train_transformer(_cfg(video, tmp_path / "pretrain", train={"steps": 4}))
+    assert WorldModel.load(parent).action_dim == 0
+    # the fine-tuning data is tokenized with the parent world model's own tokenizer
+    robot = tokenize_dataset(
+        TokenizeConfig(
+            tokenizer=parent,
+            data=[write_squares(tmp_path / "robot")],
+            out=tmp_path / "robot_tokens",
+            device="cpu",
+        )
+    )
+    cfg = _cfg(robot, tmp_path / "finetune", init_from=str(tmp_path / "pretrain"))
+    job = TransformerJob(cfg, init_runtime("cpu"))
+    theirs, mine = _weights(parent), job.model.state_dict()
+    assert sorted(set(mine) - set(theirs)) == [
+        "action_proj.weight",
+        "heads.reward.bias",
+        "heads.reward.weight",
+    ]
+    for key, value in theirs.items():
+        torch.testing.assert_close(mine[key], value, rtol=0, atol=0, msg=key)
+    assert not mine["action_proj.weight"].any()  # zero init: starts as the parent's predictions
+    export = train_transformer(merge(cfg, {"train": {"steps": 4}}))
+    assert WorldModel.load(export).action_dim == 2
+    assert _weights(export)["action_proj.weight"].any()  # the action layer learned
+
+
+def test_bad_inputs_fail_clearly(tokens: Path, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="no token shards"):
+        train_transformer(_cfg(tmp_path / "missing", tmp_path / "a"))
+    with pytest.raises(FileNotFoundError, match="pass its parent"):
+        train_transformer(_cfg(tokens / "train", tmp_path / "b"))
+    with pytest.raises(ValueError, match=r"model.action_dim=3 \(data: 2\)"):
+        train_transformer(_cfg(tokens, tmp_path / "c", model={"action_dim": 3}))
+    # a parent whose tokenizer did not make these shards
+    other = tmp_path / "other"
+    other_tokens = tokenize_dataset(
+        TokenizeConfig(
+            tokenizer=write_tokenizer(other / "tokenizer", seed=1),
+            data=[write_squares(other / "data")],
+            out=other / "tokens",
+            device="cpu",
+        )
+    )
+    train_transformer(_cfg(other_tokens, other / "run", train={"steps": 1}))
+    with pytest.raises(ValueError, match="not the one that made the token shards"):
+        train_transformer(_cfg(tokens, tmp_path / "d", init_from=str(other / "run")))
+    with pytest.raises(ValueError, match="architecture differs"):
+        train_transformer(
+            _cfg(other_tokens, tmp_path / "e", init_from=str(other / "run"), model={"n_layer": 3})
+        )
+
+
+def _ddp_worker(rank: int, world_size: int, port: int, out: str, tokens: str) -> None:
+    os.environ.update(
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    torch.set_num_threads(1)
+    cfg = _cfg(
+        Path(tokens),
+        Path(out) / "run",
+        model={"dropout": 0.1},
+        train={"steps": 4, "batch_size": 4, "grad_accum": 2, "eval_every": 2, "sample_every": 4},
+    )
+    runtime = init_runtime("cpu")
+    seed_everything(cfg.train.seed)
+    job = TransformerJob(cfg, runtime)
+    initial = {k: v.clone() for k, v in job.model.state_dict().items()}
+    run_training(job, runtime, cfg.train, cfg.out, resume=False)
+    torch.save({"initial": initial, "final": job.model.state_dict()}, Path(out) / f"rank{rank}.pt")
+    shutdown(runtime)
+
+
+def test_ddp_ranks_stay_identical(tokens: Path, tmp_path: Path) -> None:
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path), str(tokens)), nprocs=2, join=True)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    for key in r0["final"]:
+        torch.testing.assert_close(r0["final"][key], r1["final"][key], rtol=0, atol=0, msg=key)
+    assert any(not torch.equal(r0["initial"][k], r0["final"][k]) for k in r0["final"])  # it did train
+    assert [r["step"] for r in read_log(tmp_path / "run" / "log.jsonl") if "transformer/val/loss" in r] == [
+        2,
+        4,
+    ]
