@@ -22,10 +22,10 @@ from __future__ import annotations
 import json
 import shutil
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ivideogpt import pretrained_path
 from ivideogpt.config import load_yaml, merge, to_dict
 from ivideogpt.data.metaworld import MetaworldCollectConfig, collect_metaworld
 from ivideogpt.data.store import read_meta
@@ -105,8 +105,7 @@ def resolve_model(model: Path | None) -> Path:
     """The world-model folder to use: `model`, or the pretrained one shipped in the package."""
     if model is not None:
         return resolve_world_model_dir(model)  # raises FileNotFoundError naming the path
-    # files() is a plain folder for a normal (not zipped) install, which pip always makes for this package
-    shipped = Path(str(resources.files("ivideogpt") / "pretrained" / PRETRAINED))
+    shipped = pretrained_path(PRETRAINED)
     try:
         return resolve_world_model_dir(shipped)
     except FileNotFoundError:

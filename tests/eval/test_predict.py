@@ -20,11 +20,11 @@ from ivideogpt.eval.predict import (
     EvalConfig,
     copy_last_frame,
     evaluate_predictions,
-    reward_metrics,
     spread_indices,
     tokenizer_reconstruction,
 )
 from ivideogpt.eval.report import read_metrics_json
+from ivideogpt.eval.scores import reward_metrics
 from ivideogpt.tokenizer import tokenizer_preset
 from ivideogpt.transformer.config import transformer_preset
 from ivideogpt.world_model import WorldModel, WorldModelSpec, layout_fields

@@ -66,12 +66,12 @@ def validate_metrics(metrics: Mapping[str, Any]) -> None:
     """Raise ValueError naming the first field of `metrics` that breaks the metrics.json schema."""
     for key in ("protocol", "methods", "unavailable"):
         if not isinstance(metrics.get(key), Mapping):
-            raise ValueError(f"metrics.{key}: expected a mapping, got {metrics.get(key)!r}")
+            raise ValueError(f"metrics.{key}: expected a mapping, got {metrics.get(key)!r}")  # noqa: TRY004 (bad file content)
     protocol = metrics["protocol"]
     for key, kind in PROTOCOL_TYPES.items():
         value = protocol.get(key)
         if not isinstance(value, kind) or isinstance(value, bool):
-            raise ValueError(f"metrics.protocol.{key}: expected {kind.__name__}, got {value!r}")
+            raise ValueError(f"metrics.protocol.{key}: expected {kind.__name__}, got {value!r}")  # noqa: TRY004 (bad file content)
     if protocol["aggregate"] not in ("mean", "best"):
         raise ValueError(f"metrics.protocol.aggregate: expected 'mean' or 'best', "
                          f"got {protocol['aggregate']!r}")
@@ -161,7 +161,7 @@ def format_metric(name: str, value: float | None) -> str:
 
 def _validate_method(where: str, values: Any, horizon: int) -> None:
     if not isinstance(values, Mapping):
-        raise ValueError(f"{where}: expected a mapping, got {values!r}")
+        raise ValueError(f"{where}: expected a mapping, got {values!r}")  # noqa: TRY004 (bad file content)
     for name in METRICS:
         if name not in values:
             raise ValueError(f"{where}.{name}: missing (use null when unavailable)")

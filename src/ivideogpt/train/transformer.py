@@ -277,32 +277,18 @@ def open_token_shards(tokens: Path) -> tuple[TokenShards, TokenShards | None]:
     tokens = Path(tokens)
     if not (tokens / "train").is_dir():
         hint = " (it is a shard folder itself: pass its parent)" if (tokens / "meta.json").exists() else ""
-        raise FileNotFoundError(
-            f"no token shards at {tokens}: expected {tokens / 'train'}/ written by "
-            f"`ivideogpt tokenize --out {tokens}`{hint}"
-        )
+        raise FileNotFoundError(f"no token shards at {tokens}: expected {tokens / 'train'}/ written by "
+                                f"`ivideogpt tokenize --out {tokens}`{hint}")
     train = TokenShards(tokens / "train")
     val = TokenShards(tokens / "val") if (tokens / "val").is_dir() else None
     if val is not None:
-        fields = (
-            "context_frames",
-            "future_frames",
-            "context_tokens",
-            "future_tokens",
-            "context_vocab_size",
-            "future_vocab_size",
-            "action_dim",
-        )
+        fields = ("context_frames", "future_frames", "context_tokens", "future_tokens", "context_vocab_size",
+                  "future_vocab_size", "action_dim")
         diff = [f for f in fields if getattr(train.meta, f) != getattr(val.meta, f)]
-        fingerprints = {
-            train.meta.extra.get("tokenizer_fingerprint"),
-            val.meta.extra.get("tokenizer_fingerprint"),
-        }
+        fingerprints = {m.extra.get("tokenizer_fingerprint") for m in (train.meta, val.meta)}
         if diff or len(fingerprints) > 1:
-            raise TokenShardError(
-                f"{tokens}: train and val shards were not made together "
-                f"(they differ in {diff or ['tokenizer weights']}); re-run `ivideogpt tokenize`"
-            )
+            raise TokenShardError(f"{tokens}: train and val shards were not made together (they differ in "
+                                  f"{diff or ['tokenizer weights']}); re-run `ivideogpt tokenize`")
     return train, val
 
 
@@ -310,22 +296,16 @@ def shard_tokenizer(meta: TokenShardMeta, where: Path) -> VideoTokenizer:
     """The tokenizer recorded in the shards' meta, checked to be the one that made them (on the CPU)."""
     path, fingerprint = meta.extra.get("tokenizer_path"), meta.extra.get("tokenizer_fingerprint")
     if not path or not fingerprint:
-        raise TokenShardError(
-            f"{where}: the shards do not record their tokenizer (tokenizer_path, "
-            "tokenizer_fingerprint); re-run `ivideogpt tokenize`"
-        )
+        raise TokenShardError(f"{where}: the shards do not record their tokenizer (tokenizer_path, "
+                              "tokenizer_fingerprint); re-run `ivideogpt tokenize`")
     try:
         tokenizer = load_any_tokenizer(path)
     except FileNotFoundError as e:
-        raise FileNotFoundError(
-            f"{where} was tokenized with {path}, which cannot be loaded any more ({e}); the "
-            "world model needs that tokenizer"
-        ) from e
+        raise FileNotFoundError(f"{where} was tokenized with {path}, which cannot be loaded any more ({e}); "
+                                "the world model needs that tokenizer") from e
     if tokenizer_fingerprint(tokenizer) != fingerprint:
-        raise TokenShardError(
-            f"{where}: the tokenizer at {path} has changed since these shards were made "
-            "(its weights differ); re-run `ivideogpt tokenize`"
-        )
+        raise TokenShardError(f"{where}: the tokenizer at {path} has changed since these shards were made "
+                              "(its weights differ); re-run `ivideogpt tokenize`")
     return tokenizer
 
 
