@@ -34,6 +34,7 @@ def _commands() -> list[Command]:
     from ivideogpt.demo import DemoConfig, run_demo
     from ivideogpt.eval.predict import EvalConfig, evaluate_predictions
     from ivideogpt.eval.report import ReportConfig, render_report
+    from ivideogpt.export import ExportConfig, export_world_model
     from ivideogpt.train.tokenize import TokenizeConfig, tokenize_dataset
     from ivideogpt.train.tokenizer import TokenizerTrainConfig, train_tokenizer
     from ivideogpt.train.transformer import TransformerTrainConfig, train_transformer
@@ -57,6 +58,8 @@ def _commands() -> list[Command]:
                 EvalConfig, evaluate_predictions),
         Command(("eval", "report"), "Re-render report.html and plots from a metrics.json.",
                 ReportConfig, render_report),
+        Command(("export",), "Copy a world model to share it: float16 weights, its default sampling set.",
+                ExportConfig, export_world_model),
     ]
 
 

@@ -14,10 +14,17 @@ import torch
 import torch.multiprocessing as mp
 
 from ivideogpt.config import load_yaml, merge
+from ivideogpt.tokenizer.io import load_tokenizer
 from ivideogpt.train.distributed import init_runtime, shutdown
 from ivideogpt.train.loop import run_training, seed_everything
 from ivideogpt.train.monitor import read_log
-from ivideogpt.train.tokenize import TokenizeConfig, tokenize_dataset
+from ivideogpt.train.tokenize import (
+    TokenizeConfig,
+    tokenize_dataset,
+    tokenizer_fingerprint,
+    tokenizer_lineage,
+)
+from ivideogpt.train.tokenizer import TokenizerTrainConfig, train_tokenizer
 from ivideogpt.train.transformer import TransformerJob, TransformerTrainConfig, train_transformer
 from ivideogpt.world_model import WorldModel
 
@@ -145,6 +152,26 @@ def test_action_free_parent_is_fine_tuned_with_actions(tmp_path: Path) -> None:
     assert _weights(export)["action_proj.weight"].any()  # the action layer learned
 
 
+def test_tokenizer_fine_tuned_from_the_parent_keeps_its_transformer_usable(tokens: Path, tmp_path: Path) -> None:
+    # METHOD section 3: adapt the tokenizer to new data, re-tokenize, fine-tune the transformer on top
+    parent = train_transformer(_cfg(tokens, tmp_path / "parent", train={"steps": 2}))
+    base = merge(TokenizerTrainConfig(), load_yaml("tokenizer_tiny"))
+    tok_cfg = merge(base, {"data": [str(write_squares(tmp_path / "new"))], "out": str(tmp_path / "tok"),
+                           "init_from": str(parent), "clips": {"future_frames": 4, "val_fraction": 0.34},
+                           "train": {"device": "cpu", "steps": 2, "eval_every": 0, "sample_every": 0}})
+    parent_fingerprint = tokenizer_fingerprint(WorldModel.load(parent).tokenizer)
+    tuned = train_tokenizer(tok_cfg)
+    assert tokenizer_lineage(tuned) == [parent_fingerprint]
+    assert tokenizer_fingerprint(load_tokenizer(tuned)) != parent_fingerprint  # it did train
+    new_tokens = tokenize_dataset(TokenizeConfig(tokenizer=tuned, data=[tmp_path / "new"],
+                                                 out=tmp_path / "new_tokens", device="cpu"))
+    child = train_transformer(_cfg(new_tokens, tmp_path / "child", init_from=str(parent),
+                                   train={"steps": 2}))
+    assert WorldModel.load(child).spec.provenance["tokenizer_lineage"] == [parent_fingerprint]
+    with pytest.raises(ValueError, match=r"architecture comes from the tokenizer being fine-tuned.*channels"):
+        train_tokenizer(merge(tok_cfg, {"out": str(tmp_path / "tok2"), "tokenizer": {"channels": [8, 8, 8]}}))
+
+
 def test_bad_inputs_fail_clearly(tokens: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no token shards"):
         train_transformer(_cfg(tmp_path / "missing", tmp_path / "a"))
@@ -163,7 +190,7 @@ def test_bad_inputs_fail_clearly(tokens: Path, tmp_path: Path) -> None:
         )
     )
     train_transformer(_cfg(other_tokens, other / "run", train={"steps": 1}))
-    with pytest.raises(ValueError, match="not the one that made the token shards"):
+    with pytest.raises(ValueError, match="neither the one that made the token shards"):
         train_transformer(_cfg(tokens, tmp_path / "d", init_from=str(other / "run")))
     with pytest.raises(ValueError, match="architecture differs"):
         train_transformer(

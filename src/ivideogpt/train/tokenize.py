@@ -83,6 +83,20 @@ def load_any_tokenizer(path: str | Path, device: str | torch.device = "cpu") -> 
     return load_tokenizer(path, device) if folder is None else WorldModel.load(folder, device).tokenizer
 
 
+def tokenizer_lineage(path: str | Path) -> list[str]:
+    """Fingerprints of the tokenizers the one at `path` was fine-tuned from (`train-tokenizer --init-from`),
+    nearest first; empty for a tokenizer trained from scratch.
+
+    A transformer trained on one tokenizer's codes may be fine-tuned on the codes of its descendant: the
+    descendant starts from the same weights, so its codes keep their meaning (METHOD section 3).
+    """
+    folder = world_model_dir(path)
+    if folder is not None:
+        return list(read_spec(folder).provenance.get("tokenizer_lineage") or [])
+    config = json.loads((resolve_tokenizer_dir(path) / CONFIG_FILE).read_text())
+    return list(config.get("lineage") or []) if isinstance(config, dict) else []
+
+
 def recorded_clips(path: str | Path) -> dict[str, Any]:
     """Clip settings the tokenizer was trained with (context/future frames, split), where recorded.
 
@@ -136,6 +150,7 @@ def tokenize_dataset(cfg: TokenizeConfig) -> Path:
     provenance = {
         "tokenizer_path": str(Path(cfg.tokenizer).resolve()),
         "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),
+        "tokenizer_lineage": tokenizer_lineage(cfg.tokenizer),
         "sources": [str(Path(d).resolve()) for d in cfg.data],
         "start_stride": cfg.start_stride,
         "frame_stride": cfg.frame_stride,

@@ -9,6 +9,7 @@ held-out episodes. The result is exported to `<out>/tokenizer/` (`ivideogpt.toke
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from ivideogpt.tokenizer import (
     TokenizerLoss,
     TokenizerLossConfig,
     TokenizerOutput,
+    VideoTokenizer,
     build_tokenizer,
 )
 from ivideogpt.tokenizer.io import TOKENIZER_EXPORT
@@ -39,6 +41,7 @@ from ivideogpt.train.loop import (
     step_loader,
 )
 from ivideogpt.train.optim import build_adamw
+from ivideogpt.train.tokenize import load_any_tokenizer, tokenizer_fingerprint, tokenizer_lineage
 from ivideogpt.train.tokenizer_eval import (
     evaluate_tokenizer,
     fixed_indices,
@@ -64,6 +67,9 @@ class TokenizerTrainConfig:
     clips: ClipConfig = field(default_factory=ClipConfig)  # context/future frames per clip, val split
     train: TrainLoopConfig = field(default_factory=_default_loop)  # optimisation and bookkeeping
     sample_clips: int = 4  # validation clips shown in each sample image/GIF
+    # fine-tune this tokenizer (export/run/checkpoint folder, or a world model's) instead of starting from
+    # scratch: its weights and architecture; the optimizer and step start afresh (METHOD section 3)
+    init_from: Path | None = None
     resume: bool = False  # continue the run in `out` from its last checkpoint
     config: str | None = None  # the preset this config came from (recorded, not used)
 
@@ -86,11 +92,17 @@ class TokenizerJob(TrainJob):
     def __init__(self, cfg: TokenizerTrainConfig, runtime: Runtime) -> None:
         self.cfg, self.runtime, self.num_context = cfg, runtime, cfg.clips.context_frames
         self.train_data = ClipDataset(cfg.data, cfg.clips, "train")
-        _check_resolution(self.train_data, cfg.tokenizer)
         self.sampler = mixture_sampler(self.train_data, cfg.weights, cfg.train.batch_size * runtime.world_size,
                                        cfg.train.seed)
         self.val = self._val_batches() if runtime.is_main else []
-        self.tokenizer = build_tokenizer(cfg.tokenizer).to(runtime.device)
+        self.lineage: list[str] = []  # fingerprints of the tokenizers this one descends from, nearest first
+        if cfg.init_from is not None:
+            self.tokenizer, self.lineage = _load_parent(cfg.init_from, cfg.tokenizer)
+            self.cfg = cfg = dataclasses.replace(cfg, tokenizer=self.tokenizer.cfg)  # recorded as trained
+        else:
+            self.tokenizer = build_tokenizer(cfg.tokenizer)
+        _check_resolution(self.train_data, cfg.tokenizer)
+        self.tokenizer.to(runtime.device)
         self.loss = TokenizerLoss(cfg.loss).to(runtime.device)
         self.disc = self.loss.discriminator  # plain module (checkpointed); the loss calls the wrapped one
         self.train_model = runtime.wrap(self.tokenizer, compile=cfg.train.compile)
@@ -120,7 +132,8 @@ class TokenizerJob(TrainJob):
         return {"tokenizer": self.opt} | ({"discriminator": self.disc_opt} if self.disc_opt is not None else {})
 
     def config(self) -> dict[str, Any]:
-        return {k: v for k, v in to_dict(self.cfg).items() if k != "resume"}  # resume is how, not what
+        config = {k: v for k, v in to_dict(self.cfg).items() if k != "resume"}  # resume is how, not what
+        return config | ({"lineage": self.lineage} if self.lineage else {})
 
     def strict_config_keys(self) -> tuple[str, ...]:
         return ("tokenizer",)
@@ -199,6 +212,24 @@ def train_tokenizer(cfg: TokenizerTrainConfig) -> Path:
     finally:
         shutdown(runtime)
     return export
+
+
+def _load_parent(path: Path, asked: TokenizerConfig) -> tuple[VideoTokenizer, list[str]]:
+    """The tokenizer to fine-tune (in train mode) and its lineage: its fingerprint, then its ancestors'.
+
+    Raises:
+        ValueError: `asked` sets an architecture (away from the defaults) other than the parent's.
+    """
+    parent = load_any_tokenizer(path)
+    default = TokenizerConfig()
+    clash = [f"tokenizer.{f.name}={getattr(asked, f.name)!r} (init_from: {getattr(parent.cfg, f.name)!r})"
+             for f in dataclasses.fields(TokenizerConfig)
+             if getattr(asked, f.name) not in (getattr(default, f.name), getattr(parent.cfg, f.name))]
+    if clash:
+        raise ValueError(f"init_from {path}: the architecture comes from the tokenizer being fine-tuned, but "
+                         f"{', '.join(clash)}; leave those fields unset or use the parent's preset")
+    print(f"tokenizer: fine-tuning {path}")
+    return parent.train(), [tokenizer_fingerprint(parent), *tokenizer_lineage(path)]
 
 
 def _check_resolution(data: ClipDataset, cfg: TokenizerConfig) -> None:

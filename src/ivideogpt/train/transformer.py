@@ -8,8 +8,10 @@ under torchrun. Batches are read straight from the memory-mapped shards (nanoGPT
 `cfg.model` is the architecture; the token layout (vocabularies, tokens per frame, clip shape), the
 action size and the reward/done heads are facts of the data and are taken from the shards. `init_from`
 starts from an earlier world model's transformer (METHOD section 3: an action-free pretrained model gains
-its action layer and heads, zero-initialised, and is fine-tuned whole). The tokenizer stays frozen:
-training on pre-computed codes cannot update it, so joint tokenizer fine-tuning is not offered here.
+its action layer and heads, zero-initialised, and is fine-tuned whole). Training on pre-computed codes
+cannot update the tokenizer, so METHOD's tokenizer adaptation comes first, as its own step
+(`train-tokenizer --init-from`): a parent is accepted when its tokenizer made the shards or is an ancestor
+of the one that did (`tokenizer_lineage`).
 """
 
 from __future__ import annotations
@@ -240,7 +242,8 @@ class TransformerJob(TrainJob):
                 "val": self.last_val,
                 # what eval needs to find the held-out episodes and the demo to record matching ones
                 **{k: meta.extra.get(k) for k in ("sources", "tokenizer_path", "tokenizer_fingerprint",
-                                                  "val_fraction", "split_seed", "collect")},
+                                                  "tokenizer_lineage", "val_fraction", "split_seed",
+                                                  "collect")},
             },
         )
         return WorldModel(self.tokenizer, self.model, spec).save(path)
@@ -348,10 +351,13 @@ def resolve_model_config(
 
 def load_parent(model: Transformer, parent: WorldModel, meta: TokenShardMeta, where: Path) -> None:
     """Load `parent`'s transformer into `model`; new parts (action layer, heads) keep their zero init."""
-    if tokenizer_fingerprint(parent.tokenizer) != meta.extra.get("tokenizer_fingerprint"):
+    # the shards' tokenizer, or one it was fine-tuned from: the codes keep their meaning (METHOD section 3)
+    compatible = (meta.extra.get("tokenizer_fingerprint"), *(meta.extra.get("tokenizer_lineage") or []))
+    if tokenizer_fingerprint(parent.tokenizer) not in compatible:
         raise ValueError(
-            f"init_from {where}: its tokenizer is not the one that made the token shards "
-            f"({meta.extra.get('tokenizer_path')}); tokenize the data with --tokenizer {where}"
+            f"init_from {where}: its tokenizer is neither the one that made the token shards "
+            f"({meta.extra.get('tokenizer_path')}) nor one that tokenizer was fine-tuned from; tokenize the data "
+            f"with --tokenizer {where}, or fine-tune that tokenizer first (train-tokenizer --init-from {where})"
         )
     mine, theirs = model.cfg, parent.transformer.cfg
     diff = [
