@@ -134,7 +134,8 @@ def test_motion_weight_counts_future_pixels_that_changed_more() -> None:
     recon[0, 2, :, 0, 0] = 0.0  # missed the change: error 1 on one pixel
     recon[0, 2, :, 7, 7] = 1.0  # invented a change: error 1 on a static pixel
     out = types.SimpleNamespace(recon=recon, context_codes=torch.zeros(1, 2, 1, 1),
-                                quant_loss=torch.tensor(0.0), stats={})
+                                quant_loss=torch.tensor(0.0), stats={}, future_raw=None,
+                                future_mask_logits=None)
     plain = TokenizerLoss(TokenizerLossConfig(perceptual_weight=0.0))
     weighted = TokenizerLoss(TokenizerLossConfig(perceptual_weight=0.0, motion_weight=4.0))
     _, m0 = plain.generator_loss(clip, out, [], 0)

@@ -237,3 +237,27 @@ def test_future_blend_starts_from_the_plain_decoder_and_trains_it() -> None:
     (out.recon[:, 2:] - clip[:, 2:]).abs().mean().backward()
     grad = tok.future_vqgan.decoder.conv_in.weight.grad
     assert grad is not None and grad.abs().max() > 1e-6  # gradients reach D_p through its own frame
+
+
+def test_future_blend_mask_learns_where_the_last_context_frame_is_right() -> None:
+    # the square moves, the background does not: the supervised mask must close on the background
+    tok = build_tokenizer(dataclasses.replace(tiny_config(future_blend=True), resolution=32))
+    loss_fn = TokenizerLoss(TokenizerLossConfig())
+    clip = moving_square_clip(2, 3, 32)
+    opt = torch.optim.Adam(tok.parameters(), lr=3e-3)
+    first = None
+    for step in range(40):
+        loss, metrics = tok.compute_loss(clip, 1, loss_fn, step)
+        assert {"blend_raw", "blend_mask"} <= set(metrics)
+        first = first or metrics
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert metrics["blend_mask"] < 0.5 * first["blend_mask"] and metrics["blend_raw"] < first["blend_raw"]
+    with torch.no_grad():
+        mask = torch.sigmoid(tok(clip, 1).future_mask_logits)  # (B, Tf, 1, H, W)
+    static = (clip[:, 1:] - clip[:, :1]).abs().amax(dim=2, keepdim=True) == 0
+    assert mask[static].mean() > 0.95 and mask[~static].mean() < mask[static].mean() - 0.2
+    plain = build_tokenizer(dataclasses.replace(tiny_config(), resolution=32))(clip, 1)
+    assert plain.future_raw is None and plain.future_mask_logits is None
+    assert "blend_mask" not in loss_fn.generator_loss(clip, plain, plain.recon, 0)[1]

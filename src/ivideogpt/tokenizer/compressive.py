@@ -41,6 +41,10 @@ class TokenizerOutput:
     context_codes: Tensor  # int64 (B, Tc, hc, wc)
     future_codes: Tensor  # int64 (B, Tf, hf, wf)
     stats: dict[str, Tensor]  # detached scalars: {context,future}_{perplexity,usage}
+    # `future_blend` only: D_p's own future frames (B, Tf, 3, H, W) and its blend-mask logits (B, Tf, 1, H, W)
+    # before they were mixed with the last context frame (the loss supervises both)
+    future_raw: Tensor | None = None
+    future_mask_logits: Tensor | None = None
 
 
 @dataclass
@@ -133,16 +137,18 @@ class VideoTokenizer(nn.Module):
         ctx_q, fut_q = self._encode(clip, num_context)
         ctx_recon, dec_features = self.context_vqgan.decode(ctx_q.quantized)  # (B*Tc, 3, H, W)
         fut_recon, _ = self.future_vqgan.decode(fut_q.quantized, self._per_clip(dec_features, b))
+        decoded = fut_recon.unflatten(0, (b, -1))  # (B, Tf, C, H, W); C = 4 with future_blend
         last = clip[:, tc - 1] if self.cfg.future_blend else None  # the real last context frame
-        fut_recon = self._compose(fut_recon.unflatten(0, (b, -1)), last).flatten(0, 1)
         stats = {"context_perplexity": ctx_q.perplexity, "context_usage": ctx_q.usage,
                  "future_perplexity": fut_q.perplexity, "future_usage": fut_q.usage}
         return TokenizerOutput(
-            recon=torch.cat([ctx_recon.unflatten(0, (b, tc)), fut_recon.unflatten(0, (b, -1))], dim=1),
+            recon=torch.cat([ctx_recon.unflatten(0, (b, tc)), self._compose(decoded, last)], dim=1),
             quant_loss=ctx_q.loss + fut_q.loss,
             context_codes=ctx_q.codes.unflatten(0, (b, tc)),
             future_codes=fut_q.codes.unflatten(0, (b, -1)),
             stats=stats,
+            future_raw=decoded[:, :, :3] if self.cfg.future_blend else None,
+            future_mask_logits=decoded[:, :, 3:] if self.cfg.future_blend else None,
         )
 
     def compute_loss(

@@ -140,6 +140,10 @@ class TokenizerLossConfig:
     # [-1, 1] units) in the pixel loss: motion covers few pixels, and without this a small tokenizer
     # settles for copying the context (0: the plain loss of METHOD)
     motion_weight: float = 0.0
+    # future_blend only: pixel loss on D_p's own frame (so it learns to draw whole frames, not only what the
+    # mask lets through), and BCE of its mask against "this pixel equals the last context frame"
+    blend_raw_weight: float = 1.0
+    blend_mask_weight: float = 1.0
     perceptual_weight: float = 1.0  # LPIPS weight (METHOD: 1); used only when LPIPS weights are given
     lpips_weights: Path | None = None  # torchvision vgg16 + LPIPS lin weights in one file, or the vgg16 file
     lpips_lin_weights: Path | None = None  # LPIPS lin-layer file (lpips' vgg.pth) when separate from vgg16
@@ -154,8 +158,8 @@ class TokenizerLossConfig:
     def __post_init__(self) -> None:
         if self.recon not in ("l1", "l2"):
             raise ValueError(f"TokenizerLossConfig.recon must be 'l1' or 'l2', got {self.recon!r}")
-        for name in ("recon_weight", "motion_weight", "perceptual_weight", "codebook_weight", "disc_weight",
-                     "disc_start"):
+        for name in ("recon_weight", "motion_weight", "blend_raw_weight", "blend_mask_weight",
+                     "perceptual_weight", "codebook_weight", "disc_weight", "disc_start"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TokenizerLossConfig.{name} must be >= 0, got {getattr(self, name)}")
         for name in ("disc_channels", "disc_layers"):

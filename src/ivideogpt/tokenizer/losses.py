@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from ivideogpt.tokenizer.compressive import TokenizerOutput
 
 _warned_no_lpips = False  # the "perceptual loss disabled" warning is given once per process
+# `future_blend`: a pixel counts as unchanged when no channel moved by more than 2 uint8 levels
+STATIC_TOLERANCE = 2 * 2 / 255  # in [-1, 1] units
 
 
 class PatchDiscriminator(nn.Module):
@@ -92,7 +94,8 @@ class TokenizerLoss(nn.Module):
 
         Returns:
             (scalar loss, metrics): `loss`, `recon`, `recon_context`, `recon_future`, `psnr_future`,
-            `quant`, `{context,future}_{perplexity,usage}`, and `perceptual`, `gan_g`, `gan_weight` when on.
+            `quant`, `{context,future}_{perplexity,usage}`, and `perceptual`, `gan_g`, `gan_weight` when on,
+            `blend_raw`, `blend_mask` with `future_blend`.
         """
         tc = out.context_codes.shape[1]
         x, y = clip.flatten(0, 1), out.recon.flatten(0, 1)  # (B*T, 3, H, W)
@@ -105,11 +108,17 @@ class TokenizerLoss(nn.Module):
         nll = self.cfg.recon_weight * per_frame.mean()
         metrics = {"recon_context": per_frame[:, :tc].mean(), "recon_future": per_frame[:, tc:].mean(),
                    "psnr_future": _psnr(clip[:, tc:], out.recon[:, tc:])}
+        if out.future_mask_logits is not None:  # future_blend
+            blend_raw, blend_mask = self._blend_terms(clip[:, tc:], clip[:, tc - 1 : tc], out)
+            nll = nll + self.cfg.blend_raw_weight * blend_raw
+            metrics.update(blend_raw=blend_raw, blend_mask=blend_mask)
         if self._lpips:
             perceptual = self._perceptual(x, y)
             nll = nll + self.cfg.perceptual_weight * perceptual
             metrics["perceptual"] = perceptual
         loss = nll + self.cfg.codebook_weight * out.quant_loss
+        if "blend_mask" in metrics:
+            loss = loss + self.cfg.blend_mask_weight * metrics["blend_mask"]
         if self.gan_active(step) and torch.is_grad_enabled():
             assert self.discriminator is not None
             gan_g = -self.discriminator(y).mean()
@@ -137,6 +146,24 @@ class TokenizerLoss(nn.Module):
         metrics = {"disc_loss": float(loss.detach()), "logits_real": float(real.detach().mean()),
                    "logits_fake": float(fake.detach().mean())}
         return loss, metrics
+
+    def _blend_terms(self, future: Tensor, last: Tensor, out: TokenizerOutput) -> tuple[Tensor, Tensor]:
+        """`future_blend` supervision: (pixel loss of D_p's own frames, BCE of its mask).
+
+        Through the blend alone, a pixel's mask only learns while D_p's frame there beats the last context
+        frame, and sigmoid gradients fade as the mask closes: static pixels kept a few levels of D_p's blur
+        and lost the near-static clips to copy-last. So D_p's frame is also trained to be the whole future
+        frame, and its mask to be 1 exactly where that frame equals the last context frame (within
+        `STATIC_TOLERANCE`).
+
+        Args:
+            future: `(B, Tf, 3, H, W)` true future frames; last: `(B, 1, 3, H, W)` the last context frame.
+        """
+        assert out.future_raw is not None and out.future_mask_logits is not None
+        error = out.future_raw - future
+        raw = (error.abs() if self.cfg.recon == "l1" else error.square()).mean()
+        static = ((future - last).abs().amax(dim=2, keepdim=True) <= STATIC_TOLERANCE).to(future.dtype)
+        return raw, F.binary_cross_entropy_with_logits(out.future_mask_logits.float(), static.float())
 
     def _perceptual(self, x: Tensor, y: Tensor) -> Tensor:
         net = self._lpips[0]
