@@ -8,6 +8,8 @@ the library's only training loop) and scores each on held-out episodes (the val 
     perframe16x16   per-frame VQGAN at the compressive context grid (16x more tokens per future frame)
     compressive_blend  the compressive tokenizer with `future_blend` (D_p also outputs a mask blending its
                     frame with the last context frame; our addition, not the reference design)
+    copy_last       no tokenizer: the last context frame repeated, scored on the same clips (the bar a
+                    future-frame code must clear to carry any motion)
 
 Rows: tokens per future frame, PSNR/SSIM of FUTURE frames only, encode+decode frames/s, future-codebook
 perplexity and share of codes used, training time. Prints a table and writes JSON.
@@ -32,6 +34,7 @@ import tyro
 
 from ivideogpt.config import load_yaml, merge
 from ivideogpt.data.clips import ClipDataset
+from ivideogpt.eval.metrics import psnr, ssim
 from ivideogpt.tokenizer import TokenizerConfig
 from ivideogpt.tokenizer.io import load_tokenizer
 from ivideogpt.train.distributed import init_runtime
@@ -102,6 +105,21 @@ def score(export: Path, train_cfg: TokenizerTrainConfig, cfg: BenchConfig) -> di
     }
 
 
+def score_copy_last(train_cfg: TokenizerTrainConfig, cfg: BenchConfig) -> dict[str, float]:
+    """PSNR/SSIM of repeating the last context frame, on the clips `score` uses."""
+    val = ClipDataset(train_cfg.data, train_cfg.clips, "val")
+    batches = val_batches(val, fixed_indices(val, cfg.eval_clips), cfg.eval_batch_size)
+    tc = train_cfg.clips.context_frames
+    psnrs, ssims = [], []
+    for batch in batches:
+        truth = batch.frames[:, tc:]  # uint8 (B, Tf, H, W, 3)
+        copy = batch.frames[:, tc - 1 : tc].expand_as(truth)
+        psnrs.append(psnr(truth, copy).flatten())
+        ssims.append(ssim(truth, copy).flatten())
+    return {"tokens_per_future_frame": 0, "psnr": float(torch.cat(psnrs).mean()),
+            "ssim": float(torch.cat(ssims).mean()), "val_clips": sum(len(b.frames) for b in batches)}
+
+
 def run(cfg: BenchConfig) -> dict[str, Any]:
     """Train and score the three variants; print the table and write the JSON (returned too)."""
     if not cfg.data:
@@ -127,6 +145,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
             export = train_tokenizer(train_cfg)
             train_time = time.perf_counter() - t0
         rows.append({"name": name, **score(export, train_cfg, cfg), "train_time_s": train_time})
+    rows.append({"name": "copy_last", **score_copy_last(train_cfg, cfg)})
     result = {"command": " ".join(["python", *sys.argv]), "preset": cfg.preset, "steps": steps,
               "data": [str(d) for d in cfg.data], "device": cfg.device, "torch_threads": torch.get_num_threads(),
               "wall_time_s": time.perf_counter() - start, "rows": rows}
@@ -150,6 +169,9 @@ def format_table(rows: list[dict[str, Any]]) -> str:
              f"{'perplexity':>12}{'codes used':>12}{'train s':>9}"
     lines = [header, "-" * len(header)]
     for r in rows:
+        if "frames_per_s" not in r:  # copy_last: quality only
+            lines.append(f"{r['name']:<22}{r['tokens_per_future_frame']:>21}{r['psnr']:>8.2f}{r['ssim']:>8.3f}")
+            continue
         lines.append(f"{r['name']:<22}{r['tokens_per_future_frame']:>21}{r['psnr']:>8.2f}{r['ssim']:>8.3f}"
                      f"{r['frames_per_s']:>10.1f}{r['codebook_perplexity']:>12.1f}"
                      f"{r['codes_used_share']:>12.1%}{r['train_time_s']:>9.0f}")
