@@ -141,7 +141,7 @@ class TokenizerLossConfig:
     # settles for copying the context (0: the plain loss of METHOD)
     motion_weight: float = 0.0
     # future_blend only: pixel loss on D_p's own frame (so it learns to draw whole frames, not only what the
-    # mask lets through), and BCE of its mask against "this pixel equals the last context frame"
+    # mask lets through), and BCE of its mask against "the last context frame is at least as close here"
     blend_raw_weight: float = 1.0
     blend_mask_weight: float = 1.0
     perceptual_weight: float = 1.0  # LPIPS weight (METHOD: 1); used only when LPIPS weights are given
