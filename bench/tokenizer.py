@@ -1,6 +1,6 @@
 """Compressive vs per-frame tokenizers: tokens per future frame, future-frame quality, speed.
 
-Trains three tokenizers with the same preset, data, seed and number of steps (through `train_tokenizer`,
+Trains four tokenizers with the same preset, data, seed and number of steps (through `train_tokenizer`,
 the library's only training loop) and scores each on held-out episodes (the val split, by episode):
 
     compressive     the preset's tokenizer: 16x16 context tokens, future frames coded against the context
@@ -47,7 +47,7 @@ class BenchConfig:
     """Options of the tokenizer benchmark."""
 
     data: list[Path] = field(default_factory=list)  # dataset folder(s); validation uses their val split
-    preset: str = "tokenizer_metaworld64"  # train-tokenizer preset the three variants start from
+    preset: str = "tokenizer_metaworld64"  # train-tokenizer preset the variants start from
     steps: int | None = None  # training steps per tokenizer (None: the preset's)
     work: Path = Path("runs/bench_tokenizer")  # training runs go to <work>/<name>/
     overwrite: bool = False  # delete earlier runs in <work> first
@@ -66,7 +66,7 @@ class BenchConfig:
 
 
 def variants(base: TokenizerConfig) -> dict[str, TokenizerConfig]:
-    """The three tokenizers compared, all with the preset's widths, codebooks and latent size."""
+    """The tokenizers compared, all with the preset's widths, codebooks and latent size."""
     if base.kind != "compressive":
         raise ValueError(f"the preset's tokenizer must be compressive, got kind={base.kind!r}")
     per_frame = dataclasses.replace(base, kind="per_frame", cross_attn_resolutions=())
@@ -121,7 +121,7 @@ def score_copy_last(train_cfg: TokenizerTrainConfig, cfg: BenchConfig) -> dict[s
 
 
 def run(cfg: BenchConfig) -> dict[str, Any]:
-    """Train and score the three variants; print the table and write the JSON (returned too)."""
+    """Train and score the variants and copy-last; print the table and write the JSON (returned too)."""
     if not cfg.data:
         raise ValueError("BenchConfig.data: give the dataset folder(s) with --data")
     start = time.perf_counter()

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rebuild the world model shipped in src/ivideogpt/pretrained/metaworld64/ with the project's own commands
-# (its MODEL_CARD.md records the run this script made, with the figures). About 2.5 hours on 2 CPU cores;
-# on a GPU, pass `--device cuda` style overrides through EXTRA (e.g. EXTRA="--train.device cuda").
+# (its MODEL_CARD.md records the run this script made, with the figures). About 2.5 hours on 2 CPU cores.
+# Training uses a GPU when there is one (--train.device auto); EXTRA passes more overrides to both training
+# commands (e.g. EXTRA="--train.batch-size 32"), TRANSFORMER_STEPS and TEMPERATURE set those.
 #
 #   bash scripts/train_pretrained.sh [WORK_DIR] [SHIP_DIR]
 set -euo pipefail
