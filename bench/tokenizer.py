@@ -41,6 +41,8 @@ from ivideogpt.train.distributed import init_runtime
 from ivideogpt.train.tokenizer import TokenizerTrainConfig, train_tokenizer
 from ivideogpt.train.tokenizer_eval import evaluate_tokenizer, fixed_indices, val_batches
 
+VARIANT_NAMES = ("compressive", "perframe4x4", "perframe16x16", "compressive_blend")
+
 
 @dataclass
 class BenchConfig:
@@ -52,6 +54,7 @@ class BenchConfig:
     work: Path = Path("runs/bench_tokenizer")  # training runs go to <work>/<name>/
     overwrite: bool = False  # delete earlier runs in <work> first
     reuse: bool = False  # score finished runs in <work> again instead of retraining them (train time from their log)
+    only: tuple[str, ...] = ()  # variants to run (names as in the table); empty: all of them
     eval_clips: int = 256  # validation clips scored per tokenizer (spread evenly over the val split)
     eval_batch_size: int = 16  # clips per forward pass when scoring and timing
     json: Path = Path("bench/results/tokenizer.json")  # where the results go
@@ -60,6 +63,9 @@ class BenchConfig:
     def __post_init__(self) -> None:
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"BenchConfig.steps must be >= 1, got {self.steps}")
+        unknown = set(self.only) - set(VARIANT_NAMES)
+        if unknown:
+            raise ValueError(f"BenchConfig.only: unknown variant(s) {sorted(unknown)}; choose from {VARIANT_NAMES}")
         for name in ("eval_clips", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"BenchConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -130,6 +136,8 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     if cfg.reuse and cfg.json.exists():
         earlier = {r["name"]: r["train_time_s"] for r in json.loads(cfg.json.read_text())["rows"]}
     for name, tokenizer in variants(merge(TokenizerTrainConfig(), load_yaml(cfg.preset)).tokenizer).items():
+        if cfg.only and name not in cfg.only:
+            continue
         train_cfg = train_config(cfg, name, tokenizer)
         steps = train_cfg.train.steps
         finished = train_cfg.out / "tokenizer" / "config.json"

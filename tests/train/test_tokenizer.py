@@ -133,3 +133,6 @@ def test_bench_variants_share_the_preset_and_differ_in_future_tokens(monkeypatch
     assert bench.variants(base)["perframe4x4"] == tokenizer_preset("per_frame4")
     assert bench.variants(base)["perframe16x16"] == tokenizer_preset("per_frame16")
     assert bench.variants(base)["compressive_blend"] == dataclasses.replace(base, future_blend=True)
+    assert tuple(bench.variants(base)) == bench.VARIANT_NAMES  # what --only accepts
+    with pytest.raises(ValueError, match="unknown variant.*perframe8x8"):
+        bench.BenchConfig(data=[Path("d")], only=("compressive", "perframe8x8"))
