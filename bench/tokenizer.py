@@ -35,6 +35,7 @@ import tyro
 from ivideogpt.config import load_yaml, merge
 from ivideogpt.data.clips import ClipDataset
 from ivideogpt.eval.metrics import psnr, ssim
+from ivideogpt.eval.predict import copy_last_frame
 from ivideogpt.tokenizer import TokenizerConfig
 from ivideogpt.tokenizer.io import load_tokenizer
 from ivideogpt.train.distributed import init_runtime
@@ -90,12 +91,17 @@ def train_config(cfg: BenchConfig, name: str, tokenizer: TokenizerConfig) -> Tok
                                tokenizer=tokenizer, config=cfg.preset)
 
 
+def scored_batches(train_cfg: TokenizerTrainConfig, cfg: BenchConfig) -> list:
+    """The validation clips every row is scored on (the same ones for each tokenizer and for copy-last)."""
+    val = ClipDataset(train_cfg.data, train_cfg.clips, "val")
+    return val_batches(val, fixed_indices(val, cfg.eval_clips), cfg.eval_batch_size)
+
+
 def score(export: Path, train_cfg: TokenizerTrainConfig, cfg: BenchConfig) -> dict[str, float]:
     """Future-frame quality, codebook use and speed of an exported tokenizer on the val split."""
     device = init_runtime(cfg.device).device
     tokenizer = load_tokenizer(export, device)
-    val = ClipDataset(train_cfg.data, train_cfg.clips, "val")
-    batches = val_batches(val, fixed_indices(val, cfg.eval_clips), cfg.eval_batch_size)
+    batches = scored_batches(train_cfg, cfg)
     sizes = {"future": tokenizer.future_vocab_size}
     num_context = train_cfg.clips.context_frames
     evaluate_tokenizer(tokenizer, batches[:1], num_context, sizes, device)  # warm-up: allocations, kernels
@@ -113,13 +119,12 @@ def score(export: Path, train_cfg: TokenizerTrainConfig, cfg: BenchConfig) -> di
 
 def score_copy_last(train_cfg: TokenizerTrainConfig, cfg: BenchConfig) -> dict[str, float]:
     """PSNR/SSIM of repeating the last context frame, on the clips `score` uses."""
-    val = ClipDataset(train_cfg.data, train_cfg.clips, "val")
-    batches = val_batches(val, fixed_indices(val, cfg.eval_clips), cfg.eval_batch_size)
+    batches = scored_batches(train_cfg, cfg)
     tc = train_cfg.clips.context_frames
     psnrs, ssims = [], []
     for batch in batches:
         truth = batch.frames[:, tc:]  # uint8 (B, Tf, H, W, 3)
-        copy = batch.frames[:, tc - 1 : tc].expand_as(truth)
+        copy = torch.from_numpy(copy_last_frame(batch.frames[:, :tc].numpy(), truth.shape[1]))
         psnrs.append(psnr(truth, copy).flatten())
         ssims.append(ssim(truth, copy).flatten())
     return {"tokens_per_future_frame": 0, "psnr": float(torch.cat(psnrs).mean()),
@@ -177,12 +182,11 @@ def format_table(rows: list[dict[str, Any]]) -> str:
              f"{'perplexity':>12}{'codes used':>12}{'train s':>9}"
     lines = [header, "-" * len(header)]
     for r in rows:
-        if "frames_per_s" not in r:  # copy_last: quality only
-            lines.append(f"{r['name']:<22}{r['tokens_per_future_frame']:>21}{r['psnr']:>8.2f}{r['ssim']:>8.3f}")
-            continue
-        lines.append(f"{r['name']:<22}{r['tokens_per_future_frame']:>21}{r['psnr']:>8.2f}{r['ssim']:>8.3f}"
-                     f"{r['frames_per_s']:>10.1f}{r['codebook_perplexity']:>12.1f}"
+        line = f"{r['name']:<22}{r['tokens_per_future_frame']:>21}{r['psnr']:>8.2f}{r['ssim']:>8.3f}"
+        if "frames_per_s" in r:  # a tokenizer (copy_last has quality only)
+            line += (f"{r['frames_per_s']:>10.1f}{r['codebook_perplexity']:>12.1f}"
                      f"{r['codes_used_share']:>12.1%}{r['train_time_s']:>9.0f}")
+        lines.append(line)
     return "\n".join(lines)
 
 

@@ -108,6 +108,7 @@ class TokenizerLoss(nn.Module):
         nll = self.cfg.recon_weight * per_frame.mean()
         metrics = {"recon_context": per_frame[:, :tc].mean(), "recon_future": per_frame[:, tc:].mean(),
                    "psnr_future": _psnr(clip[:, tc:], out.recon[:, tc:])}
+        blend_mask = None
         if out.future_mask_logits is not None:  # future_blend
             blend_raw, blend_mask = self._blend_terms(clip[:, tc:], clip[:, tc - 1 : tc], out)
             nll = nll + self.cfg.blend_raw_weight * blend_raw
@@ -117,8 +118,8 @@ class TokenizerLoss(nn.Module):
             nll = nll + self.cfg.perceptual_weight * perceptual
             metrics["perceptual"] = perceptual
         loss = nll + self.cfg.codebook_weight * out.quant_loss
-        if "blend_mask" in metrics:
-            loss = loss + self.cfg.blend_mask_weight * metrics["blend_mask"]
+        if blend_mask is not None:  # a classification term: kept out of `nll`, which scales the GAN weight
+            loss = loss + self.cfg.blend_mask_weight * blend_mask
         if self.gan_active(step) and torch.is_grad_enabled():
             assert self.discriminator is not None
             gan_g = -self.discriminator(y).mean()
