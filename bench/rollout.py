@@ -39,6 +39,7 @@ import tyro
 from torch import Tensor
 
 from ivideogpt.tokenizer import VideoTokenizer, tokenizer_preset
+from ivideogpt.train.optim import build_adamw
 from ivideogpt.transformer import (
     KVCache,
     RolloutState,
@@ -255,7 +256,7 @@ def training_rate(cfg: RolloutBenchConfig, model: Transformer) -> dict[str, floa
         "rewards": torch.rand(b, tc + tf, device=dev),
     }
     model.train()
-    opt = model.configure_optimizers(0.01, 1e-4, (0.9, 0.95), torch.device(dev).type)
+    opt = build_adamw(model, 1e-4, 0.01, (0.9, 0.95), torch.device(dev))
 
     def train_step() -> None:
         loss, _ = model.compute_loss(**batch)

@@ -59,7 +59,7 @@ class TrainLoopConfig:
     warmup_steps: int = 500  # linear warm-up length
     schedule: Schedule = "constant"  # after warm-up: "constant" or "cosine" decay to min_lr at `steps`
     min_lr: float = 0.0  # end of the cosine
-    weight_decay: float = 0.01  # AdamW decay on matrices/embeddings only (see optim.param_groups)
+    weight_decay: float = 0.01  # AdamW decay on linear/conv weights only (see optim.param_groups)
     beta1: float = 0.9  # AdamW beta1
     beta2: float = 0.99  # AdamW beta2
     grad_clip: float = 1.0  # max global gradient norm (0: no clipping)

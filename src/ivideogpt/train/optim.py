@@ -1,17 +1,27 @@
-"""AdamW with nanoGPT's parameter groups: weight decay on matrices, conv kernels and embeddings only."""
+"""AdamW and the one rule for its parameter groups, used by every training job.
+
+Weight decay pulls a tensor towards zero. That is a prior worth having on the weight matrices of linear
+and convolution layers, and a harm everywhere else: embeddings and codebooks are lookups whose rows
+should sit where the data puts them (decay shrinks the rarely used ones), norm gains and biases set
+scales and offsets. nanoGPT and LLaMA draw the same line.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+# modules whose `weight` is a matrix (or kernel) that multiplies its input: the only decayed tensors
+DECAYED_MODULES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
 
 def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
     """Split the trainable parameters of `module` into a decayed and a non-decayed group.
 
-    Tensors of rank >= 2 (linear and conv weights, embeddings, codebooks) are decayed; biases, norm gains
-    and other vectors/scalars are not (decaying them only pulls activations towards zero). Every trainable
-    parameter lands in exactly one group; a parameter shared by two submodules is counted once.
+    Decayed: the `weight` of linear and convolution layers. Not decayed: embeddings, codebooks,
+    positional tables, norm gains, biases and any other parameter. A tensor shared by an embedding and a
+    linear layer (tied input/output embeddings) counts as an embedding. Every trainable parameter lands
+    in exactly one group, once.
 
     Args:
         module: the model.
@@ -20,11 +30,16 @@ def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
     Returns:
         `[{"params": decayed, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]`.
     """
-    params = {id(p): (name, p) for name, p in module.named_parameters() if p.requires_grad}
-    decay = [p for _, p in params.values() if p.ndim >= 2]
-    no_decay = [p for _, p in params.values() if p.ndim < 2]
+    trainable = {id(p): p for p in module.parameters() if p.requires_grad}
+    matrices, others = set(), set()
+    for sub in module.modules():
+        for name, p in sub.named_parameters(recurse=False):
+            is_matrix = isinstance(sub, DECAYED_MODULES) and name == "weight"
+            (matrices if is_matrix else others).add(id(p))
+    decay = [p for key, p in trainable.items() if key in matrices and key not in others]
+    no_decay = [p for key, p in trainable.items() if key not in matrices or key in others]
     assigned = [id(p) for p in decay + no_decay]
-    if len(assigned) != len(set(assigned)) or set(assigned) != set(params):
+    if len(assigned) != len(set(assigned)) or set(assigned) != set(trainable):
         raise RuntimeError("param_groups: a parameter was assigned to zero or two groups")
     return [
         {"params": decay, "weight_decay": weight_decay},

@@ -1,9 +1,9 @@
 """The train (transformer) job: token shards -> a trained transformer -> `<out>/world_model/`.
 
 Recipe (METHOD section 2): next-token cross-entropy on future-frame codes, reward MSE (and termination
-BCE where episodes end) at each frame's last token, AdamW with no decay on embeddings/norms, cosine
-learning-rate decay after warm-up, gradient clipping, bf16 autocast and `torch.compile` on GPUs, DDP
-under torchrun. Batches are read straight from the memory-mapped shards (nanoGPT style: no DataLoader).
+BCE where episodes end) at each frame's last token, AdamW with decay on linear weights only
+(`optim.param_groups`), cosine learning-rate decay after warm-up, gradient clipping, bf16 autocast and
+`torch.compile` on GPUs, DDP under torchrun. Batches are read straight from the memory-mapped shards (nanoGPT style: no DataLoader).
 
 `cfg.model` is the architecture; the token layout (vocabularies, tokens per frame, clip shape), the
 action size and the reward/done heads are facts of the data and are taken from the shards. `init_from`
@@ -40,6 +40,7 @@ from ivideogpt.train.loop import (
     run_training,
     seed_everything,
 )
+from ivideogpt.train.optim import build_adamw
 from ivideogpt.train.tokenize import load_any_tokenizer, tokenizer_fingerprint
 from ivideogpt.transformer import Transformer, TransformerConfig, generate_frames, transformer_preset
 from ivideogpt.world_model import EXPORT_DIR, WorldModel, WorldModelSpec
@@ -105,9 +106,7 @@ class TransformerJob(TrainJob):
             self.tokenizer.to(runtime.device)
         self.train_model = runtime.wrap(self.model, compile=cfg.train.compile)
         t = cfg.train
-        self.opt = self.model.configure_optimizers(
-            t.weight_decay, t.lr, (t.beta1, t.beta2), runtime.device.type
-        )
+        self.opt = build_adamw(self.model, t.lr, t.weight_decay, (t.beta1, t.beta2), runtime.device)
         self.last_val: dict[str, float] = {}
         if runtime.is_main:
             print(

@@ -1,6 +1,6 @@
 """LLaMA-style decoder-only transformer over frame tokens (METHOD section 2).
 
-Read top-down: the model (forward, loss, optimizer groups, pretrained loading), then its parts (block,
+Read top-down: the model (forward, loss, pretrained loading), then its parts (block,
 attention, SwiGLU MLP, RMSNorm) and the rotary-embedding functions.
 
 Actions enter without tokens of their own: a zero-initialised, bias-free Linear(A, d) is added to the
@@ -247,33 +247,6 @@ class Transformer(nn.Module):
         """
         matmul_params = sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Linear))
         return 6 * matmul_params + 12 * self.cfg.n_layer * self.cfg.n_embd * seq_len
-
-    def param_groups(self, weight_decay: float) -> list[dict]:
-        """AdamW groups: decay on Linear weights only; none on embeddings, norms and biases (METHOD).
-
-        Every trainable parameter lands in exactly one group (a tied LM head counts as the embedding).
-        """
-        decay: list[nn.Parameter] = []
-        no_decay: list[nn.Parameter] = []
-        seen: set[int] = set()
-        for module in self.modules():
-            for name, p in module.named_parameters(recurse=False):
-                if not p.requires_grad or id(p) in seen:
-                    continue
-                seen.add(id(p))
-                (decay if isinstance(module, nn.Linear) and name == "weight" else no_decay).append(p)
-        trainable = {id(p) for p in self.parameters() if p.requires_grad}
-        if seen != trainable or len(decay) + len(no_decay) != len(trainable):
-            raise RuntimeError("param_groups: a parameter was assigned to zero or two groups")
-        return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-    def configure_optimizers(
-        self, weight_decay: float, lr: float, betas: tuple[float, float], device_type: str = "cpu"
-    ) -> torch.optim.AdamW:
-        """AdamW over `param_groups`; the fused kernel on CUDA."""
-        return torch.optim.AdamW(
-            self.param_groups(weight_decay), lr=lr, betas=betas, fused=device_type == "cuda"
-        )
 
 
 # ------------------------------------------------------------------------------------------- parts
