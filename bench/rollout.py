@@ -38,6 +38,7 @@ import torch
 import tyro
 from torch import Tensor
 
+from ivideogpt.data.tokens import TokenBatch
 from ivideogpt.tokenizer import VideoTokenizer, tokenizer_preset
 from ivideogpt.train.optim import build_adamw
 from ivideogpt.transformer import (
@@ -249,17 +250,20 @@ def training_rate(cfg: RolloutBenchConfig, model: Transformer) -> dict[str, floa
     """Training tokens/s and achieved FLOP/s on clips, against a plain matmul of the largest weight shape."""
     b, tc, tf, dev = cfg.train_batch, cfg.context_frames, cfg.clip_frames - cfg.context_frames, cfg.device
     layout = model.layout
-    batch = {
-        "context_codes": random_codes(model, b, tc, True, dev),
-        "future_codes": random_codes(model, b, tf, False, dev),
-        "actions": torch.rand(b, tc + tf, cfg.action_dim, device=dev),
-        "rewards": torch.rand(b, tc + tf, device=dev),
-    }
+    batch = TokenBatch(
+        context_codes=random_codes(model, b, tc, True, dev),
+        future_codes=random_codes(model, b, tf, False, dev),
+        actions=torch.rand(b, tc + tf, cfg.action_dim, device=dev),
+        rewards=torch.rand(b, tc + tf, device=dev),
+        dones=torch.zeros(b, tc + tf, dtype=torch.bool, device=dev),
+        has_actions=torch.ones(b, dtype=torch.bool, device=dev),
+        has_rewards=torch.ones(b, dtype=torch.bool, device=dev),
+    )
     model.train()
     opt = build_adamw(model, 1e-4, 0.01, (0.9, 0.95), torch.device(dev))
 
     def train_step() -> None:
-        loss, _ = model.compute_loss(**batch)
+        loss, _, _ = model.compute_loss(batch)
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)

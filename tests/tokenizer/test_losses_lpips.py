@@ -98,7 +98,7 @@ def test_perceptual_term_with_weights_is_added_and_not_checkpointed(tmp_path: Pa
     loss_fn = TokenizerLoss(TokenizerLossConfig(lpips_weights=tmp_path / "lpips.pth"))
     assert loss_fn.perceptual_enabled and loss_fn.state_dict() == {}
     tok = build_tokenizer(tiny_config())
-    loss, metrics = tok.compute_loss(random_clip(1, 2), 1, loss_fn)
+    loss, metrics, _ = tok.compute_loss(random_clip(1, 2), 1, loss_fn)
     assert metrics["perceptual"] > 0
     assert loss.item() == pytest.approx(metrics["recon"] + metrics["perceptual"] + metrics["quant"], rel=1e-5)
 

@@ -43,7 +43,7 @@ def test_shapes_and_token_counts(resolution: int, num_context: int) -> None:
 
 def test_gradients_reach_both_encoders_and_decoders() -> None:
     tok = build_tokenizer(tiny_config())
-    loss, metrics = tok.compute_loss(random_clip(2, 3), 1, TokenizerLoss(TokenizerLossConfig()))
+    loss, metrics, _ = tok.compute_loss(random_clip(2, 3), 1, TokenizerLoss(TokenizerLossConfig()))
     loss.backward()
     assert metrics["loss"] == pytest.approx(loss.item())
     parts = ("context_vqgan.encoder", "future_vqgan.encoder", "context_vqgan.decoder", "future_vqgan.decoder",
@@ -142,7 +142,7 @@ def test_loss_falls_when_overfitting_a_fixed_batch() -> None:
     opt = torch.optim.Adam(tok.parameters(), lr=3e-3)
     losses = []
     for step in range(30):
-        loss, _ = tok.compute_loss(clip, 1, loss_fn, step)
+        loss, _, _ = tok.compute_loss(clip, 1, loss_fn, step)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -248,7 +248,7 @@ def test_future_blend_mask_learns_where_the_last_context_frame_is_right() -> Non
     opt = torch.optim.Adam(tok.parameters(), lr=3e-3)
     first = None
     for step in range(40):
-        loss, metrics = tok.compute_loss(clip, 1, loss_fn, step)
+        loss, metrics, _ = tok.compute_loss(clip, 1, loss_fn, step)
         assert {"blend_raw", "blend_mask"} <= set(metrics)
         first = first or metrics
         opt.zero_grad()

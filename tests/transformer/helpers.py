@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ivideogpt.data.tokens import TokenBatch
 from ivideogpt.transformer import Transformer, TransformerConfig, transformer_preset
 
 
@@ -47,3 +48,8 @@ def random_clip(cfg: TransformerConfig, b: int, tc: int, tf: int, seed: int = 0)
         "has_actions": torch.ones(b, dtype=torch.bool),
         "has_rewards": torch.ones(b, dtype=torch.bool),
     }
+
+
+def random_batch(cfg: TransformerConfig, b: int, tc: int, tf: int, seed: int = 0, **fields: Tensor) -> TokenBatch:
+    """`random_clip` as the `TokenBatch` `Transformer.compute_loss` takes, with `fields` replaced."""
+    return TokenBatch(**{**random_clip(cfg, b, tc, tf, seed), **fields})

@@ -8,7 +8,7 @@ from ivideogpt.config import from_dict, to_dict
 from ivideogpt.train.optim import build_adamw
 from ivideogpt.transformer import PRESETS, KVCache, Transformer, TransformerConfig, symlog, transformer_preset
 
-from .helpers import random_clip, randomize_zero_init, tiny_config
+from .helpers import random_batch, random_clip, randomize_zero_init, tiny_config
 
 
 def _tokens_and_actions(
@@ -76,34 +76,38 @@ def test_cached_logits_match_full_forward(chunks: list[int]) -> None:
 
 def test_loss_metrics_and_reward_gradient_reaches_head() -> None:
     model = Transformer(tiny_config(action_dim=3, reward_head=True, done_head=True))
-    clip = random_clip(model.cfg, 2, 2, 3)
-    loss, metrics = model.compute_loss(**clip)
+    batch = random_batch(model.cfg, 2, 2, 3)
+    loss, metrics, out = model.compute_loss(batch)
     assert set(metrics) == {"loss", "ce", "accuracy", "reward_mse", "done_bce"}
-    torch.testing.assert_close(
-        metrics["reward_mse"], clip["rewards"][:, 2:].square().mean()
-    )  # zero-init head
+    assert all(type(v) is float for v in metrics.values())
+    assert out.logits.shape[1] == 3 * model.cfg.tokens_per_future_frame  # target positions only
+    assert metrics["reward_mse"] == pytest.approx(float(batch.rewards[:, 2:].square().mean()))  # zero-init head
     loss.backward()
     assert model.heads.reward.weight.grad.abs().sum() > 0 and model.heads.done.weight.grad.abs().sum() > 0
     model.zero_grad()
-    model.compute_loss(**{**clip, "has_rewards": torch.zeros(2, dtype=torch.bool)})[0].backward()
+    batch.has_rewards = torch.zeros(2, dtype=torch.bool)
+    model.compute_loss(batch)[0].backward()
     assert model.heads.reward.weight.grad.abs().sum() == 0  # unlabelled clips do not train the heads
 
 
 def test_symlog_reward_targets() -> None:
     model = Transformer(tiny_config(reward_head=True, reward_symlog=True))
-    clip = random_clip(model.cfg, 2, 1, 2)
-    clip["rewards"] = clip["rewards"] * 100
-    _, metrics = model.compute_loss(**{k: v for k, v in clip.items() if k not in ("actions", "has_actions")})
-    torch.testing.assert_close(metrics["reward_mse"], symlog(clip["rewards"][:, 1:]).square().mean())
+    batch = random_batch(model.cfg, 2, 1, 2)
+    batch.rewards = batch.rewards * 100
+    _, metrics, _ = model.compute_loss(batch)
+    assert metrics["reward_mse"] == pytest.approx(float(symlog(batch.rewards[:, 1:]).square().mean()))
 
 
 def test_action_free_clips_in_a_batch_get_no_action() -> None:
     model = Transformer(tiny_config(action_dim=3)).eval()
     randomize_zero_init(model)
-    clip = random_clip(model.cfg, 2, 2, 2)
-    masked = model.compute_loss(**{**clip, "has_actions": torch.zeros(2, dtype=torch.bool)})[0]
-    assert torch.equal(masked, model.compute_loss(**{**clip, "actions": None})[0])
-    assert not torch.equal(masked, model.compute_loss(**clip)[0])
+    batch = random_batch(model.cfg, 2, 2, 2)
+    masked = model.compute_loss(random_batch(model.cfg, 2, 2, 2, has_actions=torch.zeros(2, dtype=torch.bool)))[0]
+    free = Transformer(tiny_config()).eval()  # the same weights without an action layer
+    free.load_pretrained({k: v for k, v in model.state_dict().items() if not k.startswith("action_proj.")})
+    unlabelled = random_batch(free.cfg, 2, 2, 2, actions=torch.zeros(2, 4, 0))
+    assert torch.equal(masked, free.compute_loss(unlabelled)[0])
+    assert not torch.equal(masked, model.compute_loss(batch)[0])
 
 
 def test_action_free_checkpoint_loads_into_action_model() -> None:
@@ -131,11 +135,11 @@ def test_action_free_checkpoint_loads_into_action_model() -> None:
 def test_loss_decreases_when_overfitting_a_batch() -> None:
     torch.manual_seed(0)
     model = Transformer(tiny_config(action_dim=3, reward_head=True))
-    clip = random_clip(model.cfg, 4, 1, 3)
+    batch = random_batch(model.cfg, 4, 1, 3)
     opt = build_adamw(model, 3e-3, 0.0, (0.9, 0.95), torch.device("cpu"))
     first = None
     for _ in range(80):
-        loss, metrics = model.compute_loss(**clip)
+        loss, metrics, _ = model.compute_loss(batch)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -148,13 +152,13 @@ def test_bad_inputs_give_clear_errors() -> None:
     model = Transformer(tiny_config(action_dim=3))
     clip = random_clip(model.cfg, 2, 1, 2)
     with pytest.raises(ValueError, match=r"actions must be \(B, Tc \+ Tf, A\) = \(2, 3, 3\)"):
-        model.compute_loss(**{**clip, "actions": clip["actions"][..., :2]})
+        model.compute_loss(random_batch(model.cfg, 2, 1, 2, actions=clip["actions"][..., :2]))
     with pytest.raises(ValueError, match="future_codes must lie in"):
-        model.compute_loss(**{**clip, "future_codes": clip["future_codes"] - 1})
+        model.compute_loss(random_batch(model.cfg, 2, 1, 2, future_codes=clip["future_codes"] - 1))
     with pytest.raises(ValueError, match="rewards must be"):
-        model.compute_loss(**{**clip, "rewards": clip["rewards"][:, 1:]})
+        model.compute_loss(random_batch(model.cfg, 2, 1, 2, rewards=clip["rewards"][:, 1:]))
     with pytest.raises(ValueError, match="at least one frame"):
-        model.compute_loss(clip["context_codes"], clip["future_codes"][:, :0])
+        model.compute_loss(random_batch(model.cfg, 2, 1, 2, future_codes=clip["future_codes"][:, :0]))
     tokens = model.layout.build(clip["context_codes"], clip["future_codes"])
     with pytest.raises(ValueError, match="int64"):
         model(tokens.int())

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from ivideogpt.tokenizer.config import TokenizerConfig
 from ivideogpt.tokenizer.losses import TokenizerLoss
+from ivideogpt.tokenizer.output import TokenizerOutput
 from ivideogpt.tokenizer.quantizer import QuantizerOutput, check_codes
 from ivideogpt.tokenizer.vqgan import VQGAN, Features
 
@@ -30,21 +31,6 @@ RANGE_TOLERANCE = 1e-3
 # `future_blend`: the mask starts at sigmoid(2) = 0.88 on the last context frame, so a fresh tokenizer
 # already scores about as well as copying that frame while D_p's own image still gets gradients.
 BLEND_INIT_LOGIT = 2.0
-
-
-@dataclass
-class TokenizerOutput:
-    """Everything one training forward produces."""
-
-    recon: Tensor  # (B, T, 3, H, W) reconstructed clip (context frames first)
-    quant_loss: Tensor  # scalar: codebook + commitment terms of both quantizers
-    context_codes: Tensor  # int64 (B, Tc, hc, wc)
-    future_codes: Tensor  # int64 (B, Tf, hf, wf)
-    stats: dict[str, Tensor]  # detached scalars: {context,future}_{perplexity,usage}
-    # `future_blend` only: D_p's own future frames (B, Tf, 3, H, W) and its blend-mask logits (B, Tf, 1, H, W)
-    # before they were mixed with the last context frame (the loss supervises both)
-    future_raw: Tensor | None = None
-    future_mask_logits: Tensor | None = None
 
 
 @dataclass
@@ -153,10 +139,19 @@ class VideoTokenizer(nn.Module):
 
     def compute_loss(
         self, clip: Tensor, num_context: int, loss_fn: TokenizerLoss, step: int = 0
-    ) -> tuple[Tensor, dict[str, float]]:
-        """Generator-side training loss of a clip (see `TokenizerLoss.generator_loss`)."""
+    ) -> tuple[Tensor, dict[str, float], TokenizerOutput]:
+        """Generator-side training loss of a clip (`TokenizerLoss.generator_loss` on this forward).
+
+        The training job runs this method as the forward of its DDP / compile wrapper
+        (`Runtime.wrap(tokenizer, method="compute_loss")`).
+
+        Returns:
+            The scalar loss, float metrics, and the forward's output (whose reconstructions the
+            discriminator step reuses).
+        """
         out = self(clip, num_context)
-        return loss_fn.generator_loss(clip, out, self.last_layer_weights, step)
+        loss, metrics = loss_fn.generator_loss(clip, out, self.last_layer_weights, step)
+        return loss, metrics, out
 
     # ---- inference ---------------------------------------------------------------------------------
     @torch.no_grad()

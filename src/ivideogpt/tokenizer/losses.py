@@ -12,17 +12,13 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ivideogpt.tokenizer.config import TokenizerLossConfig
 from ivideogpt.tokenizer.lpips import LPIPS
-
-if TYPE_CHECKING:
-    from ivideogpt.tokenizer.compressive import TokenizerOutput
+from ivideogpt.tokenizer.output import TokenizerOutput
 
 _warned_no_lpips = False  # the "perceptual loss disabled" warning is given once per process
 # `future_blend`: the last context frame is right at a pixel when no channel is off by more than 2 uint8 levels

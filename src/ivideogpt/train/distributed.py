@@ -11,7 +11,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.distributed as dist
@@ -60,19 +60,37 @@ class Runtime:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return bool(t.item() > 0)
 
-    def wrap(self, module: nn.Module, compile: bool = False) -> nn.Module:
-        """The module to run forward/backward through: compiled (CUDA only) and DDP-wrapped when distributed.
+    def wrap(self, module: nn.Module, compile: bool = False, method: str = "forward") -> nn.Module:
+        """What to run a training step through: compiled (CUDA only) and DDP-wrapped when distributed.
 
-        Parameters are shared with `module`, so optimizers, checkpoints and evaluation keep using the plain
-        module (see `unwrap`).
+        Args:
+            module: the plain module; parameters are shared with it, so optimizers, checkpoints and
+                evaluation keep using `module` (see `unwrap`).
+            compile: `torch.compile` it (ignored off CUDA).
+            method: the method of `module` the wrapper's forward runs, e.g. "compute_loss": DDP hooks its
+                gradient all-reduce into a forward of the wrapper, so a loss method that runs the model's
+                forward inside must itself be the wrapped forward (and compile then covers the loss too).
         """
-        wrapped = module
+        wrapped = module if method == "forward" else MethodAsForward(module, method)
         if compile and self.device.type == "cuda":
             wrapped = torch.compile(wrapped)
         if self.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
             wrapped = DistributedDataParallel(wrapped, device_ids=ids)
         return wrapped
+
+
+class MethodAsForward(nn.Module):
+    """A module whose forward is one method of another (which it holds, so parameters are shared)."""
+
+    def __init__(self, module: nn.Module, method: str) -> None:
+        super().__init__()
+        if not callable(getattr(module, method, None)):
+            raise AttributeError(f"Runtime.wrap: {type(module).__name__} has no method {method!r}")
+        self.module, self.method = module, method
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self.module, self.method)(*args, **kwargs)
 
 
 def init_runtime(device: str = "auto", amp: Amp = "auto") -> Runtime:
@@ -115,7 +133,7 @@ def shutdown(runtime: Runtime) -> None:
 def unwrap(module: nn.Module) -> nn.Module:
     """The plain module under DDP and `torch.compile` wrappers (what checkpoints save)."""
     while True:
-        if isinstance(module, DistributedDataParallel):
+        if isinstance(module, (DistributedDataParallel, MethodAsForward)):
             module = module.module
         elif hasattr(module, "_orig_mod"):  # torch.compile's OptimizedModule
             module = module._orig_mod

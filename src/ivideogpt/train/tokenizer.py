@@ -105,7 +105,7 @@ class TokenizerJob(TrainJob):
         self.tokenizer.to(runtime.device)
         self.loss = TokenizerLoss(cfg.loss).to(runtime.device)
         self.disc = self.loss.discriminator  # plain module (checkpointed); the loss calls the wrapped one
-        self.train_model = runtime.wrap(self.tokenizer, compile=cfg.train.compile)
+        self.train_loss = runtime.wrap(self.tokenizer, compile=cfg.train.compile, method="compute_loss")
         t = cfg.train
         betas = (t.beta1, t.beta2)
         self.opt = build_adamw(self.tokenizer, t.lr, t.weight_decay, betas, runtime.device)
@@ -155,12 +155,12 @@ class TokenizerJob(TrainJob):
         outs: list[TokenizerOutput] = []  # kept for the discriminator step: its fakes are these recons
 
         def generator_loss(x: Tensor) -> tuple[Tensor, dict[str, float]]:
-            out = self.train_model(x, self.num_context)
+            loss, metrics, out = self.train_loss(x, self.num_context, self.loss, step)
             outs.append(out)
-            return self.loss.generator_loss(x, out, self.tokenizer.last_layer_weights, step)
+            return loss, metrics
 
         clip_norm = self.cfg.train.grad_clip
-        metrics = optimizer_step(self.train_model, self.opt, generator_loss, micro, self.runtime, clip_norm)
+        metrics = optimizer_step(self.train_loss, self.opt, generator_loss, micro, self.runtime, clip_norm)
         if self.disc_opt is not None and self.loss.gan_active(step):
 
             def disc_loss(pair: tuple[Tensor, TokenizerOutput]) -> tuple[Tensor, dict[str, float]]:

@@ -104,7 +104,7 @@ class TransformerJob(TrainJob):
         self.model.to(runtime.device)
         if runtime.is_main:
             self.tokenizer.to(runtime.device)
-        self.train_model = runtime.wrap(self.model, compile=cfg.train.compile)
+        self.train_loss = runtime.wrap(self.model, compile=cfg.train.compile, method="compute_loss")
         t = cfg.train
         self.opt = build_adamw(self.model, t.lr, t.weight_decay, (t.beta1, t.beta2), runtime.device)
         self.last_val: dict[str, float] = {}
@@ -156,10 +156,11 @@ class TransformerJob(TrainJob):
     def train_step(self, batch: TokenBatch, step: int) -> dict[str, float]:
         micro = batch.to(self.runtime.device).split(self.cfg.train.grad_accum)
 
-        def loss_fn(b: TokenBatch) -> tuple[Tensor, dict[str, Tensor]]:
-            return self.model.compute_loss(**vars(b), forward_module=self.train_model)
+        def loss_fn(b: TokenBatch) -> tuple[Tensor, dict[str, float]]:
+            loss, metrics, _ = self.train_loss(b)
+            return loss, metrics
 
-        return optimizer_step(self.train_model, self.opt, loss_fn, micro, self.runtime, self.cfg.train.grad_clip)
+        return optimizer_step(self.train_loss, self.opt, loss_fn, micro, self.runtime, self.cfg.train.grad_clip)
 
     def units_per_step(self) -> dict[str, int]:
         return {"clips": self.cfg.train.batch_size, "tokens": self.cfg.train.batch_size * self.seq_len}
@@ -177,7 +178,6 @@ class TransformerJob(TrainJob):
         """Mean loss/ce/accuracy (and reward_mse, done_bce) on val clips; reward_corr with true rewards."""
         if self.val_data is None:
             return {}
-        capture = _Capture(self.model)
         totals: dict[str, float] = {}
         preds, truths = [], []
         ends = self.model.layout.frame_end_positions(self.meta.context_frames, self.meta.future_frames)
@@ -186,11 +186,11 @@ class TransformerJob(TrainJob):
         for ids in batches:
             b = self.val_data.batch(ids).to(self.runtime.device)
             with self.runtime.autocast():
-                _, metrics = self.model.compute_loss(**vars(b), forward_module=capture)
+                _, metrics, out = self.model.compute_loss(b)
             for key, value in metrics.items():
-                totals[key] = totals.get(key, 0.0) + float(value) * len(ids)
-            if capture.out.reward_pred is not None:
-                reward, _ = self.model.heads.decode(capture.out.reward_pred[:, ends].float(), None)  # (B, Tf)
+                totals[key] = totals.get(key, 0.0) + value * len(ids)
+            if out.reward_pred is not None:
+                reward, _ = self.model.heads.decode(out.reward_pred[:, ends].float(), None)  # (B, Tf)
                 preds.append(reward[b.has_rewards].flatten().cpu())
                 truths.append(b.rewards[:, self.meta.context_frames :][b.has_rewards].flatten().cpu())
         self.model.train()
@@ -378,19 +378,6 @@ def load_parent(model: Transformer, parent: WorldModel, meta: TokenShardMeta, wh
     except ValueError as e:
         raise ValueError(f"init_from {where}: {e}") from e
     print(f"transformer: initialised from {where}" + (f"; new: {added}" if added else ""))
-
-
-class _Capture(nn.Module):
-    """Runs the model and keeps its output, so validation reads the reward head from the same forward."""
-
-    def __init__(self, model: Transformer) -> None:
-        super().__init__()
-        self.model = model
-        self.out: Any = None
-
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
-        self.out = self.model(*args, **kwargs)
-        return self.out
 
 
 def _decode(tokenizer: VideoTokenizer, context: Tensor, future: Tensor) -> np.ndarray:

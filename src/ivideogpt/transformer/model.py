@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ivideogpt.data.tokens import TokenBatch
 from ivideogpt.transformer.config import TransformerConfig
 from ivideogpt.transformer.heads import FrameHeads
 from ivideogpt.transformer.kv_cache import KVCache
@@ -112,33 +113,23 @@ class Transformer(nn.Module):
         reward_pred, done_logit = self.heads(h)
         return TransformerOutput(logits, reward_pred, done_logit, h)
 
-    def compute_loss(
-        self,
-        context_codes: Tensor,
-        future_codes: Tensor,
-        actions: Tensor | None = None,
-        rewards: Tensor | None = None,
-        dones: Tensor | None = None,
-        has_actions: Tensor | None = None,
-        has_rewards: Tensor | None = None,
-        forward_module: nn.Module | None = None,
-    ) -> tuple[Tensor, dict[str, Tensor]]:
+    def compute_loss(self, batch: TokenBatch) -> tuple[Tensor, dict[str, float], TransformerOutput]:
         """Training loss of a batch of clips: CE on future codes, reward MSE and done BCE at frame ends.
 
+        The training job runs this method as the forward of its DDP / compile wrapper
+        (`Runtime.wrap(model, method="compute_loss")`), so gradients flow through the wrapper.
+
         Args:
-            context_codes: int (B, Tc, N).
-            future_codes: int (B, Tf, n), Tf >= 1.
-            actions: float (B, Tc + Tf, A); row Tc + t produced future frame t. None: action-free.
-            rewards: float (B, Tc + Tf), same alignment; rows of context frames are ignored.
-            dones: bool (B, Tc + Tf), same alignment.
-            has_actions: bool (B,); clips without real actions get none (default: all have them).
-            has_rewards: bool (B,); only these clips train the reward/done heads (default: all).
-            forward_module: what to run forward through: the DDP- or compile-wrapped copy of this model
-                when training that way (gradients must flow through the wrapper). Default: self.
+            batch: clips of Tc context and Tf >= 1 future frames (`TokenBatch`). Row Tc + t of
+                `actions`, `rewards` and `dones` belongs to future frame t (rows of context frames are
+                ignored); clips without `has_actions` get no action, only clips with `has_rewards` train
+                the reward/done heads; (B, T, 0) actions mean action-free data.
 
         Returns:
-            The scalar loss and detached metrics: loss, ce, accuracy and, with heads, reward_mse / done_bce.
+            The scalar loss; float metrics (loss, ce, accuracy and, with heads, reward_mse / done_bce); and
+            the forward's output (LM logits at the target positions only).
         """
+        context_codes, future_codes = batch.context_codes, batch.future_codes
         (b, tc), tf = context_codes.shape[:2], future_codes.shape[1]
         if tf < 1:
             raise ValueError(
@@ -147,28 +138,27 @@ class Transformer(nn.Module):
         tokens = self.layout.build(context_codes, future_codes)  # (B, L)
         device = tokens.device
         targets_at = self.layout.target_positions(tc, tf, device)  # (Tf * n,)
-        action_rows = self._clip_actions(actions, has_actions, b, tc, tf)  # (B, L, A) or None
-        out = (forward_module or self)(tokens, action_rows, logit_positions=targets_at)
+        action_rows = self._clip_actions(batch.actions, batch.has_actions, b, tc, tf)  # (B, L, A) or None
+        out = self(tokens, action_rows, logit_positions=targets_at)
         targets = tokens[:, targets_at + 1]  # (B, Tf * n) future codes
         ce = F.cross_entropy(out.logits.flatten(0, 1), targets.flatten())
         ends = self.layout.frame_end_positions(tc, tf, device)  # (Tf,)
-        weight = has_rewards if has_rewards is not None else torch.ones(b, device=device)
         head_loss, metrics = self.heads.loss(
             None if out.reward_pred is None else out.reward_pred[:, ends],
             None if out.done_logit is None else out.done_logit[:, ends],
-            None if rewards is None else _check_rows(rewards, "rewards", b, tc + tf)[:, tc:],
-            None if dones is None else _check_rows(dones, "dones", b, tc + tf)[:, tc:],
-            weight,
+            _check_rows(batch.rewards, "rewards", b, tc + tf)[:, tc:],
+            _check_rows(batch.dones, "dones", b, tc + tf)[:, tc:],
+            batch.has_rewards,
         )
         loss = ce + head_loss
         accuracy = (out.logits.argmax(-1) == targets).float().mean()
-        return loss, {"loss": loss.detach(), "ce": ce.detach(), "accuracy": accuracy.detach(), **metrics}
+        metrics = {"loss": loss, "ce": ce, "accuracy": accuracy, **metrics}
+        values = torch.stack([value.detach().float() for value in metrics.values()]).tolist()  # one sync
+        return loss, dict(zip(metrics, values, strict=True)), out
 
-    def _clip_actions(
-        self, actions: Tensor | None, has_actions: Tensor | None, b: int, tc: int, tf: int
-    ) -> Tensor | None:
+    def _clip_actions(self, actions: Tensor, has_actions: Tensor, b: int, tc: int, tf: int) -> Tensor | None:
         """Clip actions (B, Tc + Tf, A) -> per-position rows (B, L, A); None for action-free input."""
-        if actions is None or (self.action_proj is None and actions.shape[-1] == 0):
+        if self.action_proj is None and actions.shape[-1] == 0:
             return None  # an action-free shard stores (B, T, 0) actions
         expected = (b, tc + tf, self.cfg.action_dim)
         if tuple(actions.shape) != expected:
@@ -176,8 +166,7 @@ class Transformer(nn.Module):
                 f"compute_loss: actions must be (B, Tc + Tf, A) = {expected} "
                 f"(action_dim={self.cfg.action_dim}), got {tuple(actions.shape)}"
             )
-        if has_actions is not None:
-            actions = actions * has_actions.to(actions.dtype)[:, None, None]
+        actions = actions * has_actions.to(actions.dtype)[:, None, None]
         return self.layout.action_rows(actions, tc)
 
     def _check_inputs(self, tokens: Tensor, actions: Tensor | None) -> int:
