@@ -37,7 +37,7 @@ from ivideogpt.data.clips import ClipDataset
 from ivideogpt.eval.metrics import psnr, ssim
 from ivideogpt.eval.predict import copy_last_frame
 from ivideogpt.tokenizer import TokenizerConfig
-from ivideogpt.tokenizer.io import load_tokenizer
+from ivideogpt.artifacts import load_tokenizer
 from ivideogpt.train.distributed import init_runtime
 from ivideogpt.train.tokenizer import TokenizerTrainConfig, train_tokenizer
 from ivideogpt.train.tokenizer_eval import evaluate_tokenizer, fixed_indices, val_batches

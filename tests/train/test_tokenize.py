@@ -15,7 +15,7 @@ from ivideogpt.data.frames import to_model
 from ivideogpt.data.store import DatasetWriter
 from ivideogpt.data.tokens import TokenShards
 from ivideogpt.tokenizer import TokenizerConfig, build_tokenizer
-from ivideogpt.tokenizer.io import load_tokenizer
+from ivideogpt.artifacts import load_tokenizer
 from ivideogpt.train.checkpoint import save_model
 from ivideogpt.train.tokenize import TokenizeConfig, tokenize_dataset, tokenizer_fingerprint
 

@@ -14,7 +14,7 @@ import torch
 
 from ivideogpt.config import PRESET_DIR, load_yaml, merge
 from ivideogpt.tokenizer import build_tokenizer, tokenizer_preset
-from ivideogpt.tokenizer.io import load_tokenizer
+from ivideogpt.artifacts import load_tokenizer
 from ivideogpt.train.monitor import read_log
 from ivideogpt.train.tokenizer import TokenizerTrainConfig, train_tokenizer
 

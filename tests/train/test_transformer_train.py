@@ -14,7 +14,7 @@ import torch
 import torch.multiprocessing as mp
 
 from ivideogpt.config import load_yaml, merge
-from ivideogpt.tokenizer.io import load_tokenizer
+from ivideogpt.artifacts import load_tokenizer
 from ivideogpt.train.distributed import init_runtime, shutdown
 from ivideogpt.train.loop import run_training, seed_everything
 from ivideogpt.train.monitor import read_log

@@ -27,7 +27,7 @@ from ivideogpt.data.clips import ClipConfig, ClipDataset, collate_clips
 from ivideogpt.data.frames import to_model
 from ivideogpt.data.tokens import TokenBatch, TokenShardMeta, TokenShardWriter
 from ivideogpt.tokenizer import VideoTokenizer
-from ivideogpt.tokenizer.io import CONFIG_FILE, load_tokenizer, resolve_tokenizer_dir
+from ivideogpt.artifacts import CONFIG_FILE, load_tokenizer, resolve_tokenizer_dir
 from ivideogpt.world_model import WorldModel, read_spec, resolve_world_model_dir
 
 SPLITS = ("train", "val")

@@ -4,7 +4,7 @@ Recipe (METHOD section 1): clips of Tc context + Tf future frames, L1 (+ LPIPS w
 reconstruction on every frame, codebook and commitment terms, AdamW with a constant learning rate after
 warm-up, gradient clipping at 1.0, bf16 autocast on GPUs, and an optional hinge patch GAN with its own
 optimizer that only costs time once it is active. Validation scores context and future frames apart on
-held-out episodes. The result is exported to `<out>/tokenizer/` (`ivideogpt.tokenizer.io.load_tokenizer`).
+held-out episodes. The result is exported to `<out>/tokenizer/` (`ivideogpt.artifacts.load_tokenizer`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from ivideogpt.tokenizer import (
     VideoTokenizer,
     build_tokenizer,
 )
-from ivideogpt.tokenizer.io import TOKENIZER_EXPORT
+from ivideogpt.artifacts import TOKENIZER_EXPORT
 from ivideogpt.train.checkpoint import save_model
 from ivideogpt.train.distributed import Runtime, init_runtime, shutdown
 from ivideogpt.train.loop import (
@@ -195,7 +195,7 @@ def train_tokenizer(cfg: TokenizerTrainConfig) -> Path:
 
     Returns:
         The export folder `<cfg.out>/tokenizer/` (model.safetensors + config.json), readable with
-        `ivideogpt.tokenizer.io.load_tokenizer`.
+        `ivideogpt.artifacts.load_tokenizer`.
     """
     if not cfg.data:
         raise ValueError("TokenizerTrainConfig.data: no dataset folders given (--data DIR [DIR ...])")
