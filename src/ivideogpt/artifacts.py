@@ -1,19 +1,26 @@
-"""Load a trained tokenizer from an export or a training checkpoint, with errors that say what is wrong.
+"""Artifacts on disk: the file names of runs, checkpoints and exports, and finding a tokenizer in them.
 
-An export (`<run>/tokenizer/`, written by `ivideogpt.train.checkpoint.save_model`) and every training
-checkpoint step folder hold the same two files:
+A run folder (`train-tokenizer`, `train`) holds
 
-    model.safetensors   tensors named "tokenizer.<parameter>" (plus other modules', e.g. "discriminator.")
-    config.json         the run config; its "tokenizer" section is the `TokenizerConfig`
+    ckpt/step_000001000/model.safetensors  every named module's weights ("tokenizer.encoder.conv.weight")
+    ckpt/step_000001000/config.json        the resolved run config ("tokenizer" section: TokenizerConfig)
+    ckpt/step_000001000/train_state.pt     step, optimizer states, RNG states of every rank, data position
+    ckpt/last.txt                          the name of the newest complete step folder
+    tokenizer/                              the tokenizer export: model.safetensors + config.json
+    world_model/                            the world-model export (docs/world-model-format.md)
 
-This module reads that layout itself (it must not import `ivideogpt.train`: the model core stays usable
-alone).
+A tokenizer is found in a tokenizer export, a run folder, a checkpoint step folder or a world-model
+folder (`load_any_tokenizer`); its identity is the fingerprint of its weights and its lineage the
+fingerprints of the tokenizers it was fine-tuned from. Jobs, eval and the world model all read these
+names from here; writing checkpoints is `ivideogpt.train.checkpoint`'s job.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -22,15 +29,20 @@ from safetensors.torch import load_file
 from ivideogpt.config import ConfigError, from_dict
 from ivideogpt.tokenizer.compressive import VideoTokenizer, build_tokenizer, check_state_dict
 from ivideogpt.tokenizer.config import TokenizerConfig
+from ivideogpt.world_model_io import TOKENIZER_FILE, load_state, read_spec, resolve_world_model_dir
 
-TOKENIZER_EXPORT = "tokenizer"  # export folder inside a run folder
-MODEL_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
+CKPT_DIR = "ckpt"  # checkpoints of a run live in <run>/ckpt/
+LAST_FILE = "last.txt"  # <run>/ckpt/last.txt names the newest complete step folder
+STEP_PREFIX = "step_"  # step folders: step_000001000
+MODEL_FILE = "model.safetensors"  # weights of every module, "<module>.<parameter>"
+CONFIG_FILE = "config.json"  # the resolved run config
+STATE_FILE = "train_state.pt"  # optimizer and RNG states, step (checkpoints only)
+TOKENIZER_EXPORT = "tokenizer"  # the tokenizer export inside a run folder
 _PREFIX = "tokenizer."
 
 
 def resolve_tokenizer_dir(path: str | Path) -> Path:
-    """The folder holding the tokenizer files: `path` itself, `<run>/tokenizer/`, or the run's last checkpoint."""
+    """The folder holding the tokenizer files: `path`, `<run>/tokenizer/` or the run's last checkpoint."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"tokenizer {path} does not exist")
@@ -38,9 +50,9 @@ def resolve_tokenizer_dir(path: str | Path) -> Path:
         return path
     if (path / TOKENIZER_EXPORT / MODEL_FILE).exists():
         return path / TOKENIZER_EXPORT
-    last = path / "ckpt" / "last.txt"
+    last = path / CKPT_DIR / LAST_FILE
     if last.exists():
-        return path / "ckpt" / last.read_text().strip()
+        return path / CKPT_DIR / last.read_text().strip()
     raise FileNotFoundError(f"no tokenizer at {path}: expected {MODEL_FILE} + {CONFIG_FILE} there, in "
                             f"{path / TOKENIZER_EXPORT}, or a checkpoint named by {last}")
 
@@ -93,3 +105,64 @@ def load_tokenizer(path: str | Path, device: str | torch.device = "cpu") -> Vide
     check_state_dict(tokenizer, state, str(model_file))
     tokenizer.load_state_dict(state)
     return tokenizer.to(device).eval()
+
+
+# ------------------------------------------------------------------------------------- any folder
+
+
+def world_model_dir(path: str | Path) -> Path | None:
+    """The world-model folder at `path` (itself or `path/world_model/`), or None when it is not one."""
+    try:
+        return resolve_world_model_dir(path)
+    except FileNotFoundError:
+        return None
+
+
+def load_any_tokenizer(path: str | Path, device: str | torch.device = "cpu") -> VideoTokenizer:
+    """The tokenizer of a tokenizer export/run/checkpoint folder or of a world-model folder (eval mode)."""
+    folder = world_model_dir(path)
+    if folder is None:
+        return load_tokenizer(path, device)
+    tokenizer = build_tokenizer(read_spec(folder).tokenizer)
+    load_state(tokenizer, folder / TOKENIZER_FILE)
+    return tokenizer.to(device).eval()
+
+
+def tokenizer_lineage(path: str | Path) -> list[str]:
+    """Fingerprints of the tokenizers the one at `path` was fine-tuned from (`train-tokenizer --init-from`),
+    nearest first; empty for a tokenizer trained from scratch.
+
+    A transformer trained on one tokenizer's codes may be fine-tuned on the codes of its descendant: the
+    descendant starts from the same weights, so its codes keep their meaning (docs/method.md, section 3).
+    """
+    folder = world_model_dir(path)
+    if folder is not None:
+        return list(read_spec(folder).provenance.get("tokenizer_lineage") or [])
+    config = json.loads((resolve_tokenizer_dir(path) / CONFIG_FILE).read_text())
+    return list(config.get("lineage") or []) if isinstance(config, dict) else []
+
+
+def recorded_clips(path: str | Path) -> dict[str, Any]:
+    """Clip settings the tokenizer was trained with (context/future frames, split), where recorded.
+
+    Returns:
+        A dict with some of context_frames, future_frames, val_fraction, split_seed (empty if none known).
+    """
+    folder = world_model_dir(path)
+    if folder is not None:
+        spec = read_spec(folder)
+        return {"context_frames": spec.context_frames, "future_frames": spec.future_frames}
+    config = json.loads((resolve_tokenizer_dir(path) / CONFIG_FILE).read_text())
+    clips = config.get("clips", {}) if isinstance(config, dict) else {}
+    keys = ("context_frames", "future_frames", "val_fraction", "split_seed")
+    return {k: clips[k] for k in keys if k in clips}
+
+
+def tokenizer_fingerprint(tokenizer: torch.nn.Module) -> str:
+    """sha256 of the tokenizer's weights (names, shapes, values): equal iff the codes it makes are equal."""
+    h = hashlib.sha256()
+    for name, value in sorted(tokenizer.state_dict().items()):
+        value = value.detach().cpu().contiguous()
+        h.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
+        h.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()

@@ -26,7 +26,6 @@ from torch import Tensor, nn
 
 from ivideogpt.data.frames import to_model, to_uint8
 from ivideogpt.tokenizer import ContextState, VideoTokenizer, build_tokenizer
-from ivideogpt.tokenizer.compressive import check_state_dict
 from ivideogpt.transformer import RolloutState, Transformer, sampling
 from ivideogpt.world_model_io import (  # re-exported: the folder format is part of this API
     EXPORT_DIR,
@@ -38,8 +37,8 @@ from ivideogpt.world_model_io import (  # re-exported: the folder format is part
     SamplingConfig,
     WorldModelSpec,
     layout_fields,
+    load_state,
     read_spec,
-    read_tensors,
     resolve_world_model_dir,
     write_folder,
 )
@@ -252,9 +251,7 @@ class WorldModel:
         tokenizer = build_tokenizer(spec.tokenizer)
         transformer = Transformer(spec.transformer)
         for module, name in ((tokenizer, TOKENIZER_FILE), (transformer, TRANSFORMER_FILE)):
-            state = read_tensors(folder / name)
-            check_state_dict(module, state, str(folder / name))
-            module.load_state_dict(state)
+            load_state(module, folder / name)
             module.to(device).eval()
         return cls(tokenizer, transformer, spec)
 

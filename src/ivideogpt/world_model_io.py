@@ -11,9 +11,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,8 +20,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from ivideogpt.atomic import atomic_path
 from ivideogpt.config import ConfigError, from_dict, to_dict
-from ivideogpt.tokenizer import TokenizerConfig
+from ivideogpt.tokenizer import TokenizerConfig, check_state_dict
 from ivideogpt.transformer import TransformerConfig
 
 FORMAT = "ivideogpt-world-model"
@@ -113,21 +111,11 @@ def write_folder(path: str | Path, spec: WorldModelSpec, tokenizer: nn.Module, t
     if path.exists() and not replaceable:
         raise FileExistsError(f"WorldModel.save: {path} exists and is not a world-model folder; refusing "
                               "to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with atomic_path(path, folder=True) as tmp:
         (tmp / SPEC_FILE).write_text(json.dumps({"format": FORMAT, "version": VERSION, **to_dict(spec)},
                                                 indent=2) + "\n")
         save_file(plain_state(tokenizer, dtype), str(tmp / TOKENIZER_FILE))
         save_file(plain_state(transformer, dtype), str(tmp / TRANSFORMER_FILE))
-        old = path.parent / f".{path.name}.old-{uuid.uuid4().hex[:8]}"
-        if path.exists():
-            os.replace(path, old)
-        os.replace(tmp, path)
-        shutil.rmtree(old, ignore_errors=True)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 
@@ -163,6 +151,13 @@ def read_spec(folder: str | Path) -> WorldModelSpec:
         return from_dict(WorldModelSpec, body)
     except (ConfigError, ValueError, TypeError) as e:
         raise ValueError(f"{file}: does not fit WorldModelSpec: {e}") from e
+
+
+def load_state(module: nn.Module, file: Path) -> None:
+    """Load the safetensors `file` into `module`, checked to fit it (errors name the file)."""
+    state = read_tensors(file)
+    check_state_dict(module, state, str(file))
+    module.load_state_dict(state)
 
 
 def read_tensors(file: Path) -> dict[str, Tensor]:

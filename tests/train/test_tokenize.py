@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from ivideogpt.artifacts import load_tokenizer, tokenizer_fingerprint
 from ivideogpt.config import from_dict, load_yaml, to_dict
 from ivideogpt.data.clips import ClipConfig, ClipDataset
 from ivideogpt.data.episode import Episode
@@ -15,9 +16,8 @@ from ivideogpt.data.frames import to_model
 from ivideogpt.data.store import DatasetWriter
 from ivideogpt.data.tokens import TokenShards
 from ivideogpt.tokenizer import TokenizerConfig, build_tokenizer
-from ivideogpt.artifacts import load_tokenizer
 from ivideogpt.train.checkpoint import save_model
-from ivideogpt.train.tokenize import TokenizeConfig, tokenize_dataset, tokenizer_fingerprint
+from ivideogpt.train.tokenize import TokenizeConfig, tokenize_dataset
 
 SIZE = 16  # 16x16 frames: the tiny tokenizer gives 4x4 = 16 codes per context frame and 1 per future frame
 

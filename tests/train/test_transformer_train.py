@@ -13,17 +13,12 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+from ivideogpt.artifacts import load_tokenizer, tokenizer_fingerprint, tokenizer_lineage
 from ivideogpt.config import load_yaml, merge
-from ivideogpt.artifacts import load_tokenizer
 from ivideogpt.train.distributed import init_runtime, shutdown
 from ivideogpt.train.loop import run_training, seed_everything
 from ivideogpt.train.monitor import read_log
-from ivideogpt.train.tokenize import (
-    TokenizeConfig,
-    tokenize_dataset,
-    tokenizer_fingerprint,
-    tokenizer_lineage,
-)
+from ivideogpt.train.tokenize import TokenizeConfig, tokenize_dataset
 from ivideogpt.train.tokenizer import TokenizerTrainConfig, train_tokenizer
 from ivideogpt.train.transformer import TransformerJob, TransformerTrainConfig, train_transformer
 from ivideogpt.world_model import WorldModel

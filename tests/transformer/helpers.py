@@ -50,6 +50,8 @@ def random_clip(cfg: TransformerConfig, b: int, tc: int, tf: int, seed: int = 0)
     }
 
 
-def random_batch(cfg: TransformerConfig, b: int, tc: int, tf: int, seed: int = 0, **fields: Tensor) -> TokenBatch:
+def random_batch(
+    cfg: TransformerConfig, b: int, tc: int, tf: int, seed: int = 0, **fields: Tensor
+) -> TokenBatch:
     """`random_clip` as the `TokenBatch` `Transformer.compute_loss` takes, with `fields` replaced."""
     return TokenBatch(**{**random_clip(cfg, b, tc, tf, seed), **fields})

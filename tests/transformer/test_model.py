@@ -81,7 +81,8 @@ def test_loss_metrics_and_reward_gradient_reaches_head() -> None:
     assert set(metrics) == {"loss", "ce", "accuracy", "reward_mse", "done_bce"}
     assert all(type(v) is float for v in metrics.values())
     assert out.logits.shape[1] == 3 * model.cfg.tokens_per_future_frame  # target positions only
-    assert metrics["reward_mse"] == pytest.approx(float(batch.rewards[:, 2:].square().mean()))  # zero-init head
+    zero_head = float(batch.rewards[:, 2:].square().mean())  # the head starts at 0
+    assert metrics["reward_mse"] == pytest.approx(zero_head)
     loss.backward()
     assert model.heads.reward.weight.grad.abs().sum() > 0 and model.heads.done.weight.grad.abs().sum() > 0
     model.zero_grad()
@@ -102,7 +103,8 @@ def test_action_free_clips_in_a_batch_get_no_action() -> None:
     model = Transformer(tiny_config(action_dim=3)).eval()
     randomize_zero_init(model)
     batch = random_batch(model.cfg, 2, 2, 2)
-    masked = model.compute_loss(random_batch(model.cfg, 2, 2, 2, has_actions=torch.zeros(2, dtype=torch.bool)))[0]
+    no_actions = torch.zeros(2, dtype=torch.bool)
+    masked = model.compute_loss(random_batch(model.cfg, 2, 2, 2, has_actions=no_actions))[0]
     free = Transformer(tiny_config()).eval()  # the same weights without an action layer
     free.load_pretrained({k: v for k, v in model.state_dict().items() if not k.startswith("action_proj.")})
     unlabelled = random_batch(free.cfg, 2, 2, 2, actions=torch.zeros(2, 4, 0))

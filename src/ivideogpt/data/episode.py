@@ -4,22 +4,21 @@ An episode file is an uncompressed `.npz` (frames are already compact at 64x64 a
 load several times faster). Row t of `actions`/`rewards`/`success`/`done` describes the step that PRODUCED
 frame t, so row 0 is zeros/False (nothing produced the first frame).
 
-Files are written atomically (temp file in the same folder, then `os.replace`) and read with
+Files are written atomically (`ivideogpt.atomic`: a temp file in the same folder, then a rename) and read with
 `allow_pickle=False`; every problem is raised as `EpisodeFormatError` naming the file and the field.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ivideogpt.atomic import atomic_path
 
 # field name -> (dtype, rank); every field has time as its first axis
 FIELD_SPECS: dict[str, tuple[np.dtype, int]] = {
@@ -124,27 +123,6 @@ def write_episode(path: str | Path, ep: Episode) -> None:
     validate_episode(ep, str(path))
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, **ep.arrays())
-
-
-@contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success move it onto `path`, on error delete it.
-
-    The temp file lives in the destination folder (so `os.replace` is an atomic rename on the same
-    filesystem) and keeps the suffix (so writers that pick a format by extension still work). A reader
-    never sees a half-written file, even if the writer is killed.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # a unique name rather than mkstemp: mkstemp files are mode 0600, which would make datasets unreadable
-    # to other users; a file created by the writer gets the usual umask permissions
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_episode(path: str | Path) -> Episode:

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 from tyro.conf import Positional
 
+from ivideogpt.atomic import atomic_path
 from ivideogpt.data.episode import (
     Episode,
     EpisodeFormatError,
-    atomic_path,
     load_fields,
     read_episode,
     validate_episode,

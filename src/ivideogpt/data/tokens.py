@@ -18,14 +18,14 @@ are only valid with its own context: shards store whole clips, not a frame strea
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from ivideogpt.atomic import commit, discard, temp_path
 
 CODES_DTYPE = np.uint16
 
@@ -81,9 +81,8 @@ class TokenShardWriter:
         if self.root.exists() and any(self.root.iterdir()) and not overwrite:
             raise FileExistsError(f"{self.root} exists and is not empty (pass overwrite to replace it)")
         self.meta = meta
-        self.tmp = self.root.with_name(self.root.name + ".tmp")
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        self.tmp.mkdir(parents=True)
+        self.tmp = temp_path(self.root)
+        self.tmp.mkdir()
         self._context = open(self.tmp / "context.bin", "wb")  # noqa: SIM115 (closed by close())
         self._future = open(self.tmp / "future.bin", "wb")  # noqa: SIM115
         self._arrays: dict[str, list[np.ndarray]] = {k: [] for k in ("actions", "rewards", "dones", "flags", "index")}
@@ -114,13 +113,12 @@ class TokenShardWriter:
         self._context.close()
         self._future.close()
         if self.meta.num_clips == 0:
-            shutil.rmtree(self.tmp, ignore_errors=True)
+            discard(self.tmp)
             raise TokenShardError(f"no clips were written to {self.root}")
         for name, parts in self._arrays.items():
             np.save(self.tmp / f"{name}.npy", np.concatenate(parts))
         (self.tmp / "meta.json").write_text(json.dumps(asdict(self.meta), indent=2))
-        shutil.rmtree(self.root, ignore_errors=True)
-        os.replace(self.tmp, self.root)
+        commit(self.tmp, self.root)
         return self.root
 
 

@@ -32,6 +32,7 @@ from tqdm import tqdm
 from ivideogpt.data.clips import ClipBatch, ClipConfig, ClipDataset, Split, collate_clips
 from ivideogpt.data.frames import to_model, to_uint8
 from ivideogpt.data.store import read_meta
+from ivideogpt.device import resolve_device
 from ivideogpt.eval.metrics import Aggregate, MetricsConfig, load_metric_models
 from ivideogpt.eval.report import format_metric, write_report
 from ivideogpt.eval.scores import Predictions, ScoreSheet
@@ -108,7 +109,7 @@ def evaluate_predictions(cfg: EvalConfig) -> dict[str, Any]:
     """
     if not cfg.data:
         raise ValueError("EvalConfig.data: no dataset folders given (--data DIR [DIR ...])")
-    device = cfg.device if cfg.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(cfg.device)
     wm = WorldModel.load(cfg.model, device)
     data = open_clips(cfg, wm)
     picks = spread_indices(len(data), cfg.clips)

@@ -22,7 +22,6 @@ import html
 import io
 import json
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,8 @@ from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from ivideogpt.atomic import atomic_path
 
 PROTOCOL_TYPES = {"context": int, "horizon": int, "clips": int, "samples": int, "aggregate": str}
 METHOD_ORDER = ("model", "copy_last", "tokenizer_recon")  # table and legend order; other methods follow
@@ -278,10 +279,8 @@ def _esc(value: Any) -> str:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
 
 
 _CSS = """

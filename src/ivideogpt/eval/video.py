@@ -14,7 +14,7 @@ import imageio.v3 as iio
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ivideogpt.data.episode import atomic_path
+from ivideogpt.atomic import atomic_path
 
 VIDEO_SUFFIXES = (".gif", ".mp4")
 

@@ -14,13 +14,10 @@ pointing at it. An export (`save_model`) is the same minus `train_state.pt`: wha
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import random
 import shutil
-import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,15 +28,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from ivideogpt.artifacts import CKPT_DIR, CONFIG_FILE, LAST_FILE, MODEL_FILE, STATE_FILE, STEP_PREFIX
+from ivideogpt.atomic import TMP_PREFIX, atomic_path
 from ivideogpt.train.distributed import unwrap
-
-CKPT_DIR = "ckpt"  # checkpoints of a run live in <run>/ckpt/
-LAST_FILE = "last.txt"  # <run>/ckpt/last.txt names the newest complete step folder
-MODEL_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
-STATE_FILE = "train_state.pt"
-STEP_PREFIX = "step_"
-_TMP_PREFIX = ".tmp-"
 
 
 class CheckpointError(ValueError):
@@ -89,10 +80,11 @@ def save_checkpoint(
     """
     root = Path(run_dir) / CKPT_DIR
     final = root / step_dir_name(step)
-    with _atomic_dir(final) as tmp:
+    with atomic_path(final, folder=True) as tmp:
         write_model_files(tmp, modules, config)
         torch.save({"step": step, **train_state}, tmp / STATE_FILE)
-    _write_text_atomic(root / LAST_FILE, final.name + "\n")
+    with atomic_path(root / LAST_FILE) as tmp:
+        tmp.write_text(final.name + "\n")
     _prune(root, keep, final)
     return final
 
@@ -100,7 +92,7 @@ def save_checkpoint(
 def save_model(path: str | Path, modules: Mapping[str, nn.Module], config: Mapping[str, Any]) -> Path:
     """Export weights + config (no training state) atomically to the folder `path` (replaced if present)."""
     path = Path(path)
-    with _atomic_dir(path) as tmp:
+    with atomic_path(path, folder=True) as tmp:
         write_model_files(tmp, modules, config)
     return path
 
@@ -263,42 +255,12 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
 # ---------------------------------------------------------------------------------------------- helpers
 
 
-@contextlib.contextmanager
-def _atomic_dir(final: Path) -> Iterator[Path]:
-    """Yield a fresh temp folder beside `final`; on success it replaces `final`, on error it is deleted."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f"{_TMP_PREFIX}{final.name}-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
-    try:
-        yield tmp
-        if final.exists():  # replacing an old copy: move it aside first, drop it only once the new one is in
-            old = final.with_name(f"{_TMP_PREFIX}old-{final.name}-{uuid.uuid4().hex[:8]}")
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{_TMP_PREFIX}{path.name}-{uuid.uuid4().hex[:8]}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _prune(root: Path, keep: int, newest: Path) -> None:
     """Delete all but the `keep` highest step folders (0: keep all) but never `newest`, the one just written.
 
     Temp folders left by a killed save go too: a run has one writer, so none is in flight now.
     """
-    for stale in root.glob(f"{_TMP_PREFIX}*"):
+    for stale in root.glob(f"{TMP_PREFIX}*"):
         if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
         else:

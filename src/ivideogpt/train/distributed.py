@@ -18,6 +18,8 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ivideogpt.device import resolve_device
+
 Amp = Literal["auto", "bf16", "off"]
 
 
@@ -109,12 +111,8 @@ def init_runtime(device: str = "auto", amp: Amp = "auto") -> Runtime:
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
+    dev = resolve_device(device)
     if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"init_runtime: device {device!r} asked for but CUDA is not available")
         if dev.index is None or world_size > 1:
             dev = torch.device("cuda", local_rank)
         torch.cuda.set_device(dev)

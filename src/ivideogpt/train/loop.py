@@ -30,9 +30,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
+from ivideogpt.artifacts import CKPT_DIR, LAST_FILE
 from ivideogpt.train.checkpoint import (
-    CKPT_DIR,
-    LAST_FILE,
     CheckpointError,
     config_diff,
     load_checkpoint,

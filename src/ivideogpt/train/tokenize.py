@@ -12,8 +12,6 @@ whose tokenizer changed since (a retrained tokenizer in the same folder would de
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -22,13 +20,13 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from ivideogpt.artifacts import load_any_tokenizer, recorded_clips, tokenizer_fingerprint, tokenizer_lineage
 from ivideogpt.config import to_dict
 from ivideogpt.data.clips import ClipConfig, ClipDataset, collate_clips
 from ivideogpt.data.frames import to_model
 from ivideogpt.data.tokens import TokenBatch, TokenShardMeta, TokenShardWriter
+from ivideogpt.device import resolve_device
 from ivideogpt.tokenizer import VideoTokenizer
-from ivideogpt.artifacts import CONFIG_FILE, load_tokenizer, resolve_tokenizer_dir
-from ivideogpt.world_model import WorldModel, read_spec, resolve_world_model_dir
 
 SPLITS = ("train", "val")
 
@@ -66,63 +64,6 @@ class TokenizeConfig:
             raise ValueError(f"TokenizeConfig.splits must be distinct entries of {SPLITS}, got {self.splits}")
 
 
-# ------------------------------------------------------------------------------------- tokenizer access
-
-
-def world_model_dir(path: str | Path) -> Path | None:
-    """The world-model folder at `path` (itself or `path/world_model/`), or None when it is not one."""
-    try:
-        return resolve_world_model_dir(path)
-    except FileNotFoundError:
-        return None
-
-
-def load_any_tokenizer(path: str | Path, device: str | torch.device = "cpu") -> VideoTokenizer:
-    """The tokenizer of a tokenizer export/run/checkpoint folder or of a world-model folder (eval mode)."""
-    folder = world_model_dir(path)
-    return load_tokenizer(path, device) if folder is None else WorldModel.load(folder, device).tokenizer
-
-
-def tokenizer_lineage(path: str | Path) -> list[str]:
-    """Fingerprints of the tokenizers the one at `path` was fine-tuned from (`train-tokenizer --init-from`),
-    nearest first; empty for a tokenizer trained from scratch.
-
-    A transformer trained on one tokenizer's codes may be fine-tuned on the codes of its descendant: the
-    descendant starts from the same weights, so its codes keep their meaning (METHOD section 3).
-    """
-    folder = world_model_dir(path)
-    if folder is not None:
-        return list(read_spec(folder).provenance.get("tokenizer_lineage") or [])
-    config = json.loads((resolve_tokenizer_dir(path) / CONFIG_FILE).read_text())
-    return list(config.get("lineage") or []) if isinstance(config, dict) else []
-
-
-def recorded_clips(path: str | Path) -> dict[str, Any]:
-    """Clip settings the tokenizer was trained with (context/future frames, split), where recorded.
-
-    Returns:
-        A dict with some of context_frames, future_frames, val_fraction, split_seed (empty if none known).
-    """
-    folder = world_model_dir(path)
-    if folder is not None:
-        spec = read_spec(folder)
-        return {"context_frames": spec.context_frames, "future_frames": spec.future_frames}
-    config = json.loads((resolve_tokenizer_dir(path) / CONFIG_FILE).read_text())
-    clips = config.get("clips", {}) if isinstance(config, dict) else {}
-    keys = ("context_frames", "future_frames", "val_fraction", "split_seed")
-    return {k: clips[k] for k in keys if k in clips}
-
-
-def tokenizer_fingerprint(tokenizer: torch.nn.Module) -> str:
-    """sha256 of the tokenizer's weights (names, shapes, values): equal iff the codes it makes are equal."""
-    h = hashlib.sha256()
-    for name, value in sorted(tokenizer.state_dict().items()):
-        value = value.detach().cpu().contiguous()
-        h.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
-        h.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
-
-
 # ------------------------------------------------------------------------------------- the job
 
 
@@ -144,7 +85,7 @@ def tokenize_dataset(cfg: TokenizeConfig) -> Path:
     existing = [str(out / s) for s in cfg.splits if (out / s).exists() and any((out / s).iterdir())]
     if existing and not cfg.overwrite:
         raise FileExistsError(f"token shards exist at {existing}; pass --overwrite to replace them")
-    device = cfg.device if cfg.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(cfg.device)
     tokenizer = load_any_tokenizer(cfg.tokenizer, device)
     clip_cfg = _clip_config(cfg, recorded_clips(cfg.tokenizer))
     provenance = {

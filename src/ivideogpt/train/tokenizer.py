@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ivideogpt.artifacts import TOKENIZER_EXPORT, load_any_tokenizer, tokenizer_fingerprint, tokenizer_lineage
 from ivideogpt.config import to_dict
 from ivideogpt.data.clips import ClipBatch, ClipConfig, ClipDataset, collate_clips, mixture_sampler
 from ivideogpt.data.frames import to_model
@@ -29,7 +30,6 @@ from ivideogpt.tokenizer import (
     VideoTokenizer,
     build_tokenizer,
 )
-from ivideogpt.artifacts import TOKENIZER_EXPORT
 from ivideogpt.train.checkpoint import save_model
 from ivideogpt.train.distributed import Runtime, init_runtime, shutdown
 from ivideogpt.train.loop import (
@@ -41,7 +41,6 @@ from ivideogpt.train.loop import (
     step_loader,
 )
 from ivideogpt.train.optim import build_adamw
-from ivideogpt.train.tokenize import load_any_tokenizer, tokenizer_fingerprint, tokenizer_lineage
 from ivideogpt.train.tokenizer_eval import (
     evaluate_tokenizer,
     fixed_indices,

@@ -3,7 +3,8 @@
 Recipe (METHOD section 2): next-token cross-entropy on future-frame codes, reward MSE (and termination
 BCE where episodes end) at each frame's last token, AdamW with decay on linear weights only
 (`optim.param_groups`), cosine learning-rate decay after warm-up, gradient clipping, bf16 autocast and
-`torch.compile` on GPUs, DDP under torchrun. Batches are read straight from the memory-mapped shards (nanoGPT style: no DataLoader).
+`torch.compile` on GPUs, DDP under torchrun. Batches are read straight from the memory-mapped shards
+(nanoGPT style: no DataLoader).
 
 `cfg.model` is the architecture; the token layout (vocabularies, tokens per frame, clip shape), the
 action size and the reward/done heads are facts of the data and are taken from the shards. `init_from`
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ivideogpt.artifacts import load_any_tokenizer, tokenizer_fingerprint
 from ivideogpt.config import to_dict
 from ivideogpt.data.frames import to_uint8
 from ivideogpt.data.tokens import TokenBatch, TokenShardError, TokenShardMeta, TokenShards
@@ -41,7 +43,6 @@ from ivideogpt.train.loop import (
     seed_everything,
 )
 from ivideogpt.train.optim import build_adamw
-from ivideogpt.train.tokenize import load_any_tokenizer, tokenizer_fingerprint
 from ivideogpt.transformer import Transformer, TransformerConfig, generate_frames, transformer_preset
 from ivideogpt.world_model import EXPORT_DIR, WorldModel, WorldModelSpec
 
@@ -160,7 +161,8 @@ class TransformerJob(TrainJob):
             loss, metrics, _ = self.train_loss(b)
             return loss, metrics
 
-        return optimizer_step(self.train_loss, self.opt, loss_fn, micro, self.runtime, self.cfg.train.grad_clip)
+        clip_norm = self.cfg.train.grad_clip
+        return optimizer_step(self.train_loss, self.opt, loss_fn, micro, self.runtime, clip_norm)
 
     def units_per_step(self) -> dict[str, int]:
         return {"clips": self.cfg.train.batch_size, "tokens": self.cfg.train.batch_size * self.seq_len}
