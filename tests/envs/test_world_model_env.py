@@ -82,7 +82,7 @@ def test_env_reset_from_given_frames_and_bad_actions(wm: WorldModel) -> None:
     env = WorldModelEnv(wm, constant_episodes())
     obs, info = env.reset(seed=0, options={"context": constant_episodes()[2, :2]})
     assert (obs == 81).all() and info == {"episode": -1, "start": -1}
-    with pytest.raises(ValueError, match=r"action must have shape \(3,\)"):
+    with pytest.raises(ValueError, match=r"expected shape \(1, 3\) \(action_dim=3\)"):
         env.step(np.zeros(4, np.float32))
 
 

@@ -132,7 +132,7 @@ def test_rollout_input_errors() -> None:
     context, actions = _rollout_inputs(model, 3)
     with pytest.raises(ValueError, match=r"actions must be \(B, num_frames, A\)"):
         generate_frames(model, context, actions[:, :2], 3)
-    with pytest.raises(ValueError, match=r"action must be \(B, A\) = \(2, 3\)"):
+    with pytest.raises(ValueError, match=r"actions must be \(B, T, A\) = \(2, 1, 3\)"):  # the forward's check
         generate_frames(model, context, actions[..., :2], 3)
     with pytest.raises(ValueError, match="slide_frames"):
         start(model, context, window_frames=2, slide_frames=3)

@@ -160,11 +160,7 @@ class WorldModelEnv(gym.Env):
         """
         if self._state is None:
             raise RuntimeError("WorldModelEnv: call reset() before step() (and after an episode ends)")
-        action = np.asarray(action, dtype=np.float32)
-        if action.shape != self.action_space.shape:
-            raise ValueError(
-                f"WorldModelEnv: action must have shape {self.action_space.shape}, got {action.shape}"
-            )
+        action = np.asarray(action, dtype=np.float32)  # validated by the world model
         frames, rewards, dones, state = self.world_model.step(self._state, action[None])
         self._frame = frames[0]
         terminated, truncated = bool(dones[0]), state.num_steps >= self.max_steps
