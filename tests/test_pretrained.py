@@ -8,8 +8,8 @@ import numpy as np
 
 from ivideogpt import pretrained_path
 from ivideogpt.demo import DemoConfig, run_demo
-from ivideogpt.envs.metaworld import ACTION_DIM
 from ivideogpt.eval.report import read_metrics_json
+from ivideogpt.sim.metaworld import ACTION_DIM
 from ivideogpt.world_model import WorldModel
 
 MAX_BYTES = 25 * 2**20  # the budget for weights inside the wheel

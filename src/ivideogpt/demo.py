@@ -29,9 +29,9 @@ from ivideogpt import pretrained_path
 from ivideogpt.config import load_yaml, merge, to_dict
 from ivideogpt.data.metaworld import MetaworldCollectConfig, collect_metaworld
 from ivideogpt.data.store import read_meta
-from ivideogpt.envs.metaworld import ACTION_DIM, DEFAULT_TASKS
 from ivideogpt.eval.predict import EvalConfig, evaluate_predictions
 from ivideogpt.eval.report import format_metric
+from ivideogpt.sim.metaworld import ACTION_DIM, DEFAULT_TASKS
 from ivideogpt.world_model import WorldModelSpec, read_spec, resolve_world_model_dir
 
 PRETRAINED = "metaworld64"  # folder of the shipped model under ivideogpt/pretrained/

@@ -10,7 +10,7 @@ from PIL import Image
 from ivideogpt.data.preview import PreviewConfig, choose_episodes, write_preview
 from ivideogpt.data.store import EpisodeStore
 from ivideogpt.data.videos import VideoImportConfig, import_videos, natural_key
-from ivideogpt.eval.video import add_label, hstack_videos, save_video, tile_videos
+from ivideogpt.media import add_label, hstack_videos, save_video, tile_videos
 
 
 def _frames(T: int, H: int, W: int, seed: int = 0) -> np.ndarray:

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from ivideogpt.data.episode import Episode
 from ivideogpt.data.store import DatasetWriter
-from ivideogpt.envs.metaworld import ACTION_DIM, DEFAULT_TASKS, MetaWorldEnv, expert_policy, task_name
+from ivideogpt.sim.metaworld import ACTION_DIM, DEFAULT_TASKS, MetaWorldEnv, expert_policy, task_name
 
 
 @dataclass

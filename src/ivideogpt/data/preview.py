@@ -9,7 +9,7 @@ import numpy as np
 from tyro.conf import Positional
 
 from ivideogpt.data.store import EpisodeStore
-from ivideogpt.eval.video import VIDEO_SUFFIXES, add_label, save_video, tile_videos, upscale
+from ivideogpt.media import VIDEO_SUFFIXES, add_label, save_video, tile_videos, upscale
 
 GRID_COLS = 4  # videos per row of the preview grid
 

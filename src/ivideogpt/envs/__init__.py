@@ -2,7 +2,7 @@
 
 Imports are lazy (PEP 562): `import ivideogpt.envs` loads neither MuJoCo/Meta-World nor the models;
 `from ivideogpt.envs import WorldModelEnv` loads the world-model env only. The Meta-World env lives in
-`ivideogpt.envs.metaworld` and is imported from there.
+`ivideogpt.sim.metaworld` and is imported from there.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from ivideogpt.device import resolve_device
 from ivideogpt.eval.metrics import Aggregate, MetricsConfig, load_metric_models
 from ivideogpt.eval.report import format_metric, write_report
 from ivideogpt.eval.scores import Predictions, ScoreSheet
-from ivideogpt.eval.video import add_label, hstack_videos, save_video, tile_videos
+from ivideogpt.media import add_label, hstack_videos, save_video, tile_videos
 from ivideogpt.tokenizer import VideoTokenizer
 from ivideogpt.world_model import WorldModel
 

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from ivideogpt.data.clips import ClipBatch, ClipDataset, collate_clips
 from ivideogpt.data.frames import to_model, to_uint8
 from ivideogpt.eval.metrics import psnr, ssim
-from ivideogpt.eval.video import add_label, hstack_videos, save_video, tile_videos
+from ivideogpt.media import add_label, hstack_videos, save_video, tile_videos
 
 
 def fixed_indices(dataset: ClipDataset, count: int) -> list[int]:

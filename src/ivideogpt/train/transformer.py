@@ -31,7 +31,7 @@ from ivideogpt.artifacts import load_any_tokenizer, tokenizer_fingerprint
 from ivideogpt.config import to_dict
 from ivideogpt.data.frames import to_uint8
 from ivideogpt.data.tokens import TokenBatch, TokenShardError, TokenShardMeta, TokenShards
-from ivideogpt.eval.video import add_label, hstack_videos, save_video, tile_videos
+from ivideogpt.media import add_label, hstack_videos, save_video, tile_videos
 from ivideogpt.tokenizer import VideoTokenizer
 from ivideogpt.train.distributed import Runtime, init_runtime, shutdown
 from ivideogpt.train.loop import (

@@ -8,7 +8,7 @@ import mujoco
 import numpy as np
 import pytest
 
-from ivideogpt.envs.metaworld import (
+from ivideogpt.sim.metaworld import (
     ACTION_DIM,
     DEFAULT_TASKS,
     MAX_REWARD,
