@@ -1,8 +1,7 @@
-"""Environments: the world-model envs (`WorldModelEnv`, `WorldModelVectorEnv`) and the Meta-World simulator.
+"""Gymnasium environments backed by a world model (`WorldModelEnv`, `WorldModelVectorEnv`).
 
-Imports are lazy (PEP 562): `import ivideogpt.envs` loads neither MuJoCo/Meta-World nor the models;
-`from ivideogpt.envs import WorldModelEnv` loads the world-model env only. The Meta-World env lives in
-`ivideogpt.sim.metaworld` and is imported from there.
+Imports are lazy (PEP 562): `import ivideogpt.envs` loads no model; `from ivideogpt.envs import
+WorldModelEnv` loads the world-model env. Real simulators (Meta-World) live in `ivideogpt.sim`.
 """
 
 from __future__ import annotations
