@@ -32,12 +32,12 @@ from typing import Any
 import torch
 import tyro
 
+from ivideogpt.artifacts import load_tokenizer
 from ivideogpt.config import load_yaml, merge
 from ivideogpt.data.clips import ClipDataset
 from ivideogpt.eval.metrics import psnr, ssim
 from ivideogpt.eval.predict import copy_last_frame
 from ivideogpt.tokenizer import TokenizerConfig
-from ivideogpt.artifacts import load_tokenizer
 from ivideogpt.train.distributed import init_runtime
 from ivideogpt.train.tokenizer import TokenizerTrainConfig, train_tokenizer
 from ivideogpt.train.tokenizer_eval import evaluate_tokenizer, fixed_indices, val_batches

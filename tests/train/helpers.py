@@ -18,7 +18,8 @@ from ivideogpt.config import to_dict
 from ivideogpt.data.episode import Episode
 from ivideogpt.data.store import DatasetWriter
 from ivideogpt.train.distributed import Runtime
-from ivideogpt.train.loop import TrainJob, TrainLoopConfig, optimizer_step, step_loader
+from ivideogpt.train.job import TrainJob, TrainLoopConfig, optimizer_step
+from ivideogpt.train.loop import step_loader
 from ivideogpt.train.optim import build_adamw
 
 

@@ -11,7 +11,8 @@ import torch
 
 from ivideogpt.train.checkpoint import CheckpointError, load_checkpoint
 from ivideogpt.train.distributed import init_runtime
-from ivideogpt.train.loop import TrainLoopConfig, run_training, seed_everything
+from ivideogpt.train.job import TrainLoopConfig
+from ivideogpt.train.loop import run_training, seed_everything
 
 from .helpers import ToyConfig, ToyJob
 

@@ -8,7 +8,6 @@ from torch import nn
 from ivideogpt.tokenizer import TokenizerConfig, build_tokenizer
 from ivideogpt.train.optim import build_adamw, param_groups
 from ivideogpt.transformer import Transformer
-
 from tests.transformer.helpers import tiny_config
 
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import torch
 
+from ivideogpt.artifacts import load_tokenizer
 from ivideogpt.config import PRESET_DIR, load_yaml, merge
 from ivideogpt.tokenizer import build_tokenizer, tokenizer_preset
-from ivideogpt.artifacts import load_tokenizer
 from ivideogpt.train.monitor import read_log
 from ivideogpt.train.tokenizer import TokenizerTrainConfig, train_tokenizer
 

@@ -19,15 +19,8 @@ from ivideogpt.train.checkpoint import (
     save_model,
 )
 from ivideogpt.train.distributed import Runtime, init_runtime, shutdown, unwrap
-from ivideogpt.train.loop import (
-    StepBatchSampler,
-    TrainJob,
-    TrainLoopConfig,
-    optimizer_step,
-    run_training,
-    seed_everything,
-    step_loader,
-)
+from ivideogpt.train.job import TrainJob, TrainLoopConfig, optimizer_step
+from ivideogpt.train.loop import StepBatchSampler, run_training, seed_everything, step_loader
 from ivideogpt.train.optim import build_adamw, param_groups
 from ivideogpt.train.schedule import lr_at
 

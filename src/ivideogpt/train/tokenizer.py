@@ -32,14 +32,8 @@ from ivideogpt.tokenizer import (
 )
 from ivideogpt.train.checkpoint import save_model
 from ivideogpt.train.distributed import Runtime, init_runtime, shutdown
-from ivideogpt.train.loop import (
-    TrainJob,
-    TrainLoopConfig,
-    optimizer_step,
-    run_training,
-    seed_everything,
-    step_loader,
-)
+from ivideogpt.train.job import TrainJob, TrainLoopConfig, optimizer_step
+from ivideogpt.train.loop import run_training, seed_everything, step_loader
 from ivideogpt.train.optim import build_adamw
 from ivideogpt.train.tokenizer_eval import (
     evaluate_tokenizer,

@@ -27,39 +27,24 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ivideogpt.artifacts import load_any_tokenizer, tokenizer_fingerprint
 from ivideogpt.config import to_dict
 from ivideogpt.data.frames import to_uint8
-from ivideogpt.data.tokens import TokenBatch, TokenShardError, TokenShardMeta, TokenShards
+from ivideogpt.data.tokens import TokenBatch
 from ivideogpt.media import add_label, hstack_videos, save_video, tile_videos
 from ivideogpt.tokenizer import VideoTokenizer
 from ivideogpt.train.distributed import Runtime, init_runtime, shutdown
-from ivideogpt.train.loop import (
-    StepBatchSampler,
-    TrainJob,
-    TrainLoopConfig,
-    optimizer_step,
-    run_training,
-    seed_everything,
-)
+from ivideogpt.train.job import TrainJob, TrainLoopConfig, optimizer_step
+from ivideogpt.train.loop import StepBatchSampler, run_training, seed_everything
 from ivideogpt.train.optim import build_adamw
+from ivideogpt.train.transformer_setup import (
+    data_heads,
+    load_parent,
+    open_token_shards,
+    resolve_model_config,
+    shard_tokenizer,
+)
 from ivideogpt.transformer import Transformer, TransformerConfig, generate_frames, transformer_preset
 from ivideogpt.world_model import EXPORT_DIR, WorldModel, WorldModelSpec
-
-# TransformerConfig fields the data fixes (the rest is architecture and loss weights, set by `cfg.model`)
-DATA_FIELDS = (
-    "context_vocab_size",
-    "future_vocab_size",
-    "tokens_per_context_frame",
-    "tokens_per_future_frame",
-    "max_context_frames",
-    "max_future_frames",
-    "action_dim",
-    "reward_head",
-    "done_head",
-)
-# fields a parent model (`init_from`) must share with `cfg.model` for its weights to mean the same thing
-ARCH_FIELDS = ("n_layer", "n_head", "n_embd", "hidden_size", "rope_theta", "tie_embeddings")
 
 
 def _default_loop() -> TrainLoopConfig:
@@ -271,115 +256,6 @@ def train_transformer(cfg: TransformerTrainConfig) -> Path:
     finally:
         shutdown(runtime)
     return export
-
-
-# ------------------------------------------------------------------------------------- data and model
-
-
-def open_token_shards(tokens: Path) -> tuple[TokenShards, TokenShards | None]:
-    """The train shards and (when present) the val shards of a `tokenize` output folder."""
-    tokens = Path(tokens)
-    if not (tokens / "train").is_dir():
-        hint = " (it is a shard folder itself: pass its parent)" if (tokens / "meta.json").exists() else ""
-        raise FileNotFoundError(f"no token shards at {tokens}: expected {tokens / 'train'}/ written by "
-                                f"`ivideogpt tokenize --out {tokens}`{hint}")
-    train = TokenShards(tokens / "train")
-    val = TokenShards(tokens / "val") if (tokens / "val").is_dir() else None
-    if val is not None:
-        fields = ("context_frames", "future_frames", "context_tokens", "future_tokens", "context_vocab_size",
-                  "future_vocab_size", "action_dim")
-        diff = [f for f in fields if getattr(train.meta, f) != getattr(val.meta, f)]
-        fingerprints = {m.extra.get("tokenizer_fingerprint") for m in (train.meta, val.meta)}
-        if diff or len(fingerprints) > 1:
-            raise TokenShardError(f"{tokens}: train and val shards were not made together (they differ in "
-                                  f"{diff or ['tokenizer weights']}); re-run `ivideogpt tokenize`")
-    return train, val
-
-
-def shard_tokenizer(meta: TokenShardMeta, where: Path) -> VideoTokenizer:
-    """The tokenizer recorded in the shards' meta, checked to be the one that made them (on the CPU)."""
-    path, fingerprint = meta.extra.get("tokenizer_path"), meta.extra.get("tokenizer_fingerprint")
-    if not path or not fingerprint:
-        raise TokenShardError(f"{where}: the shards do not record their tokenizer (tokenizer_path, "
-                              "tokenizer_fingerprint); re-run `ivideogpt tokenize`")
-    try:
-        tokenizer = load_any_tokenizer(path)
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"{where} was tokenized with {path}, which cannot be loaded any more ({e}); "
-                                "the world model needs that tokenizer") from e
-    if tokenizer_fingerprint(tokenizer) != fingerprint:
-        raise TokenShardError(f"{where}: the tokenizer at {path} has changed since these shards were made "
-                              "(its weights differ); re-run `ivideogpt tokenize`")
-    return tokenizer
-
-
-def data_heads(shards: TokenShards) -> dict[str, bool]:
-    """Reward head when some clip has rewards; done head when some labelled clip ever terminates."""
-    labelled = np.asarray(shards.arrays["flags"][:, 1])  # (N,) has_rewards
-    dones = np.asarray(shards.arrays["dones"])[labelled, shards.meta.context_frames :]
-    return {"reward_head": bool(labelled.any()), "done_head": bool(dones.any())}
-
-
-def resolve_model_config(
-    model: TransformerConfig, meta: TokenShardMeta, heads: dict[str, bool]
-) -> TransformerConfig:
-    """`model` with the data's layout, action size and heads (see `DATA_FIELDS`).
-
-    Raises:
-        ValueError: when `model` sets one of those fields (away from its default) to another value than the
-            data's: a silent override would train something other than what was asked for.
-    """
-    data = {
-        "context_vocab_size": meta.context_vocab_size,
-        "future_vocab_size": meta.future_vocab_size,
-        "tokens_per_context_frame": meta.context_tokens,
-        "tokens_per_future_frame": meta.future_tokens,
-        "max_context_frames": meta.context_frames,
-        "max_future_frames": meta.future_frames,
-        "action_dim": meta.action_dim,
-        **heads,
-    }
-    defaults = {f.name: f.default for f in dataclasses.fields(TransformerConfig)}
-    clash = [
-        f"model.{k}={getattr(model, k)!r} (data: {v!r})"
-        for k, v in data.items()
-        if getattr(model, k) not in (defaults[k], v)
-    ]
-    if clash:
-        raise ValueError(f"{', '.join(clash)}: these fields come from the token shards; leave them unset")
-    return dataclasses.replace(model, **data)
-
-
-def load_parent(model: Transformer, parent: WorldModel, meta: TokenShardMeta, where: Path) -> None:
-    """Load `parent`'s transformer into `model`; new parts (action layer, heads) keep their zero init."""
-    # the shards' tokenizer, or one it was fine-tuned from: the codes keep their meaning (METHOD section 3)
-    compatible = (meta.extra.get("tokenizer_fingerprint"), *(meta.extra.get("tokenizer_lineage") or []))
-    if tokenizer_fingerprint(parent.tokenizer) not in compatible:
-        raise ValueError(
-            f"init_from {where}: its tokenizer is neither the one that made the token shards "
-            f"({meta.extra.get('tokenizer_path')}) nor one that tokenizer was fine-tuned from; tokenize the data "
-            f"with --tokenizer {where}, or fine-tune that tokenizer first (train-tokenizer --init-from {where})"
-        )
-    mine, theirs = model.cfg, parent.transformer.cfg
-    diff = [
-        f"{k}: {getattr(theirs, k)} vs {getattr(mine, k)}"
-        for k in ARCH_FIELDS
-        if getattr(theirs, k) != getattr(mine, k)
-    ]
-    if diff:
-        raise ValueError(
-            f"init_from {where}: its architecture differs from model (init_from vs model): "
-            f"{'; '.join(diff)}; set the model fields (or --config) to match"
-        )
-    if theirs.action_dim not in (0, mine.action_dim):
-        raise ValueError(
-            f"init_from {where}: it takes actions of size {theirs.action_dim}, the data has {mine.action_dim}"
-        )
-    try:
-        added = model.load_pretrained(parent.transformer.state_dict())
-    except ValueError as e:
-        raise ValueError(f"init_from {where}: {e}") from e
-    print(f"transformer: initialised from {where}" + (f"; new: {added}" if added else ""))
 
 
 def _decode(tokenizer: VideoTokenizer, context: Tensor, future: Tensor) -> np.ndarray:
