@@ -32,8 +32,20 @@ def test_shipped_model_is_small_documented_and_loads() -> None:
 
 def test_demo_runs_the_shipped_model_on_fresh_episodes(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    report = run_demo(DemoConfig(out=out, tasks="reach", episodes=1, clips=2, workers=1))
+    report = run_demo(DemoConfig(out=out, tasks=("reach",), episodes=1, clips=2, workers=1))
     metrics = read_metrics_json(out / "metrics.json")
     assert report.is_file() and (out / "predictions.gif").is_file()
     assert set(metrics["methods"]) >= {"model", "copy_last", "tokenizer_recon"}
     assert metrics["protocol"]["clips"] == 2
+
+
+def test_top_level_names_load_lazily() -> None:
+    import subprocess
+    import sys
+
+    import ivideogpt
+    from ivideogpt.envs import WorldModelEnv
+
+    assert ivideogpt.WorldModel is WorldModel and ivideogpt.WorldModelEnv is WorldModelEnv
+    code = "import sys, ivideogpt; assert 'torch' not in sys.modules, 'import ivideogpt loaded torch'"
+    subprocess.run([sys.executable, "-c", code], check=True)

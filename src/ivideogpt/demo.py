@@ -49,11 +49,11 @@ class DemoConfig:
     out: Path = Path("demo")  # output folder: report.html, metrics.json, videos, stage sub-folders
     model: Path | None = None  # world-model folder; None: the pretrained model shipped in the package
     train: bool = False  # first train a small world model from scratch (collect, tokenize, train)
-    tasks: str | None = None  # comma-separated test tasks; None: the model's training tasks, else defaults
+    tasks: tuple[str, ...] = ()  # test tasks; empty: the model's training tasks, else the defaults
     episodes: int = 1  # fresh test episodes per task
     clips: int = 32  # test clips, spread evenly over the fresh episodes
     samples: int = 1  # sampled futures per clip
-    train_tasks: str = "reach,push,button-press-topdown"  # --train: tasks of the training data
+    train_tasks: tuple[str, ...] = ("reach", "push", "button-press-topdown")  # --train: training data tasks
     train_episodes: int = 8  # --train: training episodes per task
     tokenizer_steps: int = 300  # --train: tokenizer optimizer steps
     transformer_steps: int = 300  # --train: transformer optimizer steps
@@ -143,7 +143,7 @@ def fresh_episodes_config(cfg: DemoConfig, spec: WorldModelSpec) -> MetaworldCol
     if recorded.get("seed") == seed:
         raise ValueError(f"the model's training data was collected with seed {seed}, the seed of the demo's "
                          f"test episodes; pass another --seed")
-    tasks = cfg.tasks or ",".join(recorded.get("tasks") or DEFAULT_TASKS)
+    tasks = cfg.tasks or tuple(recorded.get("tasks") or DEFAULT_TASKS)
     settings = {k: recorded[k] for k in ("camera", "action_repeat", "max_steps") if k in recorded}
     return MetaworldCollectConfig(out=cfg.out / "episodes", tasks=tasks, episodes=cfg.episodes,
                                   size=spec.image_size, workers=cfg.workers, seed=seed, overwrite=True,
@@ -158,7 +158,7 @@ def train_pipeline(cfg: DemoConfig) -> Path:
     from ivideogpt.train.transformer import TransformerTrainConfig, train_transformer
 
     out = cfg.out
-    print(f"demo: [1/5] collecting {cfg.train_episodes} training episodes per task ({cfg.train_tasks})")
+    print(f"demo: [1/5] collecting {cfg.train_episodes} training episodes per task ({', '.join(cfg.train_tasks)})")
     data = collect_metaworld(MetaworldCollectConfig(out=out / "data", tasks=cfg.train_tasks,
                                                     episodes=cfg.train_episodes, workers=cfg.workers,
                                                     seed=cfg.seed, overwrite=True))

@@ -26,7 +26,7 @@ def test_demo_evaluates_a_given_model_on_fresh_episodes(tmp_path: Path) -> None:
     meta = read_meta(out / "episodes")
     assert meta.extra["tasks"] == ["reach-v3"] and meta.image_size == SIZE  # the model's tasks and size
     assert [e.length for e in meta.episodes] == [13, 13]  # the recorded max_steps, + the reset frame
-    training_seeds = {job.seed for job in make_jobs(MetaworldCollectConfig(out=tmp_path, tasks="reach",
+    training_seeds = {job.seed for job in make_jobs(MetaworldCollectConfig(out=tmp_path, tasks=("reach",),
                                                                            episodes=100, seed=0))}
     assert not training_seeds & {e.seed for e in meta.episodes}  # never a training episode
     run_demo(DemoConfig(out=out, model=model, episodes=1, clips=2, workers=1))  # a demo folder may be reused
@@ -56,8 +56,8 @@ def test_demo_errors_name_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 @pytest.mark.slow
 def test_demo_trains_the_whole_pipeline(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    cfg = DemoConfig(out=out, train=True, train_tasks="reach", train_episodes=3, tokenizer_steps=3,
-                     transformer_steps=3, tasks="reach", episodes=1, clips=2, workers=1)
+    cfg = DemoConfig(out=out, train=True, train_tasks=("reach",), train_episodes=3, tokenizer_steps=3,
+                     transformer_steps=3, tasks=("reach",), episodes=1, clips=2, workers=1)
     report = run_demo(cfg)
     assert report.is_file()
     for stage in ("data/meta.json", "tokenizer/tokenizer/model.safetensors", "tokens/train/meta.json",

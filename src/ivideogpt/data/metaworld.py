@@ -32,7 +32,7 @@ class MetaworldCollectConfig:
     """Settings of `ivideogpt collect metaworld`."""
 
     out: Path  # dataset folder to create
-    tasks: str = ",".join(DEFAULT_TASKS)  # comma-separated Meta-World tasks ("push" or "push-v3")
+    tasks: tuple[str, ...] = DEFAULT_TASKS  # Meta-World tasks ("push" or "push-v3"): --tasks push reach
     episodes: int = 10  # episodes per task
     size: int = 64  # frames are size x size
     camera: str = "corner"  # Meta-World camera (corner, corner2, corner3, corner4, topview, ...)
@@ -46,8 +46,9 @@ class MetaworldCollectConfig:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
-        if not isinstance(self.tasks, str):  # a list/tuple from Python code
-            self.tasks = ",".join(self.tasks)
+        if isinstance(self.tasks, str):  # one task named from Python code
+            self.tasks = (self.tasks,)
+        self.tasks = tuple(self.tasks)
         tasks = self.task_list  # raises on an unknown name
         if not tasks:
             raise ValueError(f"MetaworldCollectConfig.tasks names no task: {self.tasks!r}")
@@ -67,7 +68,7 @@ class MetaworldCollectConfig:
     @property
     def task_list(self) -> tuple[str, ...]:
         """The tasks as full Meta-World names, in the order given."""
-        return tuple(task_name(t) for t in self.tasks.split(",") if t.strip())
+        return tuple(task_name(t) for t in self.tasks)
 
 
 class Job(NamedTuple):
