@@ -148,7 +148,7 @@ def test_action_free_parent_is_fine_tuned_with_actions(tmp_path: Path) -> None:
 
 
 def test_tokenizer_fine_tuned_from_the_parent_keeps_its_transformer_usable(tokens: Path, tmp_path: Path) -> None:
-    # METHOD section 3: adapt the tokenizer to new data, re-tokenize, fine-tune the transformer on top
+    # docs/method.md §3: adapt the tokenizer to new data, re-tokenize, fine-tune the transformer on top
     parent = train_transformer(_cfg(tokens, tmp_path / "parent", train={"steps": 2}))
     base = merge(TokenizerTrainConfig(), load_yaml("tokenizer_tiny"))
     tok_cfg = merge(base, {"data": [str(write_squares(tmp_path / "new"))], "out": str(tmp_path / "tok"),

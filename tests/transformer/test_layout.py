@@ -10,7 +10,7 @@ from .helpers import random_clip, tiny_config
 
 def test_reference_sequence_length() -> None:
     layout = TokenLayout(TransformerConfig())  # 256 codes per context frame, 16 per future frame
-    assert layout.sequence_length(1, 15) == 511  # METHOD: 256 + 15 x 17
+    assert layout.sequence_length(1, 15) == 511  # docs/method.md §2: 256 + 15 x 17
     assert layout.sequence_length(2, 10) == 256 + 1 + 256 + 10 * 17
 
 

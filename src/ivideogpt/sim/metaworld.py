@@ -2,10 +2,10 @@
 
 `MetaWorldEnv` holds one Meta-World (v3) task and returns rendered uint8 `(H, W, 3)` frames as
 observations; the 39-d state vector the scripted experts need stays available as `env.state`. It follows
-the MBRL setting of iVideoGPT (METHOD.md: 64x64 frames from a corner camera, action repeat 2, 100-step
-episodes), as in the reference `mbrl/metaworld_env.py`: the goal-observable task class with a fresh
-random object/goal placement on every reset, rewards summed over the repeated sub-steps and success if
-any sub-step succeeded.
+the MBRL setting of iVideoGPT (docs/method.md §4: 64x64 frames from a corner camera, action repeat 2,
+100-step episodes), as in the reference `mbrl/metaworld_env.py`: the goal-observable task class with a
+fresh random object/goal placement on every reset, rewards summed over the repeated sub-steps and
+success if any sub-step succeeded.
 
 Rendering reuses one `mujoco.Renderer` on the env's own model/data with shadows, reflections and
 multisampling switched off: about 10x faster at 64x64 than Meta-World's default render path, and at this

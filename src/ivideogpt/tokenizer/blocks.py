@@ -2,7 +2,7 @@
 
 Feature maps are `(N, C, h, w)`. `CrossAttnBlock` is what makes an encoder or decoder conditional: its
 queries are the map of the frame being coded and its keys/values the same-scale maps of all context frames
-of the same clip (iVideoGPT, METHOD section 1).
+of the same clip (iVideoGPT, docs/method.md §1).
 """
 
 from __future__ import annotations

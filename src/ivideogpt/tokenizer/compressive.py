@@ -296,8 +296,8 @@ class CompressiveTokenizer(VideoTokenizer):
     def init_conditional_from_plain(self) -> None:
         """Copy E_c into E_p and D_c into D_p wherever they share a parameter (all but cross-attention).
 
-        METHOD: the conditional pair starts from copies of the plain one. Called at construction; call it
-        again after loading plain (per-frame) weights into `context_vqgan`.
+        As in the paper (docs/method.md §1), the conditional pair starts from copies of the plain one.
+        Called at construction; call it again after loading plain (per-frame) weights into `context_vqgan`.
         """
         for plain, cond in ((self.context_vqgan.encoder, self.future_vqgan.encoder),
                             (self.context_vqgan.decoder, self.future_vqgan.decoder)):

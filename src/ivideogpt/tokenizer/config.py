@@ -24,7 +24,7 @@ class QuantizerConfig:
 
     codebook_size: int = 1024  # number of codes K (token vocabulary of this codebook)
     code_dim: int = 32  # dimension of each code vector (the latent is projected to it before lookup)
-    beta: float = 1.0  # commitment weight (METHOD: 1.0); the codebook term has weight 1
+    beta: float = 1.0  # commitment weight (docs/method.md §1: 1.0); the codebook term has weight 1
     l2_normalized: bool = True  # cosine lookup on unit vectors (ViT-VQGAN): better code usage
     restart_dead_codes: bool = True  # re-initialise rarely used codes from recent encoder outputs
     restart_every: int = 100  # training forward calls between dead-code checks
@@ -138,13 +138,13 @@ class TokenizerLossConfig:
     recon_weight: float = 1.0  # weight of the pixel loss
     # future pixels weigh 1 + motion_weight * |change since the last context frame| (mean over RGB, in
     # [-1, 1] units) in the pixel loss: motion covers few pixels, and without this a small tokenizer
-    # settles for copying the context (0: the plain loss of METHOD)
+    # settles for copying the context (0: the plain loss of docs/method.md §1)
     motion_weight: float = 0.0
     # future_blend only: pixel loss on D_p's own frame (so it learns to draw whole frames, not only what the
     # mask lets through), and BCE of its mask against "the last context frame is at least as close here"
     blend_raw_weight: float = 1.0
     blend_mask_weight: float = 1.0
-    perceptual_weight: float = 1.0  # LPIPS weight (METHOD: 1); used only when LPIPS weights are given
+    perceptual_weight: float = 1.0  # LPIPS weight (docs/method.md §1: 1); used only with LPIPS weights
     lpips_weights: Path | None = None  # torchvision vgg16 + LPIPS lin weights in one file, or the vgg16 file
     lpips_lin_weights: Path | None = None  # LPIPS lin-layer file (lpips' vgg.pth) when separate from vgg16
     codebook_weight: float = 1.0  # weight of the codebook + commitment terms of both quantizers
@@ -183,7 +183,7 @@ def _metaworld64() -> TokenizerConfig:
 
 
 def _reference64() -> TokenizerConfig:
-    # The paper's 64x64 sizes (METHOD section 1): channels 128-256-512, latent 64, two 8192-code books.
+    # The paper's 64x64 sizes (docs/method.md §1): channels 128-256-512, latent 64, two 8192-code books.
     return TokenizerConfig(channels=(128, 256, 512), num_res_blocks=2, latent_channels=64, norm_groups=32,
                            context_codebook=QuantizerConfig(codebook_size=8192, code_dim=64),
                            future_codebook=QuantizerConfig(codebook_size=8192, code_dim=64))

@@ -2,7 +2,7 @@
 
 `TokenizerLoss.generator_loss` is what the tokenizer minimises; `discriminator_loss` trains the patch-GAN
 discriminator (hinge loss) and is only called while `gan_active(step)`, so no step is spent on a GAN that
-is off (a weak spot of the reference code, METHOD section 5). The GAN's generator term is scaled by the
+is off (a weak spot of the reference code, docs/method.md §5). The GAN's generator term is scaled by the
 adaptive weight of taming-transformers: |grad of the reconstruction loss| / |grad of the GAN loss| at the
 decoders' last layer.
 """

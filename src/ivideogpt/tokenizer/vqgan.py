@@ -1,6 +1,6 @@
 """Per-frame VQGAN: conv encoder, patch projection, vector quantizer, conv decoder.
 
-One parametrised piece serves both halves of the compressive tokenizer (METHOD section 1):
+One parametrised piece serves both halves of the compressive tokenizer (docs/method.md §1):
 - the plain per-frame pair E_c / D_c (`patch_size=1`, no cross-attention): 16x16 tokens at 64x64;
 - the conditional pair E_p / D_p (`patch_size=4`, cross-attention to the context frames' features at the
   configured scales): the 16x16 latent cut into 4x4 patches, one token each, 16 tokens per frame.

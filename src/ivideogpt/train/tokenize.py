@@ -1,9 +1,10 @@
 """The tokenize job: dataset folders -> token shards (`ivideogpt.data.tokens`), one folder per split.
 
-Transformer training reads codes from memory-mapped shards and never runs the tokenizer (METHOD section
-2 trains on codes only). Every clip of every episode of the chosen split is tokenized, its start frames
-`start_stride` apart; the train/val split is the one `ClipDataset` makes (by episode), by default with
-the tokenizer's own split settings so that validation episodes are unseen by the tokenizer as well.
+Transformer training reads codes from memory-mapped shards and never runs the tokenizer
+(docs/method.md §2: it trains on codes only). Every clip of every episode of the chosen split is
+tokenized, its start frames `start_stride` apart; the train/val split is the one `ClipDataset` makes (by
+episode), by default with the tokenizer's own split settings so that validation episodes are unseen by
+the tokenizer as well.
 
 Each shard's `meta.json` records the tokenizer's config, its absolute path and a fingerprint of its
 weights: the transformer trainer loads that tokenizer for the world-model export and refuses shards

@@ -1,6 +1,6 @@
 """The train-tokenizer job: clips from dataset folders -> a trained (compressive or per-frame) tokenizer.
 
-Recipe (METHOD section 1): clips of Tc context + Tf future frames, L1 (+ LPIPS when weights are given)
+Recipe (docs/method.md §1): clips of Tc context + Tf future frames, L1 (+ LPIPS when weights are given)
 reconstruction on every frame, codebook and commitment terms, AdamW with a constant learning rate after
 warm-up, gradient clipping at 1.0, bf16 autocast on GPUs, and an optional hinge patch GAN with its own
 optimizer that only costs time once it is active. Validation scores context and future frames apart on
@@ -44,7 +44,7 @@ from ivideogpt.train.tokenizer_eval import (
 
 
 def _default_loop() -> TrainLoopConfig:
-    # METHOD: lr 5e-4 constant after 500 warm-up steps, batch 16, grad clip 1.0
+    # docs/method.md §1: lr 5e-4 constant after 500 warm-up steps, batch 16, grad clip 1.0
     return TrainLoopConfig(lr=5e-4, warmup_steps=500, schedule="constant", batch_size=16, grad_clip=1.0)
 
 
@@ -61,7 +61,7 @@ class TokenizerTrainConfig:
     train: TrainLoopConfig = field(default_factory=_default_loop)  # optimisation and bookkeeping
     sample_clips: int = 4  # validation clips shown in each sample image/GIF
     # fine-tune this tokenizer (export/run/checkpoint folder, or a world model's) instead of starting from
-    # scratch: its weights and architecture; the optimizer and step start afresh (METHOD section 3)
+    # scratch: its weights and architecture; the optimizer and step start afresh (docs/method.md §3)
     init_from: Path | None = None
     resume: bool = False  # continue the run in `out` from its last checkpoint
     config: str | None = None  # the preset this config came from (recorded, not used)

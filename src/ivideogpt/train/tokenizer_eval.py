@@ -2,7 +2,8 @@
 
 Context and future frames are scored separately: the future frames are the ones a world model predicts
 (16 tokens each for the compressive tokenizer), while the context frames get a full per-frame code, so an
-average over both would flatter the compressive design (the reference code averages them; METHOD.md 5).
+average over both would flatter the compressive design (the reference code averages them;
+docs/method.md §1).
 """
 
 from __future__ import annotations

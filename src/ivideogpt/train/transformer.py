@@ -1,6 +1,6 @@
 """The train (transformer) job: token shards -> a trained transformer -> `<out>/world_model/`.
 
-Recipe (METHOD section 2): next-token cross-entropy on future-frame codes, reward MSE (and termination
+Recipe (docs/method.md §2): next-token cross-entropy on future-frame codes, reward MSE (and termination
 BCE where episodes end) at each frame's last token, AdamW with decay on linear weights only
 (`optim.param_groups`), cosine learning-rate decay after warm-up, gradient clipping, bf16 autocast and
 `torch.compile` on GPUs, DDP under torchrun. Batches are read straight from the memory-mapped shards
@@ -8,9 +8,9 @@ BCE where episodes end) at each frame's last token, AdamW with decay on linear w
 
 `cfg.model` is the architecture; the token layout (vocabularies, tokens per frame, clip shape), the
 action size and the reward/done heads are facts of the data and are taken from the shards. `init_from`
-starts from an earlier world model's transformer (METHOD section 3: an action-free pretrained model gains
+starts from an earlier world model's transformer (docs/method.md §3: an action-free pretrained model gains
 its action layer and heads, zero-initialised, and is fine-tuned whole). Training on pre-computed codes
-cannot update the tokenizer, so METHOD's tokenizer adaptation comes first, as its own step
+cannot update the tokenizer, so the paper's tokenizer adaptation comes first, as its own step
 (`train-tokenizer --init-from`): a parent is accepted when its tokenizer made the shards or is an ancestor
 of the one that did (`tokenizer_lineage`).
 """
@@ -48,7 +48,7 @@ from ivideogpt.world_model import EXPORT_DIR, WorldModel, WorldModelSpec
 
 
 def _default_loop() -> TrainLoopConfig:
-    # METHOD section 2: AdamW lr 1e-4, cosine decay after warm-up, weight decay 0.01, batch 16, grad clip 1.0
+    # docs/method.md §2: AdamW lr 1e-4, cosine decay after warm-up, decay 0.01, batch 16, grad clip 1.0
     return TrainLoopConfig(lr=1e-4, warmup_steps=500, schedule="cosine", min_lr=1e-5, weight_decay=0.01,
                            batch_size=16, grad_clip=1.0)
 
@@ -210,7 +210,7 @@ class TransformerJob(TrainJob):
 
     # ---- export -------------------------------------------------------------------------------------
     def export(self, path: Path) -> Path:
-        """Write the world model (tokenizer + transformer + spec) to `path` (WORLD_MODEL_FORMAT.md)."""
+        """Write the world model (tokenizer + transformer + spec) to `path` (docs/world-model-format.md)."""
         meta = self.meta
         spec = WorldModelSpec(
             tokenizer=self.tokenizer.cfg,

@@ -108,7 +108,7 @@ def resolve_model_config(
 
 def load_parent(model: Transformer, parent: WorldModel, meta: TokenShardMeta, where: Path) -> None:
     """Load `parent`'s transformer into `model`; new parts (action layer, heads) keep their zero init."""
-    # the shards' tokenizer, or one it was fine-tuned from: the codes keep their meaning (METHOD section 3)
+    # the shards' tokenizer, or one it was fine-tuned from: the codes keep their meaning (docs/method.md §3)
     compatible = (meta.extra.get("tokenizer_fingerprint"), *(meta.extra.get("tokenizer_lineage") or []))
     if tokenizer_fingerprint(parent.tokenizer) not in compatible:
         raise ValueError(

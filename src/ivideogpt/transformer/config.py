@@ -24,7 +24,7 @@ class TransformerConfig:
     n_embd: int = 768  # residual stream width
     mlp_hidden: int | None = None  # SwiGLU hidden width; None: 8/3 * n_embd rounded up to a multiple of 32
     dropout: float = 0.0  # dropout on embeddings and residual branches
-    attn_dropout: float = 0.1  # dropout on attention probabilities (METHOD: 0.1)
+    attn_dropout: float = 0.1  # dropout on attention probabilities (docs/method.md §2: 0.1)
     rope_theta: float = 10000.0  # RoPE base; positions are computed, so sequences may outgrow training
     tie_embeddings: bool = False  # share the token embedding with the LM head (the reference does not)
     context_vocab_size: int = 8192  # codes of the context-frame codebook: token ids [0, Vc)

@@ -1,8 +1,8 @@
 """Per-frame scalar heads: reward and termination, read at the last token of each frame.
 
 The last code of a future frame has attended to the whole frame and to the action on its slot, so its
-hidden state is where "what did this step yield" can be read (METHOD section 2). The reference only
-predicts rewards; termination is our addition (METHOD section 5: no termination prediction).
+hidden state is where "what did this step yield" can be read (docs/method.md §2). The reference only
+predicts rewards; termination is our addition (docs/method.md §5: no termination prediction).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ Sequence for Tc context frames of N codes and Tf future frames of n codes:
 
 SEP goes *between* context frames, not before the first one: this is the reference code's layout and the
 paper's example (`[ctx1] [sep] [ctx2] [slot] ...`; 16 frames with one context frame = 256 + 15 x 17 = 511
-tokens). METHOD's wording "a separator before each context frame" would add a leading SEP that the
+tokens). The wording "a separator before each context frame" would add a leading SEP that the
 example does not have. Length: L = Tc * N + (Tc - 1) + Tf * (n + 1).
 
 Alignment with episode rows (project convention: row t of actions/rewards/dones belongs to the step that

@@ -1,4 +1,4 @@
-"""LLaMA-style decoder-only transformer over frame tokens (METHOD section 2).
+"""LLaMA-style decoder-only transformer over frame tokens (docs/method.md §2).
 
 Read top-down: the model (forward, loss, pretrained loading), then its parts (block,
 attention, SwiGLU MLP, RMSNorm) and the rotary-embedding functions.

@@ -3,7 +3,7 @@ reference path.
 
 Cost per generated frame after the context prefix: exactly 1 + n single-token forwards (feed SLOT + action
 -> sample code 0; feed code j -> sample code j + 1; feed the last code -> read reward and done). The
-reference code instead re-runs the whole prefix for every frame (METHOD section 5), which
+reference code instead re-runs the whole prefix for every frame (docs/method.md §5), which
 `generate_frames_uncached` reproduces (per token, even) as the ground truth for tests and benchmarks.
 
 Reward and termination of frame t come from the hidden state AT frame t's last code, i.e. the forward in
