@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
+from torch import Tensor
 
 from ivideogpt.config import ConfigError, from_dict
 from ivideogpt.tokenizer.compressive import VideoTokenizer, build_tokenizer, check_state_dict
@@ -38,7 +39,6 @@ MODEL_FILE = "model.safetensors"  # weights of every module, "<module>.<paramete
 CONFIG_FILE = "config.json"  # the resolved run config
 STATE_FILE = "train_state.pt"  # optimizer and RNG states, step (checkpoints only)
 TOKENIZER_EXPORT = "tokenizer"  # the tokenizer export inside a run folder
-_PREFIX = "tokenizer."
 
 
 def resolve_tokenizer_dir(path: str | Path) -> Path:
@@ -77,6 +77,26 @@ def load_tokenizer_config(path: str | Path) -> TokenizerConfig:
                          f"TokenizerConfig: {e}") from e
 
 
+def read_weights(model_file: Path) -> dict[str, dict[str, Tensor]]:
+    """A `model.safetensors` split by module: {"tokenizer": its state dict, "discriminator": ...}.
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        ValueError: it cannot be read as safetensors.
+    """
+    if not model_file.exists():
+        raise FileNotFoundError(f"{model_file.parent}: {model_file.name} is missing")
+    try:
+        flat = load_file(model_file)
+    except (SafetensorError, OSError) as e:
+        raise ValueError(f"{model_file}: cannot be read ({e})") from e
+    weights: dict[str, dict[str, Tensor]] = {}
+    for key, value in flat.items():
+        module, _, param = key.partition(".")
+        weights.setdefault(module, {})[param] = value
+    return weights
+
+
 def load_tokenizer(path: str | Path, device: str | torch.device = "cpu") -> VideoTokenizer:
     """Build the tokenizer stored at `path` and load its weights (in eval mode).
 
@@ -91,16 +111,10 @@ def load_tokenizer(path: str | Path, device: str | torch.device = "cpu") -> Vide
     cfg = load_tokenizer_config(path)
     folder = resolve_tokenizer_dir(path)
     model_file = folder / MODEL_FILE
-    if not model_file.exists():
-        raise FileNotFoundError(f"{folder}: {MODEL_FILE} is missing")
-    try:
-        tensors = load_file(model_file)
-    except (SafetensorError, OSError) as e:
-        raise ValueError(f"{model_file}: cannot be read ({e})") from e
-    state = {k[len(_PREFIX):]: v for k, v in tensors.items() if k.startswith(_PREFIX)}
+    weights = read_weights(model_file)
+    state = weights.get("tokenizer")
     if not state:
-        modules = sorted({k.split(".")[0] for k in tensors})
-        raise ValueError(f"{model_file}: no 'tokenizer.*' weights (modules stored: {modules})")
+        raise ValueError(f"{model_file}: no 'tokenizer.*' weights (modules stored: {sorted(weights)})")
     tokenizer = build_tokenizer(cfg)
     check_state_dict(tokenizer, state, str(model_file))
     tokenizer.load_state_dict(state)

@@ -24,11 +24,18 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
-from ivideogpt.artifacts import CKPT_DIR, CONFIG_FILE, LAST_FILE, MODEL_FILE, STATE_FILE, STEP_PREFIX
+from ivideogpt.artifacts import (
+    CKPT_DIR,
+    CONFIG_FILE,
+    LAST_FILE,
+    MODEL_FILE,
+    STATE_FILE,
+    STEP_PREFIX,
+    read_weights,
+)
 from ivideogpt.atomic import TMP_PREFIX, atomic_path
 from ivideogpt.train.distributed import unwrap
 
@@ -155,17 +162,13 @@ def load_model(path: str | Path) -> tuple[dict[str, dict[str, Tensor]], dict[str
         if not f.exists():
             raise CheckpointError(f"{path}: {f.name} is missing (found {sorted(p.name for p in path.iterdir())})")
     try:
-        flat = load_file(model_file)
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"{model_file}: cannot be read ({e})") from e
+        weights = read_weights(model_file)
+    except ValueError as e:
+        raise CheckpointError(str(e)) from e
     try:
         config = json.loads(config_file.read_text())
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{config_file}: invalid JSON ({e})") from e
-    weights: dict[str, dict[str, Tensor]] = {}
-    for key, value in flat.items():
-        module, _, param = key.partition(".")
-        weights.setdefault(module, {})[param] = value
     return weights, config
 
 

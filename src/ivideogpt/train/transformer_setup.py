@@ -15,18 +15,6 @@ from ivideogpt.tokenizer import VideoTokenizer
 from ivideogpt.transformer import Transformer, TransformerConfig
 from ivideogpt.world_model import WorldModel
 
-# TransformerConfig fields the data fixes (the rest is architecture and loss weights, set by `cfg.model`)
-DATA_FIELDS = (
-    "context_vocab_size",
-    "future_vocab_size",
-    "tokens_per_context_frame",
-    "tokens_per_future_frame",
-    "max_context_frames",
-    "max_future_frames",
-    "action_dim",
-    "reward_head",
-    "done_head",
-)
 # fields a parent model (`init_from`) must share with `cfg.model` for its weights to mean the same thing
 ARCH_FIELDS = ("n_layer", "n_head", "n_embd", "hidden_size", "rope_theta", "tie_embeddings")
 
@@ -79,7 +67,7 @@ def data_heads(shards: TokenShards) -> dict[str, bool]:
 def resolve_model_config(
     model: TransformerConfig, meta: TokenShardMeta, heads: dict[str, bool]
 ) -> TransformerConfig:
-    """`model` with the data's layout, action size and heads (see `DATA_FIELDS`).
+    """`model` with the fields the data fixes: its layout, action size and heads.
 
     Raises:
         ValueError: when `model` sets one of those fields (away from its default) to another value than the
