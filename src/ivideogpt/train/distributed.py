@@ -88,7 +88,7 @@ class MethodAsForward(nn.Module):
     def __init__(self, module: nn.Module, method: str) -> None:
         super().__init__()
         if not callable(getattr(module, method, None)):
-            raise AttributeError(f"Runtime.wrap: {type(module).__name__} has no method {method!r}")
+            raise TypeError(f"Runtime.wrap: {type(module).__name__} has no method {method!r}")
         self.module, self.method = module, method
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
