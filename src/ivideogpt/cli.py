@@ -14,7 +14,8 @@ from typing import Any
 
 import tyro
 
-from ivideogpt.config import ConfigError, load_yaml, merge
+from ivideogpt.atomic import describe_os_error  # standard library only: --help stays fast
+from ivideogpt.config import load_yaml, merge
 
 
 @dataclass(frozen=True)
@@ -115,11 +116,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         default = _preset_default(command, rest)
         config = tyro.cli(command.config, args=rest, default=default, prog=prog, description=command.help)
         command.run(config)
-    except (ConfigError, ValueError, FileNotFoundError, FileExistsError) as error:
+    except (ValueError, OSError) as error:  # the library's errors (ConfigError, ...) are ValueErrors
         if os.environ.get("IVIDEOGPT_DEBUG"):
             raise
-        print(f"ivideogpt {' '.join(command.path)}: error: {error}", file=sys.stderr)
-        print("(set IVIDEOGPT_DEBUG=1 for the full traceback)", file=sys.stderr)
+        # a read-only or full disk is one line naming the file and the cause, never a traceback
+        message = describe_os_error(error) if isinstance(error, OSError) else str(error)
+        print(f"ivideogpt {' '.join(command.path)}: error: {message}", file=sys.stderr)
+        if not isinstance(error, OSError):
+            print("(set IVIDEOGPT_DEBUG=1 for the full traceback)", file=sys.stderr)
         raise SystemExit(2) from None
     except KeyboardInterrupt:
         print(f"ivideogpt {' '.join(command.path)}: interrupted", file=sys.stderr)

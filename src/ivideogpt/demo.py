@@ -94,7 +94,7 @@ def run_demo(cfg: DemoConfig) -> Path:
     seed = cfg.seed + EVAL_SEED_OFFSET
     metrics = evaluate_predictions(EvalConfig(
         model=model, data=[episodes], out=cfg.out, split="all", clips=cfg.clips, samples=cfg.samples,
-        seed=cfg.seed, device=cfg.device,
+        seed=cfg.seed, device=cfg.device, overwrite=True,  # the demo's folder: its earlier report goes
         note=f"fresh Meta-World episodes recorded by the demo (collection seed {seed}), unseen in training"))
     report = cfg.out / "report.html"
     _print_headline(metrics, report)

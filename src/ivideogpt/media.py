@@ -6,7 +6,10 @@ suffix: `.gif` (loops forever, opens anywhere) or `.mp4` (H.264 via imageio-ffmp
 
 from __future__ import annotations
 
+import errno
 import math
+import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -108,6 +111,7 @@ def save_video(path: str | Path, frames: np.ndarray, fps: float, scale: int = 1)
             iio.imwrite(tmp, frames, extension=".gif", duration=1000.0 / fps, loop=0)
         else:
             _write_mp4(tmp, frames, fps)
+            _check_mp4(tmp, path)
     return path
 
 
@@ -126,6 +130,19 @@ def _write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
         macro_block_size=1,
         output_params=["-crf", "18"],  # visually lossless; these videos are for looking at details
     )
+
+
+def _check_mp4(tmp: Path, path: Path) -> None:
+    """ffmpeg reports a failed write (a full disk) only on its stderr: check that the file can be opened.
+
+    A truncated MP4 lacks its index (written last), so opening it fails.
+    """
+    try:
+        iio.immeta(tmp, plugin="FFMPEG")
+    except (OSError, RuntimeError) as e:
+        full = shutil.disk_usage(tmp.parent).free < 2**20 or "No space left" in str(e)
+        code = errno.ENOSPC if full else errno.EIO
+        raise OSError(code, f"{os.strerror(code)} (ffmpeg wrote an incomplete video)", str(path)) from e
 
 
 def _check_video(frames: np.ndarray, where: str) -> None:

@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
-from ivideogpt.atomic import atomic_path
+from ivideogpt.atomic import atomic_path, naming, save_safetensors
 from ivideogpt.config import ConfigError, from_dict, to_dict
 from ivideogpt.tokenizer import TokenizerConfig, check_state_dict
 from ivideogpt.transformer import TransformerConfig
@@ -112,10 +112,11 @@ def write_folder(path: str | Path, spec: WorldModelSpec, tokenizer: nn.Module, t
         raise FileExistsError(f"WorldModel.save: {path} exists and is not a world-model folder; refusing "
                               "to overwrite it")
     with atomic_path(path, folder=True) as tmp:
-        (tmp / SPEC_FILE).write_text(json.dumps({"format": FORMAT, "version": VERSION, **to_dict(spec)},
-                                                indent=2) + "\n")
-        save_file(plain_state(tokenizer, dtype), str(tmp / TOKENIZER_FILE))
-        save_file(plain_state(transformer, dtype), str(tmp / TRANSFORMER_FILE))
+        with naming(path / SPEC_FILE):
+            (tmp / SPEC_FILE).write_text(json.dumps({"format": FORMAT, "version": VERSION, **to_dict(spec)},
+                                                    indent=2) + "\n")
+        save_safetensors(plain_state(tokenizer, dtype), tmp / TOKENIZER_FILE)
+        save_safetensors(plain_state(transformer, dtype), tmp / TRANSFORMER_FILE)
     return path
 
 
@@ -164,9 +165,10 @@ def read_tensors(file: Path) -> dict[str, Tensor]:
     if not file.is_file():
         raise FileNotFoundError(f"{file.parent}: {file.name} is missing")
     try:
-        return load_file(str(file))
+        tensors = load_file(str(file))
     except (SafetensorError, OSError) as e:
         raise ValueError(f"{file}: cannot be read as safetensors ({e})") from e
+    return tensors
 
 
 def plain_state(module: nn.Module, dtype: torch.dtype | None = None) -> dict[str, Tensor]:

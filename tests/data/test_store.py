@@ -159,3 +159,76 @@ def test_print_info_text_and_json(make_dataset, capsys):
     assert "episodes   2, 10 frames (length min 4 / mean 5 / max 6)" in capsys.readouterr().out
     print_info(InfoConfig(root, json=True))
     assert json.loads(capsys.readouterr().out)["episode_length"] == {"min": 4, "mean": 5.0, "max": 6}
+
+
+def _damage(root, index, **arrays):
+    """Rewrite episode `index` with some fields replaced, bypassing the writer's validation."""
+    path = root / f"episode_{index:06d}.npz"
+    with np.load(path) as data:
+        fields = {name: data[name] for name in data.files} | arrays
+    with open(path, "wb") as f:
+        np.savez(f, **fields)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ({"frames": np.zeros((4, 8, 8, 3), np.float32)}, "'frames' must have dtype uint8"),
+        ({"rewards": np.zeros((4, 2), np.float32)}, "'rewards' must have rank 1"),
+        ({"actions": np.zeros((3, 2), np.float32)}, "'actions' has 3 rows but 'frames' has T=4"),
+        ({"rewards": np.array([0, np.nan, 1, 2], np.float32)}, "'rewards' has a NaN/inf value at index \\[1\\]"),
+        ({"actions": np.full((4, 2), np.inf, np.float32)}, "'actions' has a NaN/inf value"),
+        ({"frames": np.zeros((3, 8, 8, 3), np.uint8), "actions": np.zeros((3, 2), np.float32),
+          "rewards": np.zeros(3, np.float32), "success": np.zeros(3, bool), "done": np.zeros(3, bool)},
+         "has 3 frames but meta.json says 4"),
+    ],
+)
+def test_data_info_validates_every_episode(make_dataset, capsys, damage, message):
+    root = make_dataset("ds", [5, 4])
+    path = _damage(root, 1, **damage)
+    with pytest.raises(EpisodeFormatError, match=f"{path}.*{message}"):
+        print_info(InfoConfig(root))
+    with pytest.raises(EpisodeFormatError, match=f"{path}.*{message}"):
+        print_info(InfoConfig(root, json=True))
+    assert capsys.readouterr().out == ""  # no summary of a broken dataset, and no bare NaN as "JSON"
+
+
+def test_data_info_quick_reads_only_meta_and_rewards(make_dataset, capsys):
+    root = make_dataset("ds", [5, 4])
+    path = _damage(root, 1, frames=np.zeros((4, 8, 8, 3), np.float32))
+    assert print_info(InfoConfig(root, quick=True))["episodes"] == 2  # the frames are not read
+    _damage(root, 1, rewards=np.array([0, np.nan, 1, 2], np.float32))
+    with pytest.raises(EpisodeFormatError, match=f"{path}.*'rewards' has a NaN/inf value"):
+        print_info(InfoConfig(root, quick=True, json=True))
+    _damage(root, 1, rewards=np.zeros(3, np.float32))
+    with pytest.raises(EpisodeFormatError, match=f"{path}.*'rewards' has 3 rows but 'frames' has T=4"):
+        print_info(InfoConfig(root, quick=True))
+    capsys.readouterr()
+
+
+def test_data_info_json_is_valid_json(make_dataset, capsys):
+    print_info(InfoConfig(make_dataset("ds", [5, 4]), json=True))
+    summary = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"bare {c} in JSON"))
+    assert summary["episodes"] == 2
+
+
+@pytest.mark.parametrize("file", ["../other/episode_000000.npz", "../../other/episode_000000.npz", "/etc/passwd", "sub/../../x.npz", ""])
+def test_meta_paths_that_leave_the_dataset_are_rejected(make_dataset, tmp_path, file):
+    root = make_dataset("ds", [4])
+    outside = make_dataset("other", [4])
+    assert (outside / "episode_000000.npz").is_file()
+    meta = json.loads((root / "meta.json").read_text())
+    meta["episodes"][0]["file"] = file
+    (root / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(EpisodeFormatError, match=r"episodes\[0\].file' is .*leaves the dataset folder"):
+        EpisodeStore(root)
+
+
+def test_num_episodes_must_match_the_episode_list(make_dataset):
+    root = make_dataset("ds", [4, 5])
+    meta = json.loads((root / "meta.json").read_text())
+    meta["num_episodes"] = 3
+    (root / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(EpisodeFormatError, match=r"meta.json: key 'num_episodes' is 3 but 'episodes' lists 2"):
+        read_meta(root)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -59,8 +60,8 @@ def test_round_trip_is_complete(tmp_path: Path) -> None:
 def test_failed_save_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _save(tmp_path, 1)
 
-    def broken_save(obj: object, path: Path) -> None:
-        Path(path).write_bytes(b"half a file")
+    def broken_save(obj: object, f: Any) -> None:  # torch.save writes through a Python file
+        f.write(b"half a file")
         raise OSError("disk full")
 
     monkeypatch.setattr(ckpt_mod.torch, "save", broken_save)
@@ -128,3 +129,4 @@ def test_rng_state_round_trip(tmp_path: Path) -> None:
     expected = (random.random(), np.random.rand(), torch.rand(1).item())
     set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+

@@ -9,7 +9,7 @@ readable dataset; `EpisodeStore` reads it back and validates every episode it re
 from __future__ import annotations
 
 import json
-import shutil
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from tyro.conf import Positional
 
-from ivideogpt.atomic import atomic_path
+from ivideogpt.atomic import TMP_PREFIX, ReplacedFolder, atomic_path
 from ivideogpt.data.episode import (
     Episode,
     EpisodeFormatError,
@@ -32,6 +32,8 @@ from ivideogpt.data.episode import (
 META_FILE = "meta.json"
 FORMAT_VERSION = 1
 _REQUIRED_KEYS = ("source", "image_size", "action_dim", "fps", "episodes")
+# what a dataset folder holds: meta.json, episode files and the temp files of an interrupted write
+_OWNED = re.compile(rf"meta\.json|episode_\d+\.npz|{re.escape(TMP_PREFIX)}(meta|episode_\d+)-[0-9a-f]+\.(json|npz)")
 
 
 @dataclass
@@ -105,6 +107,9 @@ def read_meta(root: str | Path) -> DatasetMeta:
     if raw["image_size"] < 1:
         raise EpisodeFormatError(f"{path}: key 'image_size' must be >= 1, got {raw['image_size']}")
     episodes = [_parse_entry(path, i, e) for i, e in enumerate(raw["episodes"])]
+    if "num_episodes" in raw and raw["num_episodes"] != len(episodes):  # a count for people; it must not lie
+        raise EpisodeFormatError(f"{path}: key 'num_episodes' is {raw['num_episodes']!r} but 'episodes' lists "
+                                 f"{len(episodes)}")
     for entry in episodes:
         if not (Path(root) / entry.file).is_file():
             raise EpisodeFormatError(f"{path}: lists episode file {entry.file!r}, which is missing")
@@ -126,6 +131,10 @@ def _parse_entry(path: Path, i: int, raw: Any) -> EpisodeEntry:
     if unknown:
         raise EpisodeFormatError(f"{path}: {where} has unknown key(s) {sorted(unknown)}")
     _check_type(path, f"{where}.file", raw["file"], str)
+    file = Path(raw["file"])
+    if file.is_absolute() or ".." in file.parts or not file.parts:
+        raise EpisodeFormatError(f"{path}: key '{where}.file' is {raw['file']!r}, which leaves the dataset "
+                                 "folder; episode files are named relative to it, inside it")
     _check_type(path, f"{where}.length", raw["length"], int)
     _check_type(path, f"{where}.task", raw.get("task"), str, optional=True)
     _check_type(path, f"{where}.seed", raw.get("seed"), int, optional=True)
@@ -160,6 +169,11 @@ def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 class DatasetWriter:
     """Writes episodes into a new dataset folder, keeping `meta.json` current after every episode.
 
+    A dataset being replaced (`overwrite`) stays untouched until the new one is complete: the new episodes
+    go to a hidden sibling folder that `close` swaps in; an error inside the `with` block (or `abort`)
+    deletes them and keeps the old dataset. A new folder is written in place, so an interrupted collection
+    still leaves the episodes recorded so far (unless `all_or_nothing`).
+
     Usage:
         with DatasetWriter("data/push", "metaworld", 64, action_dim=4, fps=10) as w:
             w.add(episode, task="push-v3", seed=0)
@@ -174,6 +188,7 @@ class DatasetWriter:
         fps: float,
         extra: dict[str, Any] | None = None,
         overwrite: bool = False,
+        all_or_nothing: bool = False,
     ) -> None:
         if image_size < 1:
             raise ValueError(f"DatasetWriter: image_size must be >= 1, got {image_size}")
@@ -182,7 +197,7 @@ class DatasetWriter:
         if fps <= 0:
             raise ValueError(f"DatasetWriter: fps must be > 0, got {fps}")
         self.root = Path(root)
-        _prepare_folder(self.root, overwrite)
+        self._folder = _claim_folder(self.root, overwrite, all_or_nothing)
         self.meta = DatasetMeta(source, image_size, action_dim, float(fps), [], dict(extra or {}))
         self._write_meta()  # an empty but valid dataset from the start
 
@@ -193,7 +208,7 @@ class DatasetWriter:
             The path of the episode file written.
         """
         index = self.meta.num_episodes
-        path = self.root / f"episode_{index:06d}.npz"
+        path = self._folder.work / f"episode_{index:06d}.npz"
         validate_episode(ep, f"episode {index} for {self.root}")
         size = self.meta.image_size
         if ep.image_size != (size, size):
@@ -212,11 +227,16 @@ class DatasetWriter:
         return path
 
     def close(self) -> None:
-        """Write `meta.json` a last time (it is already current after every `add`; this saves `extra`)."""
+        """Write `meta.json` a last time (it saves `extra`) and put the dataset in place at `root`."""
         self._write_meta()
+        self._folder.commit()
+
+    def abort(self) -> None:
+        """Stop after an error: a dataset being replaced is kept and the new episodes are deleted."""
+        self._folder.discard()
 
     def _write_meta(self) -> None:
-        _write_json_atomic(self.root / META_FILE, self.meta.to_json())
+        _write_json_atomic(self._folder.work / META_FILE, self.meta.to_json())
 
     def __enter__(self) -> DatasetWriter:  # noqa: PYI034
         return self
@@ -224,21 +244,19 @@ class DatasetWriter:
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.close()
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
 
 
-def _prepare_folder(root: Path, overwrite: bool) -> None:
-    """Create `root`, refusing to reuse a non-empty folder unless `overwrite` (and then only a dataset)."""
-    if root.exists() and not root.is_dir():
-        raise FileExistsError(f"{root}: exists and is not a folder")
-    if root.is_dir() and any(root.iterdir()):
-        if not overwrite:
-            raise FileExistsError(f"{root}: folder is not empty (pass overwrite=True to replace it)")
-        # only ever delete something that is recognisably a dataset, never an arbitrary folder
-        if not (root / META_FILE).is_file():
-            raise FileExistsError(f"{root}: refusing to overwrite a non-empty folder that has no {META_FILE}")
-        shutil.rmtree(root)
-    root.mkdir(parents=True, exist_ok=True)
+def _claim_folder(root: Path, overwrite: bool, all_or_nothing: bool) -> ReplacedFolder:
+    """Where to write: refuses a non-empty folder unless `overwrite`, and then replaces only a dataset."""
+    # only ever replace something that is recognisably a dataset, never an arbitrary folder
+    if overwrite and root.is_dir() and any(root.iterdir()) and not (root / META_FILE).is_file():
+        raise FileExistsError(f"{root}: refusing to overwrite a non-empty folder that has no {META_FILE}")
+    return ReplacedFolder(root, "dataset", lambda name: bool(_OWNED.fullmatch(name)), overwrite,
+                          always_stage=all_or_nothing, flag="overwrite=True / --overwrite")
 
 
 class EpisodeStore:
@@ -284,20 +302,28 @@ class InfoConfig:
 
     dir: Positional[Path]  # dataset folder
     json: bool = False  # print the summary as JSON instead of aligned text
+    quick: bool = False  # check meta.json and read only the rewards, not every episode's arrays
 
     def __post_init__(self) -> None:
         self.dir = Path(self.dir)
 
 
 def print_info(cfg: InfoConfig) -> dict[str, Any]:
-    """Print `summarize(cfg.dir)` as text (or JSON) and return it."""
-    summary = summarize(cfg.dir)
-    print(json.dumps(summary, indent=1) if cfg.json else format_summary(summary))
+    """Print `summarize(cfg.dir, cfg.quick)` as text (or JSON) and return it."""
+    summary = summarize(cfg.dir, quick=cfg.quick)
+    print(json.dumps(summary, indent=1, allow_nan=False) if cfg.json else format_summary(summary))
     return summary
 
 
-def summarize(root: str | Path) -> dict[str, Any]:
-    """Counts and reward/success statistics of a dataset (rewards are read without loading frames).
+def summarize(root: str | Path, quick: bool = False) -> dict[str, Any]:
+    """Counts and reward/success statistics of a dataset, every episode validated on the way.
+
+    Args:
+        root: the dataset folder.
+        quick: read only each episode's rewards (checked: dtype, rank, length, finite), not its frames.
+
+    Raises:
+        EpisodeFormatError: naming the file and field at fault (see `EpisodeStore.__getitem__`).
 
     Returns:
         dict with keys root, source, episodes, frames, image_size, action_dim, fps, episode_length
@@ -306,8 +332,8 @@ def summarize(root: str | Path) -> dict[str, Any]:
     """
     store = EpisodeStore(root)
     meta = store.meta
-    rewards = [load_fields(store.path(i), ("rewards",)).get("rewards") for i in range(len(store))]
-    rewards = [r for r in rewards if r is not None and len(r) > 0]
+    read = _quick_rewards if quick else lambda s, i: s[i].rewards
+    rewards = [r for r in (read(store, i) for i in range(len(store))) if r is not None]
     known = [e.success for e in meta.episodes if e.success is not None]
     lengths = np.array(store.lengths if len(store) else [0])
     flat = np.concatenate(rewards) if rewards else None
@@ -325,6 +351,16 @@ def summarize(root: str | Path) -> dict[str, Any]:
         "success_known": len(known),
         "tasks": dict(Counter(e.task for e in meta.episodes if e.task is not None)),
     }
+
+
+def _quick_rewards(store: EpisodeStore, i: int) -> np.ndarray | None:
+    """Episode `i`'s rewards alone, checked as `validate_episode` checks them (no frames are read)."""
+    path, length = store.path(i), store.meta.episodes[i].length
+    rewards = load_fields(path, ("rewards",)).get("rewards")
+    if rewards is not None:
+        rows = np.zeros((length, 1, 1, 3), np.uint8)  # stands in for the unread frames: T from meta.json
+        validate_episode(Episode(rows, rewards=rewards), f"{path} (quick check: rewards only)")
+    return rewards
 
 
 def _stats(x: np.ndarray) -> dict[str, float]:

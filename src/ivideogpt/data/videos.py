@@ -9,7 +9,6 @@ time, so a long high-resolution video never has to fit in memory at full size.
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
@@ -69,6 +68,8 @@ def import_videos(cfg: VideoImportConfig) -> Path:
 
     Unreadable or too-short items are skipped, reported and listed in `meta.json` under
     `extra["skipped"]`; the imported file names are in `extra["files"]`.
+    The dataset appears at `cfg.out` only once complete, and an earlier one there (`cfg.overwrite`) is
+    replaced only then: a failed or interrupted import leaves `cfg.out` as it was.
 
     Returns:
         `cfg.out`.
@@ -90,8 +91,10 @@ def import_videos(cfg: VideoImportConfig) -> Path:
     fps = cfg.fps if cfg.fps is not None else _common_fps(rates)
     imported: list[str] = []
     extra = {"src": str(cfg.src), "crop": cfg.crop}
-    # the writer checks the output folder before anything is decoded
-    with DatasetWriter(cfg.out, "video-import", cfg.size, None, fps, extra, cfg.overwrite) as writer:
+    # the writer checks the output folder before anything is decoded; the dataset appears (or replaces an
+    # earlier one) only when the import is complete
+    with DatasetWriter(cfg.out, "video-import", cfg.size, None, fps, extra, cfg.overwrite,
+                       all_or_nothing=True) as writer:
         for item in tqdm(list(rates), desc=f"import {cfg.src.name}", unit="video"):
             try:
                 frames = _read_frames(item, cfg, rates[item], fps)
@@ -103,10 +106,9 @@ def import_videos(cfg: VideoImportConfig) -> Path:
                 continue
             writer.add(Episode(frames=frames))
             imported.append(item.name)
+        if not imported:
+            raise _nothing_usable(cfg.src, skipped)
         writer.meta.extra.update(files=imported, skipped=skipped)
-    if not imported:
-        shutil.rmtree(cfg.out)  # holds only the meta.json written above
-        raise _nothing_usable(cfg.src, skipped)
     print(f"imported {len(imported)} video(s), {writer.meta.num_frames} frames, into {cfg.out}")
     if skipped:
         print(f"skipped {len(skipped)}:\n  " + "\n  ".join(skipped))

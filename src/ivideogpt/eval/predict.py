@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 from tqdm import tqdm
 
+from ivideogpt.atomic import atomic_path, check_writable
 from ivideogpt.data.clips import ClipBatch, ClipConfig, ClipDataset, Split, collate_clips
 from ivideogpt.data.frames import to_model, to_uint8
 from ivideogpt.data.store import read_meta
@@ -40,6 +41,9 @@ from ivideogpt.media import add_label, hstack_videos, save_video, tile_videos
 from ivideogpt.tokenizer import VideoTokenizer
 from ivideogpt.world_model import WorldModel
 
+# what an evaluation writes in its output folder: an earlier one's are replaced only with --overwrite
+OUTPUT_FILES = ("metrics.json", "scores.npz", "report.html", "predictions.gif", "predictions.mp4",
+                "psnr_per_step.png", "ssim_per_step.png", "lpips_per_step.png")
 GRID_COLUMNS = (("truth", "truth"), ("model", "model"), ("copy_last", "copy last"))  # (method, label)
 METRIC_NAMES = ("psnr", "ssim", "lpips", "fvd")  # the headline metrics of every method
 VIDEO_SCALE = {".gif": 2, ".mp4": 4}  # nearest-neighbour upscale per format (64x64 frames are tiny)
@@ -69,6 +73,7 @@ class EvalConfig:
     video_fps: float = 8.0  # playback rate of the video grid
     note: str = ""  # free text shown with the protocol in the report (e.g. where the test data came from)
     device: str = "auto"  # "auto" (CUDA if available), "cpu", "cuda", "cuda:N"
+    overwrite: bool = False  # replace an earlier evaluation's files in `out`
 
     def __post_init__(self) -> None:
         self.model, self.out = Path(self.model), Path(self.out)
@@ -104,11 +109,14 @@ def evaluate_predictions(cfg: EvalConfig) -> dict[str, Any]:
 
     Raises:
         FileNotFoundError: no world model or dataset at the given paths.
+        FileExistsError: `cfg.out` holds an earlier evaluation and `cfg.overwrite` is off.
+        OSError: `cfg.out` cannot be written (checked before any rollout), naming the path.
         ValueError: no data, frames of another size than the model's, actions of another size, episodes
             too short for a clip, or a context length the model was not trained with.
     """
     if not cfg.data:
         raise ValueError("EvalConfig.data: no dataset folders given (--data DIR [DIR ...])")
+    _claim_output(cfg.out, cfg.overwrite)
     device = resolve_device(cfg.device)
     wm = WorldModel.load(cfg.model, device)
     data = open_clips(cfg, wm)
@@ -124,9 +132,9 @@ def evaluate_predictions(cfg: EvalConfig) -> dict[str, Any]:
         predictions = predict_batch(wm, batch, cfg, seed=cfg.seed + n)
         scores.add(batch, predictions, wm.num_context_frames)
     metrics = {"protocol": _protocol(cfg, wm, data, len(picks)), **scores.metrics(cfg.aggregate)}
-    cfg.out.mkdir(parents=True, exist_ok=True)
     media = _write_videos(cfg.out, scores.videos, wm.num_context_frames, cfg.video_fps)
-    np.savez(cfg.out / "scores.npz", **scores.arrays())
+    with atomic_path(cfg.out / "scores.npz") as tmp, open(tmp, "wb") as f:
+        np.savez(f, **scores.arrays())
     report = write_report(cfg.out, metrics, {"truth | model | copy last": media[0]})
     _print_summary(metrics, report)
     return metrics
@@ -259,6 +267,18 @@ def tokenizer_reconstruction(tokenizer: VideoTokenizer, clip: Tensor, num_contex
 
 
 # ------------------------------------------------------------------------------------- outputs
+
+
+def _claim_output(out: Path, overwrite: bool) -> None:
+    """Refuse to replace an earlier evaluation's files unless `overwrite`; check `out` can be written.
+
+    Other files in `out` are left alone (the demo writes its episodes beside its evaluation).
+    """
+    earlier = [name for name in OUTPUT_FILES if (out / name).exists()]
+    if earlier and not overwrite:
+        raise FileExistsError(f"{out}: holds an earlier evaluation ({', '.join(earlier)}); pass --overwrite "
+                              "to replace it, or choose another --out")
+    check_writable(out)
 
 
 def _protocol(cfg: EvalConfig, wm: WorldModel, data: ClipDataset, clips: int) -> dict[str, Any]:

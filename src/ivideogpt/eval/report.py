@@ -279,7 +279,7 @@ def _esc(value: Any) -> str:
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
-    with atomic_path(path) as tmp:
+    with atomic_path(path) as tmp:  # a failed write leaves no partial file and names `path`
         tmp.write_bytes(data)
 
 

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from ivideogpt.artifacts import (
@@ -36,7 +35,7 @@ from ivideogpt.artifacts import (
     STEP_PREFIX,
     read_weights,
 )
-from ivideogpt.atomic import TMP_PREFIX, atomic_path
+from ivideogpt.atomic import TMP_PREFIX, atomic_path, naming, save_safetensors, save_torch
 from ivideogpt.train.distributed import unwrap
 
 
@@ -89,7 +88,7 @@ def save_checkpoint(
     final = root / step_dir_name(step)
     with atomic_path(final, folder=True) as tmp:
         write_model_files(tmp, modules, config)
-        torch.save({"step": step, **train_state}, tmp / STATE_FILE)
+        save_torch({"step": step, **train_state}, tmp / STATE_FILE)  # a full disk says so, naming the file
     with atomic_path(root / LAST_FILE) as tmp:
         tmp.write_text(final.name + "\n")
     _prune(root, keep, final)
@@ -117,8 +116,9 @@ def write_model_files(folder: Path, modules: Mapping[str, nn.Module], config: Ma
             # safetensors refuses tensors sharing memory (tied weights); store an independent copy
             tensors[f"{name}.{key}"] = value.clone() if ptr in storages else value
             storages.add(ptr)
-    save_file(tensors, folder / MODEL_FILE, metadata={"modules": ",".join(modules)})
-    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=False) + "\n")
+    save_safetensors(tensors, folder / MODEL_FILE, metadata={"modules": ",".join(modules)})
+    with naming(folder / CONFIG_FILE):
+        (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=False) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------- reading

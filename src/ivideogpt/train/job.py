@@ -80,6 +80,7 @@ class TrainJob(ABC):
     """
 
     name: str = "model"  # first part of every log key: "<name>/<split>/<metric>"
+    export_dir: str | None = None  # folder inside the run folder the trainer exports the model to
 
     @abstractmethod
     def modules(self) -> dict[str, nn.Module]:

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
 from ivideogpt.artifacts import CKPT_DIR, LAST_FILE
+from ivideogpt.atomic import check_writable
 from ivideogpt.train.checkpoint import (
     CheckpointError,
     config_diff,
@@ -40,6 +41,7 @@ from ivideogpt.train.job import TrainJob, TrainLoopConfig
 from ivideogpt.train.monitor import JsonlLog, StopRequest, stop_on_signal
 
 LOG_FILE = "log.jsonl"
+SAMPLES_DIR = "samples"
 
 
 # ------------------------------------------------------------------------------------- data order
@@ -177,7 +179,7 @@ def _periodic(job: TrainJob, runtime: Runtime, cfg: TrainLoopConfig, out_dir: Pa
             log.write(step, {f"{job.name}/val/{k}": v for k, v in metrics.items()})
             bar.write(f"step {step}: " + ", ".join(f"{k} {v:.4g}" for k, v in metrics.items()))
     if runtime.is_main and (last or (cfg.sample_every and step % cfg.sample_every == 0)):
-        job.write_samples(step, out_dir / "samples")
+        job.write_samples(step, out_dir / SAMPLES_DIR)
     save = last or bool(cfg.ckpt_every and step % cfg.ckpt_every == 0)
     if save:
         _save(job, runtime, cfg, out_dir, step)
@@ -209,9 +211,15 @@ def _start_step(job: TrainJob, runtime: Runtime, cfg: TrainLoopConfig, out_dir: 
     """0 for a fresh run; for a resumed one, load weights, optimizers and RNG and return the saved step."""
     has_ckpt = (out_dir / CKPT_DIR / LAST_FILE).exists()
     if not resume:
-        if has_ckpt:
-            raise FileExistsError(f"{out_dir} already holds a run (checkpoints in {out_dir / CKPT_DIR}); "
-                                  "pass resume=True (--resume) to continue it or choose another output folder")
+        # everything a run writes counts: a finished run whose checkpoints were deleted is still a run
+        owned = [name for name in (CKPT_DIR, LOG_FILE, SAMPLES_DIR, job.export_dir)
+                 if name and (out_dir / name).exists()]
+        if owned:
+            how = "pass resume=True (--resume) to continue it" if has_ckpt else "it has no checkpoint to resume"
+            raise FileExistsError(f"{out_dir} already holds a run ({', '.join(owned)}); {how}, or choose "
+                                  "another output folder")
+        if runtime.is_main:
+            check_writable(out_dir)  # before any step: a read-only folder fails now, naming itself
         seed_everything(cfg.seed + runtime.rank)  # ranks share the init but not dropout/augmentation noise
         return 0
     if not has_ckpt:

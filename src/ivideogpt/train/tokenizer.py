@@ -81,6 +81,7 @@ class TokenizerJob(TrainJob):
     """Tokenizer (+ discriminator) training as a `TrainJob` for `run_training`."""
 
     name = "tokenizer"
+    export_dir = TOKENIZER_EXPORT
 
     def __init__(self, cfg: TokenizerTrainConfig, runtime: Runtime) -> None:
         self.cfg, self.runtime, self.num_context = cfg, runtime, cfg.clips.context_frames

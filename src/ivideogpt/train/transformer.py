@@ -75,6 +75,7 @@ class TransformerJob(TrainJob):
     """Transformer training on token shards as a `TrainJob` for `run_training`."""
 
     name = "transformer"
+    export_dir = EXPORT_DIR
 
     def __init__(self, cfg: TransformerTrainConfig, runtime: Runtime) -> None:
         self.cfg, self.runtime = cfg, runtime

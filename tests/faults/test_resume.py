@@ -1,0 +1,116 @@
+"""Killed runs: a SIGKILL in the middle of a checkpoint write, a log line cut short; both resume exactly."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from ivideogpt.train.checkpoint import load_checkpoint
+from ivideogpt.train.distributed import init_runtime
+from ivideogpt.train.loop import run_training, seed_everything
+from ivideogpt.train.monitor import read_log
+from tests.train.helpers import ToyConfig, ToyJob
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Trains the toy job (12 steps, a checkpoint every 4) and stops dead halfway through writing the step-8
+# checkpoint's train_state.pt, after telling the test (by creating MARKER) that it is there.
+_KILLED_RUN = """
+import io, sys, time
+from pathlib import Path
+import torch
+from ivideogpt.train import checkpoint
+from ivideogpt.train.distributed import init_runtime
+from ivideogpt.train.loop import run_training, seed_everything
+from tests.train.helpers import ToyConfig, ToyJob
+
+run, marker = Path(sys.argv[1]), Path(sys.argv[2])
+save_torch = checkpoint.save_torch
+
+def stalling_save(obj, path):
+    if obj["step"] == 8:
+        data = io.BytesIO()
+        torch.save(obj, data)
+        with open(path, "wb") as f:
+            f.write(data.getvalue()[: len(data.getvalue()) // 2])
+            f.flush()
+        marker.touch()
+        time.sleep(600)
+    save_torch(obj, path)
+
+checkpoint.save_torch = stalling_save
+cfg = ToyConfig()
+seed_everything(cfg.train.seed)
+job = ToyJob(cfg, init_runtime("cpu"))
+run_training(job, job.runtime, cfg.train, run, False)
+"""
+
+
+def _run(cfg: ToyConfig, out: Path, resume: bool = False, interrupt_at: int | None = None) -> ToyJob:
+    seed_everything(cfg.train.seed)
+    job = ToyJob(cfg, init_runtime("cpu"), interrupt_at)
+    run_training(job, job.runtime, cfg.train, out, resume)
+    return job
+
+
+def test_sigkill_during_a_checkpoint_write_keeps_the_previous_one_and_resumes_exactly(tmp_path: Path) -> None:
+    run, marker = tmp_path / "killed", tmp_path / "writing"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, str(run), str(marker)], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the run never reached its step-8 checkpoint"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert load_checkpoint(run).step == 4  # the half-written step 8 is not what last.txt names
+
+    cfg = ToyConfig()
+    resumed = _run(cfg, run, resume=True)
+    full = _run(cfg, tmp_path / "full")
+    assert resumed.losses == full.losses[4:]
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert not [p.name for p in (run / "ckpt").iterdir() if p.name.startswith(".tmp")]  # the torn save is gone
+
+
+def test_a_torn_last_log_line_is_dropped_with_a_warning(tmp_path: Path) -> None:
+    cfg = ToyConfig()
+    with pytest.raises(KeyboardInterrupt):
+        _run(cfg, tmp_path, interrupt_at=6)  # checkpoint at step 7
+    log = tmp_path / "log.jsonl"
+    lines = log.read_text().splitlines()
+    with log.open("a") as f:
+        f.write('{"step": 7, "toy/train/lo')  # the process died in the middle of this line
+    with pytest.warns(UserWarning, match=rf"log.jsonl: line {len(lines) + 1} is cut short"):
+        _run(cfg, tmp_path, resume=True)
+    steps = [r["step"] for r in read_log(log) if "toy/train/loss" in r]
+    assert steps == sorted(set(steps)) and steps[-1] == cfg.train.steps
+
+
+def test_a_broken_middle_log_line_is_named(tmp_path: Path) -> None:
+    cfg = ToyConfig()
+    with pytest.raises(KeyboardInterrupt):
+        _run(cfg, tmp_path, interrupt_at=6)
+    log = tmp_path / "log.jsonl"
+    lines = log.read_text().splitlines()
+    lines[1] = lines[1][:20]
+    log.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=rf"{log}: line 2 is not valid JSON"):
+        _run(cfg, tmp_path, resume=True)
+    assert log.read_text().splitlines() == lines  # nothing dropped from a log it could not read
+    assert json.loads(lines[0])["step"] == 2
