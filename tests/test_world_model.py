@@ -221,6 +221,20 @@ def test_bad_actions(wm: WorldModel) -> None:
         wm.rollout(frames(2, 1), actions(2, 4), temperature=-1.0)
 
 
+def test_actions_without_a_batch_axis_or_not_numbers(wm: WorldModel) -> None:
+    with pytest.raises(ValueError, match=r"got \(4, 3\): the batch axis is missing \(pass actions\[None\]"):
+        wm.rollout(frames(1, 1), actions(1, 4)[0])  # (T, A): not read as a batch of 4 one-dim actions
+    with pytest.raises(ValueError, match=r"got \(4, 3\): the batch axis is missing"):
+        wm.rollout(frames(1, 1), actions(1, 4)[0], horizon=4)
+    with pytest.raises(ValueError, match=r"got \(3,\): the batch axis is missing"):
+        wm.step(wm.reset(frames(1, 1), seed=0), np.zeros(3, np.float32))
+    for bad in ("left", ["up", "down"], np.array([["a", "b", "c"]])):
+        with pytest.raises(TypeError, match=r"^actions: expected real-valued actions .*got (str|list|ndarray)"):
+            wm.rollout(frames(1, 1), bad, horizon=1)
+    with pytest.raises(TypeError, match=r"^context_frames: expected uint8 frames .*got str"):
+        wm.rollout("frames.png", actions(1, 4))
+
+
 def test_spec_must_fit_the_models() -> None:
     tok = tokenizer_preset("tiny")
     tf = transformer_preset("tiny", **layout_fields(tok))
@@ -258,6 +272,35 @@ def test_missing_and_corrupt_files(saved: Path, tmp_path: Path) -> None:
     (folder / SPEC_FILE).write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
         WorldModel.load(folder)
+
+
+def test_weights_holding_nan_or_inf_are_refused(saved: Path, tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    folder = _copy(saved, tmp_path)
+    state = load_file(folder / TRANSFORMER_FILE)
+    state["heads.reward.weight"][0, 3] = float("nan")
+    save_file(state, folder / TRANSFORMER_FILE)
+    with pytest.raises(ValueError, match=r"transformer.safetensors: tensor 'heads.reward.weight' holds 1 NaN"):
+        WorldModel.load(folder)
+
+
+def test_transformer_weights_of_another_model_name_the_differing_fields(saved: Path, tmp_path: Path) -> None:
+    folder = _copy(saved, tmp_path)
+    tok = tokenizer_preset("tiny")
+    other = transformer_preset("tiny", n_layer=3, n_embd=48, n_head=2, action_dim=3, reward_head=True,
+                               **(layout_fields(tok) | {"future_vocab_size": 128}))
+    from ivideogpt.atomic import save_safetensors
+    from ivideogpt.transformer import Transformer
+
+    save_safetensors(Transformer(other).state_dict(), folder / TRANSFORMER_FILE)
+    with pytest.raises(ValueError, match="does not fit the transformer config in world_model.json") as caught:
+        WorldModel.load(folder)
+    message = str(caught.value)
+    assert "n_layer: 3 in the weights, 2 in the config" in message
+    assert "n_embd: 48 in the weights, 32 in the config" in message
+    assert "vocabulary rows" in message and "done_head: False in the weights, True in the config" in message
+    assert "another tokenizer config" not in message
 
 
 @pytest.mark.parametrize(

@@ -23,14 +23,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import Tensor
 
 from ivideogpt.config import ConfigError, from_dict
 from ivideogpt.tokenizer.compressive import VideoTokenizer, build_tokenizer, check_state_dict
 from ivideogpt.tokenizer.config import TokenizerConfig
-from ivideogpt.world_model_io import TOKENIZER_FILE, load_state, read_spec, resolve_world_model_dir
+from ivideogpt.world_model_io import (
+    TOKENIZER_FILE,
+    load_state,
+    read_spec,
+    read_tensors,
+    resolve_world_model_dir,
+)
 
 CKPT_DIR = "ckpt"  # checkpoints of a run live in <run>/ckpt/
 LAST_FILE = "last.txt"  # <run>/ckpt/last.txt names the newest complete step folder
@@ -82,14 +86,9 @@ def read_weights(model_file: Path) -> dict[str, dict[str, Tensor]]:
 
     Raises:
         FileNotFoundError: the file is missing.
-        ValueError: it cannot be read as safetensors.
+        ValueError: it cannot be read as safetensors, or holds NaN or infinite values.
     """
-    if not model_file.exists():
-        raise FileNotFoundError(f"{model_file.parent}: {model_file.name} is missing")
-    try:
-        flat = load_file(model_file)
-    except (SafetensorError, OSError) as e:
-        raise ValueError(f"{model_file}: cannot be read ({e})") from e
+    flat = read_tensors(model_file)
     weights: dict[str, dict[str, Tensor]] = {}
     for key, value in flat.items():
         module, _, param = key.partition(".")

@@ -19,6 +19,7 @@ import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -221,7 +222,7 @@ class WorldModel:
                 raise ValueError(f"rollout: without actions, give horizon >= 1 (frames), got {horizon}")
             action_seq = None
         else:
-            t = horizon if horizon is not None else _leading_dim(actions, 1)
+            t = horizon if horizon is not None else _horizon_of(actions, self.action_dim)
             action_seq = self._check_actions(actions, (b, t, self.action_dim), "actions")
             horizon = t
         temperature, top_k = self._sampling(temperature, top_k)
@@ -250,8 +251,10 @@ class WorldModel:
         spec = read_spec(folder)
         tokenizer = build_tokenizer(spec.tokenizer)
         transformer = Transformer(spec.transformer)
-        for module, name in ((tokenizer, TOKENIZER_FILE), (transformer, TRANSFORMER_FILE)):
-            load_state(module, folder / name)
+        # the transformer's config is passed so that weights of another model name the fields they contradict
+        for module, name, config in ((tokenizer, TOKENIZER_FILE, None),
+                                     (transformer, TRANSFORMER_FILE, spec.transformer)):
+            load_state(module, folder / name, config)
             module.to(device).eval()
         return cls(tokenizer, transformer, spec)
 
@@ -259,7 +262,7 @@ class WorldModel:
 
     def _encode_context(self, frames: np.ndarray | Tensor) -> ContextState:
         """uint8 (B, T, H, W, 3), T >= Tc -> the tokenizer's context state of the last Tc frames."""
-        x = torch.as_tensor(frames)
+        x = _as_tensor(frames, "context_frames", "uint8 frames")
         h, tc = self.image_size, self.num_context_frames
         if x.dtype != torch.uint8:
             raise TypeError(
@@ -295,9 +298,12 @@ class WorldModel:
             return None
         if self.action_dim == 0:
             raise ValueError(f"{name}: this model is action-free (action_dim=0); pass actions=None")
-        a = torch.as_tensor(actions)
+        a = _as_tensor(actions, name, "real-valued actions")
         if a.dtype == torch.bool or a.is_complex():
             raise TypeError(f"{name}: expected real-valued actions, got dtype {a.dtype}")
+        if a.ndim == len(shape) - 1 and tuple(a.shape) == shape[1:]:
+            raise ValueError(f"{name}: expected shape {shape} (batch first), got {tuple(a.shape)}: the batch "
+                             f"axis is missing (pass {name}[None] for one rollout)")
         if tuple(a.shape) != shape:
             raise ValueError(
                 f"{name}: expected shape {shape} (action_dim={self.action_dim}), got {tuple(a.shape)}"
@@ -324,11 +330,24 @@ class WorldModel:
         return generator
 
 
-def _leading_dim(x: np.ndarray | Tensor, axis: int) -> int:
-    shape = tuple(x.shape)
-    if len(shape) <= axis:
-        raise ValueError(f"actions: expected shape (B, T, A), got {shape}")
-    return shape[axis]
+def _horizon_of(actions: Any, action_dim: int) -> int:
+    """T of actions (B, T, A); a 2-D (T, A) array is named as missing its batch axis, not read as (B, T)."""
+    shape = tuple(_as_tensor(actions, "actions", "real-valued actions").shape)
+    if len(shape) == 2 and shape[1] == action_dim:
+        raise ValueError(f"actions: expected shape (B, T, {action_dim}), got {shape}: the batch axis is "
+                         "missing (pass actions[None] for one rollout)")
+    if len(shape) != 3:
+        raise ValueError(f"actions: expected shape (B, T, {action_dim}), got {shape}")
+    return shape[1]
+
+
+def _as_tensor(x: Any, name: str, expected: str) -> Tensor:
+    """`torch.as_tensor(x)`, with an error naming the argument for what torch cannot convert (strings, ...)."""
+    try:
+        return torch.as_tensor(x)
+    except (TypeError, ValueError, RuntimeError) as e:
+        got = type(x).__name__ + (f" of dtype {x.dtype}" if isinstance(x, np.ndarray) else "")
+        raise TypeError(f"{name}: expected {expected} (a numpy array or tensor), got {got} ({e})") from None
 
 
 def _numpy_or_none(x: Tensor | None) -> np.ndarray | None:

@@ -5,12 +5,15 @@
     tokenizer.safetensors     the tokenizer's state_dict
     transformer.safetensors   the transformer's state_dict
 
-`ivideogpt.world_model.WorldModel.save/load` go through here; nothing here runs a model.
+`ivideogpt.world_model.WorldModel.save/load` go through here; nothing here runs a model. `read_tensors`
+is also how checkpoints and tokenizer exports are read (`ivideogpt.artifacts.read_weights`): every
+safetensors file is checked to hold finite values when loaded.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,7 @@ from ivideogpt.atomic import atomic_path, naming, save_safetensors
 from ivideogpt.config import ConfigError, from_dict, to_dict
 from ivideogpt.tokenizer import TokenizerConfig, check_state_dict
 from ivideogpt.transformer import TransformerConfig
+from ivideogpt.transformer.config import state_dict_mismatch
 
 FORMAT = "ivideogpt-world-model"
 VERSION = 1
@@ -154,20 +158,34 @@ def read_spec(folder: str | Path) -> WorldModelSpec:
         raise ValueError(f"{file}: does not fit WorldModelSpec: {e}") from e
 
 
-def load_state(module: nn.Module, file: Path) -> None:
-    """Load the safetensors `file` into `module`, checked to fit it (errors name the file)."""
+def load_state(module: nn.Module, file: Path, transformer: TransformerConfig | None = None) -> None:
+    """Load the safetensors `file` into `module`, checked to fit it (errors name the file).
+
+    With `transformer` (the config `module` was built from), weights of another model are named by the
+    config fields they contradict, rather than by the first tensor that does not fit.
+    """
     state = read_tensors(file)
+    if transformer is not None and (fields := state_dict_mismatch(transformer, state)):
+        raise ValueError(f"{file} does not fit the transformer config in {SPEC_FILE} (the weights of another "
+                         f"model?): {'; '.join(fields)}")
     check_state_dict(module, state, str(file))
     module.load_state_dict(state)
 
 
 def read_tensors(file: Path) -> dict[str, Tensor]:
+    """The tensors of a safetensors `file`, checked to be finite: this package's one safetensors reader.
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        ValueError: it cannot be read as safetensors, or a tensor holds NaN or infinite values.
+    """
     if not file.is_file():
         raise FileNotFoundError(f"{file.parent}: {file.name} is missing")
     try:
         tensors = load_file(str(file))
     except (SafetensorError, OSError) as e:
         raise ValueError(f"{file}: cannot be read as safetensors ({e})") from e
+    check_finite(tensors, file)
     return tensors
 
 
@@ -184,3 +202,13 @@ def plain_state(module: nn.Module, dtype: torch.dtype | None = None) -> dict[str
         t = t.cpu().contiguous()
         state[name] = t.clone() if shared else t
     return state
+
+
+def check_finite(tensors: Mapping[str, Tensor], where: str | Path) -> None:
+    """Raise `ValueError` naming `where` and the first tensor holding NaN or infinite values."""
+    for name, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ValueError(f"{where}: tensor {name!r} holds {bad} NaN/infinite value(s) of "
+                             f"{tensor.numel()}; the weights are damaged (re-export or use an earlier "
+                             "checkpoint)")

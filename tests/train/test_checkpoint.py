@@ -130,3 +130,11 @@ def test_rng_state_round_trip(tmp_path: Path) -> None:
     set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
 
+
+def test_weights_holding_nan_or_inf_are_refused_on_load(tmp_path: Path) -> None:
+    model = torch.nn.Linear(3, 2)
+    with torch.no_grad():
+        model.weight[1, 2] = float("inf")
+    save_checkpoint(tmp_path, 1, {"head": model}, {}, {})
+    with pytest.raises(ValueError, match=r"model.safetensors: tensor 'head.weight' holds 1 NaN/infinite"):
+        load_checkpoint(tmp_path)

@@ -7,6 +7,7 @@ the trainer copies them from the tokenizer's config. The presets below set the a
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,6 +114,29 @@ class TransformerConfig:
         """Tokens of the trained window: max_context_frames context and max_future_frames future frames."""
         context = self.max_context_frames * (self.tokens_per_context_frame + 1) - 1
         return context + self.max_future_frames * (self.tokens_per_future_frame + 1)
+
+
+def state_dict_mismatch(cfg: TransformerConfig, state: Mapping[str, Any]) -> list[str]:
+    """The config fields a transformer state_dict contradicts, as "field: X in the weights, Y in the config".
+
+    Read from the tensor shapes (the layout's tokens per frame leave no trace in the weights).
+    """
+    found: dict[str, tuple[Any, Any]] = {}  # field -> (weights, config)
+    emb = state.get("tok_emb.weight")
+    if emb is not None:
+        found["n_embd"] = (emb.shape[1], cfg.n_embd)
+        found["vocabulary rows (context_vocab_size + future_vocab_size + 2, padded to a multiple of "
+              f"{VOCAB_MULTIPLE})"] = (emb.shape[0], cfg.padded_vocab_size)
+    found["n_layer"] = (len({k.split(".")[1] for k in state if k.startswith("blocks.")}), cfg.n_layer)
+    gate = state.get("blocks.0.mlp.gate.weight")
+    if gate is not None:
+        found["mlp_hidden"] = (gate.shape[0], cfg.hidden_size)
+    proj = state.get("action_proj.weight")
+    found["action_dim"] = (0 if proj is None else proj.shape[1], cfg.action_dim)
+    found["reward_head"] = ("heads.reward.weight" in state, cfg.reward_head)
+    found["done_head"] = ("heads.done.weight" in state, cfg.done_head)
+    return [f"{field}: {saved} in the weights, {config} in the config" for field, (saved, config) in found.items()
+            if saved != config]
 
 
 # Architecture presets (plain values: they can be written to and read from YAML). Parameter counts with the
