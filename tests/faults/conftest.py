@@ -116,10 +116,10 @@ class _FullFile:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return self._f.write(data)
 
-    def __enter__(self) -> _FullFile:
+    def __enter__(self) -> _FullFile:  # noqa: PYI034
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._f.close()
 
     def __getattr__(self, name: str) -> Any:

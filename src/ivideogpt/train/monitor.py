@@ -64,7 +64,7 @@ def _parse(path: Path, text: str) -> list[dict[str, Any]]:
             raise ValueError(f"{path}: line {number} is not valid JSON ({e}); only a torn last line is "
                              "dropped on resume: repair or delete this one") from e
         if not isinstance(record, dict):
-            raise ValueError(f"{path}: line {number} is not a JSON object: {line[:80]!r}")
+            raise ValueError(f"{path}: line {number} is not a JSON object: {line[:80]!r}")  # noqa: TRY004
         records.append(record)
     return records
 
