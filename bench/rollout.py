@@ -1,23 +1,29 @@
-"""Rollout speed: imagined frames/s of the KV-cached rollout against the schemes it replaces.
+"""Rollout speed: imagined frames/s of our KV-cached decode against the official code's scheme, one run.
 
-Schemes, one transformer size (a preset, randomly initialised: speed does not depend on training), 16-frame
-clips (1 context + 15 imagined frames), batch 1 and 32:
+Schemes, one transformer shape (a preset, randomly initialised: speed does not depend on training), clips of
+1 context frame + 7 or 15 imagined frames, batch 1, 32 and 256:
 
-    kv_cached            ours: context encoded once, each frame = 1 + n cached single-token steps (n = 16)
-    prefix_rerun_token   the reference code's scheme: no cache, the whole prefix re-run for every TOKEN
-    prefix_rerun_frame   the prefix re-run once per FRAME (a fresh cache per frame, then n cached steps)
-    per_frame_16x16      KV-cached, but every frame is 256 tokens (a per-frame 16x16 tokenizer's sequence)
+    kv_cached              ours: context encoded once, each frame = 1 + n single-token steps of the
+                           transformer's `DecodeEngine` (static KV cache, fused step), n = 16
+    kv_cached_forward      the same cache, each token through the general `Transformer.forward` (our
+                           rollout before the engine)
+    hf_generate_per_frame  THE ANCHOR: the official iVideoGPT code's scheme on a Hugging Face
+                           `LlamaForCausalLM` of the same shape: one `generate(use_cache=True, do_sample=True,
+                           top_k=100)` per frame over the whole prefix (hf_anchor.py); needs the `bench` extra
+    prefix_rerun_frame     the same scheme on our transformer (a fresh cache per frame), as a check
 
-Every scheme's frames/s counts the transformer sampling and the tokenizer decoding of each frame. A frame's
-cost depends on its position in the clip (the prefix grows), so each scheme times frames at a few positions
-(all 15 for kv_cached, 3 for the slow ones) and sums the per-position times over the clip, interpolating
-linearly in between; the positions are recorded. `api_frames_per_s` is the end-to-end
-`WorldModel.rollout` (context encoding included) as a check on the kv_cached figure.
+Every scheme's frames/s includes tokenizer decoding of its frames: the clip's frames decoded in one batched
+pass (the same cost for every scheme, measured in the same run). kv_cached times whole clips (context,
+frames, decoding); the per-frame schemes time frames at a few positions (the prefix grows) and sum the
+per-position times over the clip, interpolating linearly in between; the positions are recorded. They run
+at the anchor batch sizes (1 and 32): at 256 the prefix re-runs would take an hour.
 
-Also: training tokens/s of the same transformer on 16-frame clips, and its achieved FLOP/s against a plain
-matmul of the model's largest weight shape on the same machine.
+Also: where kv_cached's time goes (transformer steps, sampling, decoder), the FLOP/s of its token steps
+against a same-shape matmul timed in the run, the 138M preset at batch 1, and the shipped model
+(`ivideogpt.pretrained_path()`) through `WorldModel.rollout` / `step`. `--device cuda` decodes in bf16 with
+the step compiled (`torch.compile(mode="reduce-overhead")`, CUDA graphs).
 
-    python bench/rollout.py            # the full run (a few minutes on 2 CPU cores), writes the JSON
+    python bench/rollout.py            # the full run (tens of minutes on 2 CPU cores), writes the JSON
     python bench/rollout.py --quick    # smoke test: tiny models, prints only
 """
 
@@ -25,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import platform
 import sys
 import time
@@ -33,80 +40,78 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import hf_anchor
 import numpy as np
 import torch
 import tyro
 from torch import Tensor
 
-from ivideogpt.data.tokens import TokenBatch
-from ivideogpt.tokenizer import VideoTokenizer, tokenizer_preset
-from ivideogpt.train.optim import build_adamw
-from ivideogpt.transformer import (
-    KVCache,
-    RolloutState,
-    Transformer,
-    sample_codes,
-    sampling,
-    transformer_preset,
-)
+import ivideogpt
+from ivideogpt.tokenizer import tokenizer_preset
+from ivideogpt.transformer import KVCache, Transformer, sampling, transformer_preset
+from ivideogpt.transformer.fast_decode import DecodeOptions, decode_engine, gumbel_noise, sample_from_logits
 from ivideogpt.world_model import WorldModel, WorldModelSpec, layout_fields
 
-SCHEMES = ("kv_cached", "prefix_rerun_token", "prefix_rerun_frame", "per_frame_16x16")
+SCHEMES = ("kv_cached", "kv_cached_forward", "hf_generate_per_frame", "prefix_rerun_frame")
+ANCHOR = "hf_generate_per_frame"
 
 
 @dataclass
 class RolloutBenchConfig:
     """Options of the rollout benchmark."""
 
-    tokenizer: str = "metaworld64"  # compressive tokenizer preset (kv_cached and the re-run schemes)
-    per_frame_tokenizer: str = "per_frame16"  # per-frame tokenizer preset of the 16x16 scheme
-    transformer: str = "small"  # transformer preset, the same size for every scheme
+    tokenizer: str = "metaworld64"  # compressive tokenizer preset (256 context, 16 future tokens a frame)
+    transformer: str = "small"  # transformer preset, the same shape for every scheme
     action_dim: int = 4  # actions on every slot (Meta-World's 4)
-    batch_sizes: tuple[int, ...] = (1, 32)  # rollouts imagined at once
-    clip_frames: int = 16  # context + imagined frames per clip
+    batch_sizes: tuple[int, ...] = (1, 32, 256)  # rollouts imagined at once
+    anchor_batch_sizes: tuple[int, ...] = (1, 32)  # where the per-frame schemes run too
+    clip_lengths: tuple[int, ...] = (8, 16)  # context + imagined frames per clip
     context_frames: int = 1  # real frames the clip starts from
-    slow_positions: int = 3  # frame positions timed for the slow schemes (first and last included)
-    repeats: int = 3  # timings per position for the fast scheme (median); slow schemes time once
-    train_batch: int = 4  # clips per training step in the training-throughput measurement
-    train_steps: int = 3  # timed training steps (after one warm-up step)
+    slow_positions: int = 3  # frame positions timed for the per-frame schemes (first and last included)
+    repeats: int = 3  # kv_cached clips timed per cell (median; 1 at batch >= 256)
+    big_transformer: str | None = "138m"  # preset also timed at batch 1 (None: skip)
+    shipped: bool = True  # time the shipped world model at batch 1
+    shipped_horizons: tuple[int, ...] = (6, 16)  # its trained clip (2 + 6 frames) and a sliding rollout
+    top_k: int = 100  # sampling of every scheme (temperature 1, the official default)
     threads: int | None = None  # torch CPU threads (None: torch's default)
-    device: str = "cpu"  # torch device
-    quick: bool = False  # smoke test: tiny presets, batch 1 and 4, short clips; prints only unless --json
+    device: str = "cpu"  # torch device; cuda: bf16 decode with the step compiled
+    quick: bool = False  # smoke test: tiny presets, small batches, short clips; prints only unless --json
     json: Path | None = None  # where the results go (default bench/results/rollout.json; none for --quick)
     seed: int = 0  # seeds the random weights, codes and sampling
 
     def __post_init__(self) -> None:
-        positive = ("action_dim", "context_frames", "slow_positions", "repeats", "train_batch", "train_steps")
-        for name in positive:
+        for name in ("action_dim", "context_frames", "slow_positions", "repeats"):
             if getattr(self, name) < 1:
                 raise ValueError(f"RolloutBenchConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.clip_frames <= self.context_frames:
-            raise ValueError(f"RolloutBenchConfig.clip_frames ({self.clip_frames}) must exceed "
+        if min(self.clip_lengths) <= self.context_frames:
+            raise ValueError(f"RolloutBenchConfig.clip_lengths {self.clip_lengths} must exceed "
                              f"context_frames ({self.context_frames})")
         if not self.batch_sizes or min(self.batch_sizes) < 1:
             raise ValueError(f"RolloutBenchConfig.batch_sizes must be positive, got {self.batch_sizes}")
         if self.quick:
-            self.tokenizer, self.per_frame_tokenizer, self.transformer = "tiny", "tiny", "tiny"
-            self.batch_sizes, self.clip_frames, self.slow_positions = (1, 4), 6, 2
-            self.repeats, self.train_steps = 1, 1
+            self.tokenizer, self.transformer, self.big_transformer = "tiny", "tiny", None
+            self.batch_sizes, self.anchor_batch_sizes, self.clip_lengths = (1, 4), (1, 4), (4,)
+            self.slow_positions, self.repeats, self.shipped_horizons = 2, 1, (2,)
+
+    @property
+    def decode_options(self) -> DecodeOptions:
+        if torch.device(self.device).type == "cuda":
+            return DecodeOptions(dtype=torch.bfloat16, compile=True)
+        return DecodeOptions()
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.decode_options.dtype or torch.float32
 
 
 # ----------------------------------------------------------------------------------------- models
 
 
-def build_world_model(cfg: RolloutBenchConfig, tokenizer: str, per_frame_tokens: bool) -> WorldModel:
-    """Random world model of the configured transformer preset on `tokenizer`.
-
-    per_frame_tokens: future frames coded like context frames (16x16 tokens of the same codebook size), the
-    sequence a per-frame tokenizer gives.
-    """
-    tok = tokenizer_preset(tokenizer)
-    if per_frame_tokens:
-        tok = dataclasses.replace(tok, kind="per_frame", cross_attn_resolutions=())
-    future = cfg.clip_frames - cfg.context_frames
-    tf = transformer_preset(cfg.transformer, action_dim=cfg.action_dim, reward_head=True,
-                            max_future_frames=future, max_context_frames=cfg.context_frames,
-                            **layout_fields(tok))
+def build_world_model(cfg: RolloutBenchConfig, preset: str, future: int) -> WorldModel:
+    """Random world model of transformer `preset` on the configured tokenizer."""
+    tok = tokenizer_preset(cfg.tokenizer)
+    tf = transformer_preset(preset, action_dim=cfg.action_dim, reward_head=True, max_future_frames=future,
+                            max_context_frames=cfg.context_frames, **layout_fields(tok))
     spec = WorldModelSpec(tok, tf, cfg.context_frames, future, tok.resolution, cfg.action_dim)
     wm = WorldModel.from_spec(spec).to(cfg.device)
     wm.tokenizer.eval(), wm.transformer.eval()
@@ -121,218 +126,265 @@ def random_codes(model: Transformer, b: int, frames: int, context: bool, device:
     return torch.randint(0, vocab, (b, frames, per_frame), device=device)
 
 
-# ------------------------------------------------------------------------------ one frame, timed
+# ------------------------------------------------------------------------------ kv_cached, timed
 
 
-def time_cached_frame(model: Transformer, b: int, k: int, tc: int, gen: torch.Generator) -> float:
-    """Seconds of `sampling.step` for future frame k (k frames already in the KV cache), batch b."""
-    dev = str(gen.device)
-    state = sampling.start(model, random_codes(model, 1, tc, True, dev))
-    _prefill(model, state, k)
-    state.select(torch.zeros(b, dtype=torch.long))  # the cache's contents do not change the cost
-    action = torch.rand(b, model.cfg.action_dim, generator=gen, device=dev)
-    return _timed(lambda: sampling.step(model, state, action, generator=gen))
-
-
-def _prefill(model: Transformer, state: RolloutState, k: int, chunk_frames: int = 4) -> None:
-    """Put k random future frames (and actions) into a batch-1 rollout state, a few frames per forward."""
-    dev = state.frames.device
-    codes = random_codes(model, 1, k, False, str(dev))
-    actions = torch.rand(1, k, model.cfg.action_dim, device=dev)
-    for i in range(0, k, chunk_frames):
-        c, a = codes[:, i : i + chunk_frames], actions[:, i : i + chunk_frames]
-        tokens, rows = model.layout.encode_future(c), model.layout.future_action_rows(a)
-        model(tokens, rows, state.cache, torch.zeros(0, dtype=torch.long, device=dev))
-    state.frames, state.actions = codes, actions
-
-
-def time_rerun_frame(
-    model: Transformer, b: int, k: int, tc: int, gen: torch.Generator, per_token: bool
-) -> float:
-    """Seconds to sample future frame k by re-running the whole prefix, per token or once per frame.
-
-    Logits are computed at the last position only, so the baseline pays for no unused LM-head work.
-    """
-    layout, dev = model.layout, str(gen.device)
-    context = layout.encode_context(random_codes(model, b, tc, True, dev))
-    codes = random_codes(model, b, k + 1, False, dev)  # the last frame's codes are overwritten as sampled
-    acts = torch.rand(b, k + 1, model.cfg.action_dim, generator=gen, device=dev)
-    tokens = torch.cat([context, layout.encode_future(codes)], dim=1)
-    rows = torch.cat([acts.new_zeros(b, context.shape[1], acts.shape[2]), layout.future_action_rows(acts)], 1)
-    start = tokens.shape[1] - layout.frame_length  # position of this frame's SLOT
-    offset = layout.context_vocab_size  # future code c is token c + Vc
-
-    def frame() -> None:
-        if per_token:
-            for j in range(layout.future_tokens + 1):  # the last forward reads the reward head
-                end = start + 1 + j
-                last = torch.tensor([end - 1], device=dev)
-                out = model(tokens[:, :end], rows[:, :end], logit_positions=last)
-                if j < layout.future_tokens:
-                    tokens[:, end] = sample_codes(out.logits[:, -1], layout, generator=gen) + offset
-            return
-        cache = KVCache(model.cfg.n_layer, tokens.shape[1])
-        out = model(tokens[:, : start + 1], rows[:, : start + 1], cache, torch.tensor([start], device=dev))
-        for j in range(layout.future_tokens):
-            token = sample_codes(out.logits[:, -1], layout, generator=gen)[:, None] + offset
-            out = model(token, None, cache)
-
-    with torch.no_grad():
-        return _timed(frame)
-
-
-def decode_seconds(tokenizer: VideoTokenizer, b: int, tc: int, repeats: int, device: str) -> float:
-    """Seconds to decode one future frame per row (batch b) against cached context features."""
-    hc, hf = tokenizer.context_grid[0], tokenizer.future_grid[0]
-    context = torch.randint(0, tokenizer.context_vocab_size, (b, tc, hc, hc), device=device)
-    state = tokenizer.context_from_codes(context)
-    codes = torch.randint(0, tokenizer.future_vocab_size, (b, hf, hf), device=device)
-    return float(np.median([_timed(lambda: tokenizer.decode_future(codes, state)) for _ in range(repeats)]))
-
-
-def _timed(fn: Callable[[], Any]) -> float:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    fn()
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0
-
-
-# ------------------------------------------------------------------------------------- schemes
-
-
-def scheme_rate(
-    cfg: RolloutBenchConfig, scheme: str, wm: WorldModel, b: int, gen: torch.Generator
-) -> dict[str, Any]:
-    """Imagined frames/s of one scheme at batch b over a clip of `clip_frames - context_frames` frames."""
-    model, tc = wm.transformer, cfg.context_frames
-    future = cfg.clip_frames - tc
-    fast = scheme == "kv_cached"
-    count = future if fast else min(cfg.slow_positions, future)
-    positions = sorted({int(p) for p in np.linspace(0, future - 1, count).round()})
-    if scheme in ("kv_cached", "per_frame_16x16"):
-        time_frame = lambda k: time_cached_frame(model, b, k, tc, gen)
-        ctx = random_codes(model, b, tc, True, str(gen.device))
-        prefix = _timed(lambda: sampling.start(model, ctx))  # the context forward, once per clip
-    else:
-        per_token = scheme == "prefix_rerun_token"
-        time_frame = lambda k: time_rerun_frame(model, b, k, tc, gen, per_token)
-        prefix = 0.0  # no cache: the context is part of every re-run
-    repeats = cfg.repeats if fast else 1
-    per_frame = [float(np.median([time_frame(k) for _ in range(repeats)])) for k in positions]
-    sampling_s = prefix + float(np.interp(np.arange(future), positions, per_frame).sum())
-    decode_s = future * decode_seconds(wm.tokenizer, b, tc, cfg.repeats, cfg.device)
-    return {
-        "frames_per_s": b * future / (sampling_s + decode_s),
-        "transformer_frames_per_s": b * future / sampling_s,
-        "clip_seconds": sampling_s + decode_s,
-        "positions_timed": positions,
-        "seconds_per_frame_at_positions": per_frame,
-    }
-
-
-def api_rate(cfg: RolloutBenchConfig, wm: WorldModel, b: int) -> float:
-    """End-to-end `WorldModel.rollout` frames/s (context encoding, sampling, decoding)."""
-    future = cfg.clip_frames - cfg.context_frames
+def decode_seconds(wm: WorldModel, b: int, future: int, device: str) -> float:
+    """Seconds to decode a clip's `future` frames per row (batch b) in batched passes (`_decode_frames`)."""
     size = wm.image_size
-    rng = np.random.default_rng(cfg.seed)
-    frames = rng.integers(0, 256, (b, cfg.context_frames, size, size, 3), np.uint8)
-    actions = rng.uniform(-1, 1, (b, future, cfg.action_dim)).astype(np.float32)
-    return b * future / _timed(lambda: wm.rollout(frames, actions, seed=cfg.seed))
+    frames = torch.randint(0, 256, (b, wm.num_context_frames, size, size, 3), dtype=torch.uint8)
+    context = wm._encode_context(frames)
+    codes = random_codes(wm.transformer, b, future, False, device)
+    wm._decode_frames(codes[:1, :1], context.map(lambda x: x[:1]))  # warm-up
+    return _timed(lambda: wm._decode_frames(codes, context))
 
 
-# ------------------------------------------------------------------------------------ training
+def kv_clip_seconds(cfg: RolloutBenchConfig, wm: WorldModel, b: int, future: int, gen: torch.Generator,
+                    forward: bool = False) -> float:
+    """Seconds of one clip's transformer work: the context forward, then `future` frames.
+
+    forward: run each token through `Transformer.forward` instead of the decode engine.
+    """
+    model, dev = wm.transformer, cfg.device
+    ctx = random_codes(model, b, cfg.context_frames, True, dev)
+    actions = torch.rand(b, future, cfg.action_dim, generator=gen, device=dev)
+
+    def clip() -> None:
+        state = sampling.start(model, ctx, options=cfg.decode_options)
+        for t in range(future):
+            if forward:
+                forward_step(model, state, actions[:, t], cfg.top_k, gen)
+            else:
+                sampling.step(model, state, actions[:, t], 1.0, cfg.top_k, gen)
+
+    return _timed(clip)
 
 
-def training_rate(cfg: RolloutBenchConfig, model: Transformer) -> dict[str, float]:
-    """Training tokens/s and achieved FLOP/s on clips, against a plain matmul of the largest weight shape."""
-    b, tc, tf, dev = cfg.train_batch, cfg.context_frames, cfg.clip_frames - cfg.context_frames, cfg.device
-    layout = model.layout
-    batch = TokenBatch(
-        context_codes=random_codes(model, b, tc, True, dev),
-        future_codes=random_codes(model, b, tf, False, dev),
-        actions=torch.rand(b, tc + tf, cfg.action_dim, device=dev),
-        rewards=torch.rand(b, tc + tf, device=dev),
-        dones=torch.zeros(b, tc + tf, dtype=torch.bool, device=dev),
-        has_actions=torch.ones(b, dtype=torch.bool, device=dev),
-        has_rewards=torch.ones(b, dtype=torch.bool, device=dev),
-    )
-    model.train()
-    opt = build_adamw(model, 1e-4, 0.01, (0.9, 0.95), torch.device(dev))
+@torch.no_grad()
+def forward_step(model: Transformer, state: sampling.RolloutState, action: Tensor, top_k: int,
+                 gen: torch.Generator) -> None:
+    """One frame through the general forward, token by token (our `sampling.step` before the engine)."""
+    layout, b = model.layout, state.batch_size
+    token = torch.full((b, 1), layout.slot_id, device=action.device)
+    no_logits = torch.zeros(0, dtype=torch.long, device=action.device)
+    for j in range(layout.future_tokens + 1):
+        last = j == layout.future_tokens
+        out = model(token, action[:, None] if j == 0 else None, state.cache, no_logits if last else None)
+        if not last:
+            token = sampling.sample_codes(out.logits[:, -1], layout, 1.0, top_k, gen)[:, None]
+            token = token + layout.context_vocab_size
 
-    def train_step() -> None:
-        loss, _, _ = model.compute_loss(batch)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
 
-    train_step()  # warm-up: optimizer state, allocations
-    seconds = sum(_timed(train_step) for _ in range(cfg.train_steps))
-    model.eval()
-    length = layout.sequence_length(tc, tf)
-    tokens_per_s = b * length * cfg.train_steps / seconds
-    flops = model.estimate_flops_per_token(length) * tokens_per_s
-    m, k, n = b * length, model.cfg.n_embd, model.cfg.hidden_size  # the SwiGLU up-projection's shape
-    x, w = torch.randn(m, k, device=dev), torch.randn(k, n, device=dev)
-    x @ w  # warm-up
-    reps = max(1, cfg.train_steps)
-    matmul_s = sum(_timed(lambda: x @ w) for _ in range(reps))
-    matmul_flops = 2 * m * k * n * reps / matmul_s
-    return {
-        "sequence_length": length,
-        "batch_clips": b,
-        "tokens_per_s": tokens_per_s,
-        "achieved_flops_per_s": flops,
-        "matmul_flops_per_s": matmul_flops,
-        "matmul_shape": [m, k, n],
-        "fraction_of_matmul": flops / matmul_flops,
+@torch.no_grad()
+def kv_profile(cfg: RolloutBenchConfig, model: Transformer, b: int, future: int, gen: torch.Generator
+               ) -> dict[str, float]:
+    """Seconds per frame of kv_cached's parts: transformer steps (+ logits), sampling; one clip, synced."""
+    dev, layout = cfg.device, model.layout
+    state = sampling.start(model, random_codes(model, b, cfg.context_frames, True, dev),
+                           options=cfg.decode_options)
+    engine = decode_engine(model, cfg.decode_options)
+    n, cache = layout.future_tokens, state.cache
+    transformer_s = sampling_s = 0.0
+    for _ in range(future):
+        rotations = engine.rotations(cache.length, n + 1)
+        noise = gumbel_noise((n, b, layout.future_vocab_size), gen, torch.device(dev))
+        x = engine.slot_input(torch.rand(b, cfg.action_dim, device=dev), b)
+        for j in range(n + 1):
+            t0 = _now()
+            x = engine.run_step(x, cache, rotations[j])
+            if j == n:
+                engine.read_heads(x)
+                transformer_s += _now() - t0
+                break
+            logits = engine.logits(x)
+            t1 = _now()
+            code = sample_from_logits(logits, noise[j], 1.0, cfg.top_k)
+            t2 = _now()
+            x = engine.code_input(code)
+            transformer_s += (t1 - t0) + (_now() - t2)
+            sampling_s += t2 - t1
+    return {"transformer_s_per_frame": transformer_s / future, "sampling_s_per_frame": sampling_s / future}
+
+
+def decode_flops(model: Transformer, context_length: int, future: int) -> int:
+    """FLOPs of one row's token steps over `future` frames: 2 per weight used, plus attention (4 L d)."""
+    cfg, layout = model.cfg, model.layout
+    d, h = cfg.n_embd, cfg.hidden_size
+    weights = cfg.n_layer * (3 * d * d + d * d + 2 * d * h + h * d)
+    head = d * layout.future_vocab_size
+    steps = future * layout.frame_length
+    attended = sum(context_length + i + 1 for i in range(steps))  # keys each step attends to
+    return 2 * (weights * steps + head * future * layout.future_tokens) + 4 * cfg.n_layer * d * attended
+
+
+def matmul_flops_per_s(cfg: RolloutBenchConfig, m: int, k: int, n: int) -> float:
+    """FLOP/s of x (m, k) @ w (k, n) in the decode dtype on this device (median of 5 after a warm-up)."""
+    x = torch.randn(m, k, device=cfg.device, dtype=cfg.dtype)
+    w = torch.randn(k, n, device=cfg.device, dtype=cfg.dtype)
+    reps = 20
+    run = lambda: [x @ w for _ in range(reps)]  # noqa: E731
+    run()
+    return 2 * m * k * n * reps / float(np.median([_timed(run) for _ in range(5)]))
+
+
+# ---------------------------------------------------------------------------- per-frame schemes
+
+
+def per_frame_seconds(cfg: RolloutBenchConfig, wm: WorldModel, scheme: str, b: int, future: int,
+                      gen: torch.Generator, anchor: hf_anchor.OfficialScheme | None) -> dict[str, Any]:
+    """Transformer seconds of a clip for a scheme that re-runs the prefix once per frame."""
+    model, dev, layout = wm.transformer, cfg.device, wm.transformer.layout
+    positions = sorted({int(p) for p in np.linspace(0, future - 1, min(cfg.slow_positions, future)).round()})
+    times = []
+    for k in positions:
+        context = layout.encode_context(random_codes(model, b, cfg.context_frames, True, dev))
+        codes = random_codes(model, b, k + 1, False, dev)  # frame k's own codes are overwritten
+        prefix = torch.cat([context, layout.encode_future(codes)], dim=1)[:, : -layout.future_tokens]
+        action = torch.rand(b, cfg.action_dim, generator=gen, device=dev)
+        if scheme == ANCHOR:
+            times.append(_timed(lambda: anchor.frame(prefix, action, cfg.top_k)))
+        else:
+            times.append(_timed(lambda: rerun_frame(model, prefix, action, cfg.top_k, gen)))
+    return {"seconds": float(np.interp(np.arange(future), positions, times).sum()),
+            "positions_timed": positions, "seconds_per_frame_at_positions": times}
+
+
+@torch.no_grad()
+def rerun_frame(model: Transformer, prefix: Tensor, action: Tensor, top_k: int, gen: torch.Generator) -> None:
+    """prefix_rerun_frame on our transformer: a fresh cache over the prefix, then the frame's n tokens."""
+    layout, (b, length) = model.layout, prefix.shape
+    rows = torch.zeros(b, length, action.shape[1], device=action.device)
+    rows[:, -1] = action
+    cache = KVCache(model.cfg.n_layer, length + layout.future_tokens)
+    out = model(prefix, rows, cache, torch.tensor([length - 1], device=prefix.device))
+    for _ in range(layout.future_tokens):
+        token = sampling.sample_codes(out.logits[:, -1], layout, 1.0, top_k, gen)[:, None]
+        out = model(token + layout.context_vocab_size, None, cache)
+
+
+# ----------------------------------------------------------------------------------------- cells
+
+
+def clip_cell(cfg: RolloutBenchConfig, wm: WorldModel, b: int, clip: int, gen: torch.Generator,
+              anchor: hf_anchor.OfficialScheme | None, schemes: tuple[str, ...]) -> dict[str, Any]:
+    """Every scheme at batch b on clips of `clip` frames: frames/s, tokenizer decoding included."""
+    future = clip - cfg.context_frames
+    decode_s = decode_seconds(wm, b, future, cfg.device)
+    kv_clip_seconds(cfg, wm, b, 1, gen)  # warm-up (and compilation, on a GPU)
+    repeats = 1 if b >= 256 else cfg.repeats
+    seconds = {"kv_cached": float(np.median([kv_clip_seconds(cfg, wm, b, future, gen)
+                                             for _ in range(repeats)]))}
+    details: dict[str, Any] = {}
+    if "kv_cached_forward" in schemes:
+        seconds["kv_cached_forward"] = kv_clip_seconds(cfg, wm, b, future, gen, forward=True)
+    for scheme in (ANCHOR, "prefix_rerun_frame"):
+        if scheme in schemes and (scheme != ANCHOR or anchor is not None):
+            details[scheme] = per_frame_seconds(cfg, wm, scheme, b, future, gen, anchor)
+            seconds[scheme] = details[scheme]["seconds"]
+    profile = kv_profile(cfg, wm.transformer, b, future, gen)
+    profile["decoder_s_per_frame"] = decode_s / future
+    total = sum(profile.values())
+    profile["fractions"] = {k.removesuffix("_s_per_frame"): v / total for k, v in profile.items()}
+    row = {
+        "frames_per_s": {s: b * future / (t + decode_s) for s, t in seconds.items()},
+        "transformer_frames_per_s": {s: b * future / t for s, t in seconds.items()},
+        "decode_seconds_per_clip": decode_s,
+        "kv_cached_profile": profile,
+        "per_frame_schemes": details,
     }
+    if ANCHOR in seconds:
+        row["speedup_vs_anchor"] = {s: r / row["frames_per_s"][ANCHOR] for s, r in row["frames_per_s"].items()}
+    return row
+
+
+def flops_cell(cfg: RolloutBenchConfig, wm: WorldModel, b: int, clip: int, row: dict[str, Any]) -> dict[str, Any]:
+    """Achieved FLOP/s of kv_cached's token steps at batch b against a same-shape matmul (m = b)."""
+    model = wm.transformer
+    future = clip - cfg.context_frames
+    flops = b * decode_flops(model, model.layout.context_length(cfg.context_frames), future)
+    seconds = future * row["kv_cached_profile"]["transformer_s_per_frame"]
+    shape = (b, model.cfg.n_embd, 2 * model.cfg.hidden_size)  # the step's widest matmul (gate and up)
+    matmul = matmul_flops_per_s(cfg, *shape)
+    return {"decode_flops_per_s": flops / seconds, "matmul_flops_per_s": matmul, "matmul_shape": list(shape),
+            "fraction_of_matmul": flops / seconds / matmul}
+
+
+def shipped_cell(cfg: RolloutBenchConfig) -> dict[str, Any]:
+    """The shipped model at batch 1 through the public API, with its own sampling defaults."""
+    wm = WorldModel.load(ivideogpt.pretrained_path(), cfg.device)
+    size, tc = wm.image_size, wm.num_context_frames
+    rng = np.random.default_rng(cfg.seed)
+    frames = rng.integers(0, 256, (1, tc, size, size, 3), np.uint8)
+    out: dict[str, Any] = {"sampling": dataclasses.asdict(wm.spec.sampling), "context_frames": tc}
+    wm.rollout(frames, rng.uniform(-1, 1, (1, 2, wm.action_dim)).astype(np.float32), seed=0)  # warm-up
+    for horizon in cfg.shipped_horizons:
+        actions = rng.uniform(-1, 1, (1, horizon, wm.action_dim)).astype(np.float32)
+        rollout_s = float(np.median([_timed(lambda: wm.rollout(frames, actions, seed=0))
+                                     for _ in range(cfg.repeats)]))
+        state = wm.reset(frames, seed=0)
+        step_s = _timed(lambda: [wm.step(state, actions[:, t]) for t in range(horizon)])
+        out[str(horizon)] = {"rollout_frames_per_s": horizon / rollout_s, "step_frames_per_s": horizon / step_s}
+    return out
+
+
+def big_cell(cfg: RolloutBenchConfig, gen: torch.Generator) -> dict[str, Any]:
+    """The big preset at batch 1 on the longest clip: kv_cached, its forward twin and the anchor."""
+    clip = max(cfg.clip_lengths)
+    wm = build_world_model(cfg, cfg.big_transformer, clip - cfg.context_frames)
+    anchor = hf_anchor.OfficialScheme(wm.transformer, cfg.device, cfg.dtype) if hf_anchor.available() else None
+    row = clip_cell(cfg, wm, 1, clip, gen, anchor, ("kv_cached", "kv_cached_forward", ANCHOR))
+    return {"preset": cfg.big_transformer, "params": wm.transformer.num_params(), "clip_frames": clip,
+            "batch": 1, **row}
 
 
 # ----------------------------------------------------------------------------------------- main
 
 
 def run(cfg: RolloutBenchConfig) -> dict[str, Any]:
-    """Time every scheme at every batch size and training; print the table, write the JSON (returned)."""
+    """Time every cell; print the table, write the JSON (returned)."""
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    start = time.perf_counter()
-    compressive = build_world_model(cfg, cfg.tokenizer, per_frame_tokens=False)
-    per_frame = build_world_model(cfg, cfg.per_frame_tokenizer, per_frame_tokens=True)
+    start, load_before = time.perf_counter(), os.getloadavg()
     gen = torch.Generator(cfg.device).manual_seed(cfg.seed)
-    results: dict[str, Any] = {}
-    for b in cfg.batch_sizes:
-        row = {s: scheme_rate(cfg, s, per_frame if s == "per_frame_16x16" else compressive, b, gen)
-               for s in SCHEMES}
-        baseline = row["prefix_rerun_token"]["frames_per_s"]
-        results[str(b)] = {
-            "frames_per_s": {s: r["frames_per_s"] for s, r in row.items()},
-            "speedup_vs_prefix_rerun": {s: r["frames_per_s"] / baseline for s, r in row.items()},
-            "api_frames_per_s": api_rate(cfg, compressive, b),
-            "details": row,
-        }
+    if not hf_anchor.available():
+        print(f"{ANCHOR}: skipped, `transformers` is not installed (pip install -e '.[bench]')")
+    cells: dict[str, Any] = {}
+    flops: dict[str, Any] = {}
+    anchor_info = None
+    for clip in cfg.clip_lengths:
+        wm = build_world_model(cfg, cfg.transformer, clip - cfg.context_frames)
+        anchor = hf_anchor.OfficialScheme(wm.transformer, cfg.device, cfg.dtype) if hf_anchor.available() else None
+        anchor_info = anchor.describe() if anchor is not None else None
+        for b in cfg.batch_sizes:
+            schemes = SCHEMES if b in cfg.anchor_batch_sizes else ("kv_cached",)
+            cells[f"clip{clip}_b{b}"] = clip_cell(cfg, wm, b, clip, gen, anchor, schemes)
+            print(format_cell(f"clip {clip}, batch {b}", cells[f"clip{clip}_b{b}"]), flush=True)
+        b = max(cfg.batch_sizes)
+        flops[f"clip{clip}_b{b}"] = flops_cell(cfg, wm, b, clip, cells[f"clip{clip}_b{b}"])
+    params = wm.transformer.num_params()
     out = {
         "command": " ".join(["python", *sys.argv]),
         "device": _device_name(cfg.device),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
+        "decode_options": {"dtype": str(cfg.dtype), "compile": cfg.decode_options.compile},
+        "load_average_1min": {"start": load_before[0], "end": 0.0},
         "transformer_preset": cfg.transformer,
-        "transformer_params": compressive.transformer.num_params(),
-        "tokenizers": {"compressive": cfg.tokenizer, "per_frame": cfg.per_frame_tokenizer},
-        "clip_frames": cfg.clip_frames,
+        "transformer_params": params,
+        "tokenizer": cfg.tokenizer,
         "context_frames": cfg.context_frames,
-        "tokens_per_future_frame": {"compressive": compressive.transformer.layout.future_tokens,
-                                    "per_frame_16x16": per_frame.transformer.layout.future_tokens},
-        "baseline": "prefix_rerun_token (the reference code's scheme: no KV cache, prefix re-run per token)",
-        "batch": results,
-        "training": training_rate(cfg, compressive.transformer),
+        "top_k": cfg.top_k,
+        "anchor": anchor_info or f"{ANCHOR} skipped: transformers not installed",
+        "cells": cells,
+        "flops": flops,
+        "big_preset_batch1": big_cell(cfg, gen) if cfg.big_transformer else None,
+        "shipped_model_batch1": shipped_cell(cfg) if cfg.shipped else None,
         "wall_time_s": 0.0,
     }
+    out["load_average_1min"]["end"] = os.getloadavg()[0]
     out["wall_time_s"] = time.perf_counter() - start
-    print(format_table(out))
+    print(format_summary(out))
     path = cfg.json if cfg.json is not None or cfg.quick else Path("bench/results/rollout.json")
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -341,28 +393,47 @@ def run(cfg: RolloutBenchConfig) -> dict[str, Any]:
     return out
 
 
-def format_table(out: dict[str, Any]) -> str:
-    """The results as aligned text."""
-    params = out["transformer_params"] / 1e6
-    lines = [
-        (f"rollout benchmark: {out['transformer_preset']} transformer ({params:.1f}M params), "
-         f"{out['clip_frames']}-frame clips, {out['device']}, {out['torch_threads']} thread(s)"),
-        f"{'scheme':<22}" + "".join(f"{'B=' + b + ' frames/s':>18}{'speedup':>9}" for b in out["batch"]),
-    ]
-    for s in SCHEMES:
-        cells = "".join(f"{r['frames_per_s'][s]:>18.2f}{r['speedup_vs_prefix_rerun'][s]:>8.1f}x"
-                        for r in out["batch"].values())
-        lines.append(f"{s:<22}{cells}")
-    api = "".join(f"{r['api_frames_per_s']:>18.2f}{'':>9}" for r in out["batch"].values())
-    lines.append(f"{'WorldModel.rollout':<22}{api}")
-    t = out["training"]
-    shape = "x".join(map(str, t["matmul_shape"]))
-    lines.append(f"training: {t['tokens_per_s']:.0f} tokens/s ({t['batch_clips']} clips x "
-                 f"{t['sequence_length']} tokens), {t['achieved_flops_per_s'] / 1e9:.2f} GFLOP/s = "
-                 f"{t['fraction_of_matmul']:.0%} of a "
-                 f"plain {shape} matmul ({t['matmul_flops_per_s'] / 1e9:.2f} GFLOP/s)")
-    lines.append(f"wall time {out['wall_time_s']:.0f} s")
+def format_cell(name: str, row: dict[str, Any]) -> str:
+    """One cell's schemes as aligned text."""
+    lines = [name]
+    for s, rate in row["frames_per_s"].items():
+        speedup = row.get("speedup_vs_anchor", {}).get(s)
+        lines.append(f"  {s:<24}{rate:>10.2f} frames/s" + (f"{speedup:>8.2f}x anchor" if speedup else ""))
+    p = row["kv_cached_profile"]["fractions"]
+    lines.append("  kv_cached time: " + ", ".join(f"{k} {v:.0%}" for k, v in p.items()))
     return "\n".join(lines)
+
+
+def format_summary(out: dict[str, Any]) -> str:
+    """FLOP/s, big preset and shipped model lines."""
+    lines = []
+    for name, f in out["flops"].items():
+        lines.append(f"{name}: decode {f['decode_flops_per_s'] / 1e9:.1f} GFLOP/s = "
+                     f"{f['fraction_of_matmul']:.0%} of a {'x'.join(map(str, f['matmul_shape']))} matmul "
+                     f"({f['matmul_flops_per_s'] / 1e9:.1f} GFLOP/s)")
+    if out["big_preset_batch1"]:
+        big = out["big_preset_batch1"]
+        lines.append(format_cell(f"{big['preset']} preset, clip {big['clip_frames']}, batch 1", big))
+    if out["shipped_model_batch1"]:
+        for horizon, r in out["shipped_model_batch1"].items():
+            if isinstance(r, dict) and "rollout_frames_per_s" in r:
+                lines.append(f"shipped model, batch 1, {horizon} frames: rollout {r['rollout_frames_per_s']:.1f} "
+                             f"frames/s (context encoding included), step {r['step_frames_per_s']:.1f} frames/s")
+    lines.append(f"load average {out['load_average_1min']}, wall time {out['wall_time_s']:.0f} s")
+    return "\n".join(lines)
+
+
+def _now() -> float:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return time.perf_counter()
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    t0 = _now()
+    with torch.no_grad():
+        fn()
+    return _now() - t0
 
 
 def _device_name(device: str) -> str:

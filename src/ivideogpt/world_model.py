@@ -230,7 +230,7 @@ class WorldModel:
         codes, rewards, dones = generate(self.transformer, self._context_tokens(context), action_seq, horizon,
                                          temperature, top_k, self._generator(seed), self.window_frames,
                                          self.slide_frames)
-        frames = np.stack([self._decode(codes[:, t], context) for t in range(horizon)], axis=1)
+        frames = self._decode_frames(codes, context)  # (B, T, H, W, 3)
         return Rollout(frames, _numpy_or_none(rewards), _numpy_or_none(dones))
 
     # ------------------------------------------------------------------------------ save / load
@@ -289,6 +289,24 @@ class WorldModel:
         with _eval(self.tokenizer):
             frames = self.tokenizer.decode_future(codes.view(-1, *g), context)  # (B, 3, H, W)
         return to_uint8(frames).cpu().numpy()
+
+    def _decode_frames(self, codes: Tensor, context: ContextState, max_frames: int = 256) -> np.ndarray:
+        """Future codes (B, T, n) -> uint8 (B, T, H, W, 3): a batch of frames per decoder pass.
+
+        One pass decodes up to `max_frames` frames (whole clips of T frames, at least one clip), which
+        bounds the decoder's activation memory; per-pass overhead is paid once per chunk, not per frame.
+        """
+        b, t = codes.shape[:2]
+        grid = codes.view(b, t, *self.tokenizer.future_grid)  # (B, T, hf, wf)
+        rows = max(1, max_frames // t)
+        with _eval(self.tokenizer):
+            if rows >= b:
+                return to_uint8(self.tokenizer.decode_future(grid, context)).cpu().numpy()
+            chunks = [
+                self.tokenizer.decode_future(grid[i : i + rows], context.map(lambda x: x[i : i + rows]))
+                for i in range(0, b, rows)
+            ]  # each (rows, T, 3, H, W)
+        return to_uint8(torch.cat(chunks)).cpu().numpy()
 
     def _check_actions(
         self, actions: np.ndarray | Tensor | None, shape: tuple[int, ...], name: str

@@ -13,6 +13,8 @@ from ivideogpt.transformer import (
     step,
 )
 
+from ivideogpt.transformer.fast_decode import DecodeOptions, decode_engine
+
 from .helpers import random_clip, randomize_zero_init, tiny_config
 
 
@@ -72,11 +74,16 @@ def test_each_frame_costs_one_plus_n_token_steps() -> None:
     handle = model.register_forward_pre_hook(lambda m, args: fed.append(args[0].shape[1]))
     state = start(model, context)
     assert fed == [model.layout.context_length(2)]
+    engine = decode_engine(model)
+    steps: list[int] = []
+    run_step = engine.run_step
+    engine.run_step = lambda x, cache, rotation: steps.append(x.shape[0]) or run_step(x, cache, rotation)
     step(model, state, actions[:, 0])
     step(model, state, actions[:, 1])
     handle.remove()
     n = model.cfg.tokens_per_future_frame
-    assert fed[1:] == [1] * 2 * (1 + n) and state.cache.length == fed[0] + 2 * (1 + n)
+    assert fed[1:] == []  # frames never run the general forward, only the engine's single-token step
+    assert steps == [2] * 2 * (1 + n) and state.cache.length == fed[0] + 2 * (1 + n)
 
 
 def test_step_api_matches_generate_and_fans_out() -> None:
@@ -153,3 +160,32 @@ def test_kv_cache_bookkeeping() -> None:
         cache.truncate(2)  # length is still 1: update alone does not commit
     with pytest.raises(ValueError, match="batch"):
         cache.update(0, k[:1, :, :1], k[:1, :, :1])
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_compiled_static_step_samples_like_the_uncached_path(temperature: float) -> None:
+    model = _model()
+    context, actions = _rollout_inputs(model, 4)
+    kwargs = {"temperature": temperature, "top_k": 6, "window_frames": 3, "slide_frames": 1}
+    options = DecodeOptions(compile=True, compile_mode=None, compile_backend="eager")  # dynamo capture only
+    compiled = generate_frames(model, context, actions, 4, generator=torch.Generator().manual_seed(3),
+                               options=options, **kwargs)
+    uncached = generate_frames_uncached(model, context, actions, 4, generator=torch.Generator().manual_seed(3),
+                                        **kwargs)
+    assert torch.equal(compiled[0], uncached[0])
+    torch.testing.assert_close(compiled[1], uncached[1], rtol=1e-4, atol=1e-5)
+
+
+def test_decode_engine_follows_weight_updates() -> None:
+    model = _model()
+    context, actions = _rollout_inputs(model, 2)
+    before = decode_engine(model)
+    assert decode_engine(model) is before  # cached while the weights stay
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    loss, _ = model.compute_loss(context, torch.zeros(2, 1, model.cfg.tokens_per_future_frame, dtype=torch.long))
+    loss.backward()
+    opt.step()
+    assert decode_engine(model) is not before  # an optimizer step moved the weights: repacked
+    gen = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    cached = generate_frames(model, context, actions, 2, 0.8, 6, gen())
+    assert torch.equal(cached[0], generate_frames_uncached(model, context, actions, 2, 0.8, 6, gen())[0])

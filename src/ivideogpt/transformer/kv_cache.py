@@ -53,6 +53,23 @@ class KVCache:
         values[:, :, self.length : end] = v
         return keys[:, :, :end], values[:, :, :end]
 
+    def buffers(self, layer: int, batch: int, heads: int, head_dim: int, like: Tensor) -> tuple[Tensor, Tensor]:
+        """The whole preallocated key and value buffers (B, H, capacity, hd) of `layer`, for writing in place.
+
+        The single-token decode step (fast_decode.py) writes position `length` itself and attends over the
+        filled part; buffers not allocated yet are allocated with `like`'s dtype and device.
+        """
+        if self._keys[layer] is None:
+            self._keys[layer] = like.new_empty(batch, heads, self.capacity, head_dim)
+            self._values[layer] = like.new_empty(batch, heads, self.capacity, head_dim)
+        keys, values = self._keys[layer], self._values[layer]
+        if keys.shape[0] != batch or self.length >= self.capacity:
+            raise ValueError(
+                f"KVCache: a step of batch {batch} at position {self.length} does not fit the cache "
+                f"(batch {keys.shape[0]}, capacity {self.capacity})"
+            )
+        return keys, values
+
     def advance(self, count: int) -> None:
         """Commit `count` tokens written by `update` in every layer."""
         if self.length + count > self.capacity:

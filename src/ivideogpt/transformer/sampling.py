@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from ivideogpt.transformer.fast_decode import DecodeOptions, decode_engine, gumbel_noise, sample_from_logits
 from ivideogpt.transformer.kv_cache import KVCache
 from ivideogpt.transformer.layout import TokenLayout
 from ivideogpt.transformer.model import Transformer, TransformerOutput
@@ -47,6 +48,7 @@ class RolloutState:
     window: int  # most future frames attended to at once
     slide: int  # oldest future frames dropped when the window is full
     num_generated: int = 0  # frames generated since `start`
+    options: DecodeOptions | None = None  # how the decode step runs (None: float32 eager, `DecodeOptions()`)
 
     @property
     def batch_size(self) -> int:
@@ -66,6 +68,7 @@ def start(
     context_codes: Tensor,
     window_frames: int | None = None,
     slide_frames: int | None = None,
+    options: DecodeOptions | None = None,
 ) -> RolloutState:
     """Encode the context frames into a fresh KV cache.
 
@@ -74,6 +77,7 @@ def start(
         context_codes: int (B, Tc, N) context-codebook codes (any Tc >= 1; RoPE has no length limit).
         window_frames: future frames attended to at once (default `cfg.max_future_frames`).
         slide_frames: frames dropped per slide (default half the window, at least 1).
+        options: how `step` decodes (dtype, compile); the context runs in the same dtype.
 
     Returns:
         The state to pass to `step`.
@@ -83,13 +87,13 @@ def start(
     tokens = layout.encode_context(context_codes)  # (B, Lc)
     b, lc = tokens.shape
     cache = KVCache(model.cfg.n_layer, lc + window * layout.frame_length)
-    with _eval_mode(model):
+    with _eval_mode(model), _autocast(model, options):
         model(tokens, kv_cache=cache, logit_positions=_NO_POSITIONS.to(tokens.device))
     frames = tokens.new_zeros(b, 0, layout.future_tokens)
     actions = (
         tokens.new_zeros(b, 0, model.cfg.action_dim, dtype=torch.float32) if model.cfg.action_dim else None
     )
-    return RolloutState(cache, lc, frames, actions, window, slide)
+    return RolloutState(cache, lc, frames, actions, window, slide, options=options)
 
 
 @torch.no_grad()
@@ -101,7 +105,7 @@ def step(
     top_k: int | None = 100,
     generator: torch.Generator | None = None,
 ) -> tuple[Tensor, Tensor | None, Tensor | None, RolloutState]:
-    """Generate one future frame: 1 + n cached single-token forwards.
+    """Generate one future frame: 1 + n cached single-token steps of the model's `DecodeEngine`.
 
     Args:
         model: the transformer that `start` ran.
@@ -115,26 +119,30 @@ def step(
         codes int64 (B, n) in [0, Vf), reward (B,) and done probability (B,) (None without the head), state.
     """
     layout = model.layout
+    _check_sampling(temperature, top_k)
+    engine = decode_engine(model, state.options)
+    b, n, cache = state.batch_size, layout.future_tokens, state.cache
     with _eval_mode(model):
         if state.frames.shape[1] == state.window:
             _slide(model, state)
-        token = torch.full((state.batch_size, 1), layout.slot_id, device=state.frames.device)
-        act = _frame_action(model, action, state.batch_size, token.device)  # (B, A); None if action-free
+        act = _frame_action(model, action, b, state.frames.device)  # (B, A); None if action-free
+        rotations = engine.rotations(cache.length, n + 1)  # (1 + n, hd, hd)
+        noise = None if temperature == 0 else gumbel_noise((n, b, layout.future_vocab_size), generator,
+                                                           state.frames.device)
+        x = engine.slot_input(act, b)  # (B, d)
         codes = []
-        for j in range(layout.future_tokens + 1):
-            last = j == layout.future_tokens  # feed the frame's last code only to read its reward
-            positions = _NO_POSITIONS.to(token.device) if last else None
-            slot_action = act[:, None] if act is not None and j == 0 else None  # (B, 1, A) on the SLOT
-            out = model(token, slot_action, state.cache, positions)  # (B, 1, ...)
-            if not last:
-                codes.append(sample_codes(out.logits[:, -1], layout, temperature, top_k, generator))
-                token = codes[-1][:, None] + layout.context_vocab_size
+        for j in range(n):
+            x = engine.run_step(x, cache, rotations[j])
+            codes.append(sample_from_logits(engine.logits(x), None if noise is None else noise[j],
+                                            temperature, top_k))
+            x = engine.code_input(codes[-1])
+        x = engine.run_step(x, cache, rotations[n])  # feed the last code only to read the frame's heads
     codes = torch.stack(codes, dim=1)  # (B, n)
     state.frames = torch.cat([state.frames, codes[:, None]], dim=1)
     if act is not None:
         state.actions = torch.cat([state.actions, act[:, None]], dim=1)
     state.num_generated += 1
-    reward, done = _read_heads(model, out)
+    reward, done = engine.read_heads(x)
     return codes, reward, done, state
 
 
@@ -149,6 +157,7 @@ def generate_frames(
     generator: torch.Generator | None = None,
     window_frames: int | None = None,
     slide_frames: int | None = None,
+    options: DecodeOptions | None = None,
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """Sample `num_frames` future frames after the context, KV-cached across frames.
 
@@ -159,14 +168,14 @@ def generate_frames(
             action-free.
         num_frames: frames to generate (may exceed the window: the rollout slides).
         temperature, top_k, generator: as in `step`.
-        window_frames, slide_frames: as in `start`.
+        window_frames, slide_frames, options: as in `start`.
 
     Returns:
         Future codes int64 (B, num_frames, n), rewards (B, num_frames) and done probabilities
         (B, num_frames), each None when the model lacks that head.
     """
     _check_rollout(model, context_codes, actions, num_frames)
-    state = start(model, context_codes, window_frames, slide_frames)
+    state = start(model, context_codes, window_frames, slide_frames, options)
     results = [
         step(model, state, None if actions is None else actions[:, t], temperature, top_k, generator)[:3]
         for t in range(num_frames)
@@ -212,12 +221,16 @@ def generate_frames_uncached(
             if act is not None:
                 frame_actions = torch.cat([frame_actions, act[:, None]], dim=1)
             codes = frames.new_zeros(b, 1, layout.future_tokens)  # filled code by code
+            noise = None if temperature == 0 else gumbel_noise(
+                (layout.future_tokens, b, layout.future_vocab_size), generator, context.device
+            )  # drawn per frame, as `step` draws it
             for j in range(layout.future_tokens + 1):
                 length = lc + frames.shape[1] * layout.frame_length + 1 + j  # up to SLOT + j codes
                 tokens, rows = _window_inputs(layout, context, torch.cat([frames, codes], 1), frame_actions)
                 out = model(tokens[:, :length], None if rows is None else rows[:, :length])
                 if j < layout.future_tokens:
-                    codes[:, 0, j] = sample_codes(out.logits[:, -1], layout, temperature, top_k, generator)
+                    noise_j = None if noise is None else noise[j]
+                    codes[:, 0, j] = sample_codes(out.logits[:, -1], layout, temperature, top_k, noise=noise_j)
             frames = torch.cat([frames, codes], dim=1)
             results.append((codes[:, 0], *_read_heads(model, out)))
     return _stack_results(results)
@@ -229,6 +242,7 @@ def sample_codes(
     temperature: float = 1.0,
     top_k: int | None = 100,
     generator: torch.Generator | None = None,
+    noise: Tensor | None = None,
 ) -> Tensor:
     """Sample future codes from next-token logits, restricted to the future codebook.
 
@@ -237,26 +251,20 @@ def sample_codes(
         layout: where the future codes live in the vocabulary.
         temperature: softmax temperature; 0 takes the argmax.
         top_k: keep the k largest logits (None: all).
-        generator: source of the Gumbel noise.
+        generator: source of the Gumbel noise when `noise` is not given.
+        noise: Gumbel noise (B, Vf) to use (`fast_decode.gumbel_noise`); rollouts draw a frame's at once.
 
     Returns:
         int64 (B,) future-codebook indices in [0, Vf).
     """
-    if temperature < 0 or (top_k is not None and top_k < 1):
-        raise ValueError(
-            f"sample_codes: need temperature >= 0 and top_k >= 1 or None, got {temperature}, {top_k}"
-        )
+    _check_sampling(temperature, top_k)
     vc = layout.context_vocab_size
     logits = logits[:, vc : vc + layout.future_vocab_size].float()  # (B, Vf): only future codes may come next
-    if temperature == 0:
-        return logits.argmax(dim=-1)
-    if top_k is not None and top_k < logits.shape[1]:
-        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1)
-        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if temperature != 0 and noise is None:
+        noise = gumbel_noise(tuple(logits.shape), generator, logits.device)
     # Gumbel-max: argmax(logits / T + G) is a sample of softmax(logits / T); the noise does not depend on
     # the logits, so two paths whose logits agree to rounding draw the same codes.
-    u = torch.rand(logits.shape, generator=generator, device=logits.device)
-    return (logits / temperature - torch.log(-torch.log(u))).argmax(dim=-1)
+    return sample_from_logits(logits, noise, temperature, top_k)
 
 
 # --------------------------------------------------------------------------------------- helpers
@@ -273,7 +281,8 @@ def _slide(model: Transformer, state: RolloutState) -> None:
     if state.frames.shape[1]:
         tokens = layout.encode_future(state.frames)  # (B, k * (n + 1))
         rows = None if state.actions is None else layout.future_action_rows(state.actions)
-        model(tokens, rows, state.cache, _NO_POSITIONS.to(tokens.device))
+        with _autocast(model, state.options):
+            model(tokens, rows, state.cache, _NO_POSITIONS.to(tokens.device))
 
 
 def _window_inputs(
@@ -295,6 +304,21 @@ def _window(model: Transformer, window_frames: int | None, slide_frames: int | N
             f"rollout: need window_frames >= 1 and 1 <= slide_frames <= window, got {window}, {slide}"
         )
     return window, slide
+
+
+def _check_sampling(temperature: float, top_k: int | None) -> None:
+    if temperature < 0 or (top_k is not None and top_k < 1):
+        raise ValueError(
+            f"sample_codes: need temperature >= 0 and top_k >= 1 or None, got {temperature}, {top_k}"
+        )
+
+
+def _autocast(model: Transformer, options: DecodeOptions | None) -> contextlib.AbstractContextManager:
+    """Autocast to the decode dtype where it differs from the model's (bf16 decoding of a float32 model)."""
+    dtype = None if options is None else options.dtype
+    if dtype is None or dtype == model.tok_emb.weight.dtype:
+        return contextlib.nullcontext()
+    return torch.autocast(model.inv_freq.device.type, dtype=dtype)
 
 
 def _frame_action(model: Transformer, action: Tensor | None, b: int, device: torch.device) -> Tensor | None:
