@@ -126,6 +126,8 @@ def step(
         if state.frames.shape[1] == state.window:
             _slide(model, state)
         act = _frame_action(model, action, b, state.frames.device)  # (B, A); None if action-free
+        if act is not None:  # the forward's own check: frames run the engine, not the forward
+            model._check_inputs(state.frames.new_full((b, 1), layout.slot_id), act[:, None])
         rotations = engine.rotations(cache.length, n + 1)  # (1 + n, hd, hd)
         noise = None if temperature == 0 else gumbel_noise((n, b, layout.future_vocab_size), generator,
                                                            state.frames.device)
@@ -333,7 +335,7 @@ def _frame_action(model: Transformer, action: Tensor | None, b: int, device: tor
         return None
     if action is None:
         return torch.zeros(b, a, device=device)
-    return action.to(device, torch.float32)  # its shape is checked by the forward (and by WorldModel)
+    return action.to(device, torch.float32)  # its shape is checked by the forward's check (and by WorldModel)
 
 
 def _check_rollout(
