@@ -222,7 +222,7 @@ def matmul_flops_per_s(cfg: RolloutBenchConfig, m: int, k: int, n: int) -> float
     x = torch.randn(m, k, device=cfg.device, dtype=cfg.dtype)
     w = torch.randn(k, n, device=cfg.device, dtype=cfg.dtype)
     reps = 20
-    run = lambda: [x @ w for _ in range(reps)]  # noqa: E731
+    run = lambda: [x @ w for _ in range(reps)]
     run()
     return 2 * m * k * n * reps / float(np.median([_timed(run) for _ in range(5)]))
 
@@ -242,9 +242,9 @@ def per_frame_seconds(cfg: RolloutBenchConfig, wm: WorldModel, scheme: str, b: i
         prefix = torch.cat([context, layout.encode_future(codes)], dim=1)[:, : -layout.future_tokens]
         action = torch.rand(b, cfg.action_dim, generator=gen, device=dev)
         if scheme == ANCHOR:
-            times.append(_timed(lambda: anchor.frame(prefix, action, cfg.top_k)))
+            times.append(_timed(lambda p=prefix, a=action: anchor.frame(p, a, cfg.top_k)))
         else:
-            times.append(_timed(lambda: rerun_frame(model, prefix, action, cfg.top_k, gen)))
+            times.append(_timed(lambda p=prefix, a=action: rerun_frame(model, p, a, cfg.top_k, gen)))
     return {"seconds": float(np.interp(np.arange(future), positions, times).sum()),
             "positions_timed": positions, "seconds_per_frame_at_positions": times}
 
@@ -319,10 +319,10 @@ def shipped_cell(cfg: RolloutBenchConfig) -> dict[str, Any]:
     wm.rollout(frames, rng.uniform(-1, 1, (1, 2, wm.action_dim)).astype(np.float32), seed=0)  # warm-up
     for horizon in cfg.shipped_horizons:
         actions = rng.uniform(-1, 1, (1, horizon, wm.action_dim)).astype(np.float32)
-        rollout_s = float(np.median([_timed(lambda: wm.rollout(frames, actions, seed=0))
+        rollout_s = float(np.median([_timed(lambda a=actions: wm.rollout(frames, a, seed=0))
                                      for _ in range(cfg.repeats)]))
         state = wm.reset(frames, seed=0)
-        step_s = _timed(lambda: [wm.step(state, actions[:, t]) for t in range(horizon)])
+        step_s = _timed(lambda s=state, a=actions: [wm.step(s, a[:, t]) for t in range(a.shape[1])])
         out[str(horizon)] = {"rollout_frames_per_s": horizon / rollout_s, "step_frames_per_s": horizon / step_s}
     return out
 

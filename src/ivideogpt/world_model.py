@@ -303,7 +303,7 @@ class WorldModel:
             if rows >= b:
                 return to_uint8(self.tokenizer.decode_future(grid, context)).cpu().numpy()
             chunks = [
-                self.tokenizer.decode_future(grid[i : i + rows], context.map(lambda x: x[i : i + rows]))
+                self.tokenizer.decode_future(grid[i : i + rows], context.map(lambda x, i=i: x[i : i + rows]))
                 for i in range(0, b, rows)
             ]  # each (rows, T, 3, H, W)
         return to_uint8(torch.cat(chunks)).cpu().numpy()

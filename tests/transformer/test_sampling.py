@@ -12,7 +12,6 @@ from ivideogpt.transformer import (
     start,
     step,
 )
-
 from ivideogpt.transformer.fast_decode import DecodeOptions, decode_engine
 
 from .helpers import random_clip, randomize_zero_init, tiny_config
@@ -185,6 +184,6 @@ def test_decode_engine_follows_weight_updates() -> None:
     model(model.layout.encode_context(context)).logits.square().mean().backward()
     opt.step()
     assert decode_engine(model) is not before  # an optimizer step moved the weights: repacked
-    gen = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    gen = lambda: torch.Generator().manual_seed(5)
     cached = generate_frames(model, context, actions, 2, 0.8, 6, gen())
     assert torch.equal(cached[0], generate_frames_uncached(model, context, actions, 2, 0.8, 6, gen())[0])

@@ -69,7 +69,7 @@ class DecodeEngine:
         self.dtype = options.dtype or self.model_dtype
         vc, vf = cfg.context_vocab_size, cfg.future_vocab_size
         with torch.no_grad():
-            pack = lambda w: w.detach().to(self.dtype).contiguous()  # noqa: E731
+            pack = lambda w: w.detach().to(self.dtype).contiguous()
             self.slot_embedding = pack(model.tok_emb.weight[cfg.slot_id])  # (d,)
             self.future_embedding = pack(model.tok_emb.weight[vc : vc + vf])  # (Vf, d) codes j -> rows
             self.action = None if model.action_proj is None else pack(model.action_proj.weight.t())  # (A, d)
