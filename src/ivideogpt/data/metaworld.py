@@ -1,8 +1,17 @@
-"""Collect Meta-World episodes from the scripted experts, rendered in MuJoCo, into a dataset folder.
+"""Collect Meta-World episodes rendered in MuJoCo into a dataset folder.
 
-Each episode is one task with a fresh random object/goal placement, driven by the task's scripted expert
-with Gaussian action noise (so the data covers more than the single expert path). Episodes have a fixed
-length of `max_steps + 1` frames (the reset frame first) and carry actions, rewards, success and done.
+Each episode is one task with a fresh random object/goal placement, driven by a behaviour policy drawn
+per episode from a mixture (`ivideogpt.data.policies`: the scripted expert with small or large noise,
+the expert interrupted by random segments, smooth or uniform random actions), so that actions carry
+information the frames do not. Episodes have a fixed length of `max_steps + 1` frames (the reset frame
+first) and carry actions, rewards, success and done; `meta.json` names each episode's policy.
+
+With `branches=K` the collection is counterfactual instead (the held-out set of `ivideogpt eval
+--counterfactual`): each scene runs its policy for T steps (T drawn from `branch_at`), then continues
+from that same simulator state with K different action sequences for `branch_steps` steps (branch 0 the
+expert, the others random). The state is reached again by replaying the scene's seed and first T actions
+(MuJoCo is deterministic; the replayed frames are checked to be identical). Each branch is written as an
+episode of T + branch_steps + 1 frames with the scene's id and its branch index.
 
 Episodes are recorded by worker processes (spawned, each with its own simulator and renderer) and written
 by the main process in job order, so a seed gives the same dataset whatever the number of workers.
@@ -14,15 +23,16 @@ import multiprocessing as mp
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from tqdm import tqdm
 
 from ivideogpt.data.episode import Episode
+from ivideogpt.data.policies import DEFAULT_MIXTURE, Policy, draw_policy, make_policy, parse_mixture
 from ivideogpt.data.store import DatasetWriter
 from ivideogpt.sim.metaworld import ACTION_DIM, DEFAULT_TASKS, MetaWorldEnv, expert_policy, task_name
 
@@ -36,8 +46,12 @@ class MetaworldCollectConfig:
     episodes: int = 10  # episodes per task
     size: int = 64  # frames are size x size
     camera: str = "corner"  # Meta-World camera (corner, corner2, corner3, corner4, topview, ...)
-    action_noise: float = 0.1  # std of the Gaussian noise added to expert actions (then clipped to [-1, 1])
+    policy: str = DEFAULT_MIXTURE  # behaviour policy, or a mixture "name:weight,..." drawn per episode
+    action_noise: float = 0.1  # std of the Gaussian noise of the `expert` policy (then clipped to [-1, 1])
     noise_schedule: Literal["fixed", "uniform"] = "uniform"  # uniform: per-episode std ~ U[0, 2*action_noise]
+    branches: int = 1  # K > 1: counterfactual scenes of K branches each (`episodes` scenes per task)
+    branch_at: tuple[int, int] = (10, 60)  # branches: the branch point T is drawn from U{lo, ..., hi}
+    branch_steps: int = 8  # branches: steps of each branch after the branch point
     max_steps: int = 100  # steps per episode (episodes have max_steps + 1 frames)
     action_repeat: int = 2  # simulator steps per action (the frame rate is 80 / action_repeat)
     workers: int = 2  # recording processes; 1 records in this process
@@ -55,7 +69,7 @@ class MetaworldCollectConfig:
         repeated = [t for t, n in Counter(tasks).items() if n > 1]
         if repeated:
             raise ValueError(f"MetaworldCollectConfig.tasks lists {repeated} more than once")
-        for name in ("episodes", "size", "max_steps", "action_repeat", "workers"):
+        for name in ("episodes", "size", "max_steps", "action_repeat", "workers", "branches", "branch_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"MetaworldCollectConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not self.action_noise >= 0:
@@ -64,6 +78,15 @@ class MetaworldCollectConfig:
             raise ValueError(
                 f"MetaworldCollectConfig.noise_schedule must be 'fixed' or 'uniform', got {self.noise_schedule!r}"
             )
+        self.mixture  # raises on an unknown policy or a bad weight
+        lo, hi = self.branch_at = tuple(self.branch_at)
+        if self.branches > 1 and not 1 <= lo <= hi:
+            raise ValueError(f"MetaworldCollectConfig.branch_at must be 1 <= lo <= hi, got {self.branch_at}")
+
+    @property
+    def mixture(self) -> dict[str, float]:
+        """The behaviour policies and their weights."""
+        return parse_mixture(self.policy)
 
     @property
     def task_list(self) -> tuple[str, ...]:
@@ -76,8 +99,22 @@ class Job(NamedTuple):
 
     task: str  # full Meta-World task name
     index: int  # episode index within the task
-    seed: int  # env seed (object/goal placement); the action noise is seeded from it too
-    noise_std: float  # std of the Gaussian action noise of this episode
+    seed: int  # env seed (object/goal placement); the policy's randomness is seeded from it too
+    noise_std: float  # std of the Gaussian action noise of the expert in this episode
+    policy: str  # behaviour policy (of the scene's prefix, when branching)
+    branch_at: int  # branching: steps before the branch point; 0 for a plain episode
+
+
+class Recording(NamedTuple):
+    """One recorded episode and how it was made."""
+
+    episode: Episode
+    policy: str  # what chose its actions (after the branch point, for a branch)
+    branch: int | None  # branch index within its scene; None for a plain episode
+
+
+# Policies of the branches of a counterfactual scene, cycled: the expert's own continuation, then random
+BRANCH_POLICIES = ("expert", "smooth_random", "random")
 
 
 def collect_metaworld(cfg: MetaworldCollectConfig) -> Path:
@@ -96,6 +133,7 @@ def collect_metaworld(cfg: MetaworldCollectConfig) -> Path:
     extra = {
         "tasks": list(cfg.task_list),
         "camera": cfg.camera,
+        "policy": cfg.mixture,
         "action_noise": cfg.action_noise,
         "noise_schedule": cfg.noise_schedule,
         "action_repeat": cfg.action_repeat,
@@ -104,20 +142,26 @@ def collect_metaworld(cfg: MetaworldCollectConfig) -> Path:
         "reward": f"sum over the {cfg.action_repeat} simulator steps of each action",
         "noise_std": [],  # one entry per episode, in file order
     }
+    if cfg.branches > 1:
+        extra |= {"branches": cfg.branches, "branch_at": list(cfg.branch_at), "branch_steps": cfg.branch_steps,
+                  "branch_policies": [BRANCH_POLICIES[k % len(BRANCH_POLICIES)] for k in range(cfg.branches)]}
     start, successes = time.perf_counter(), Counter()
+    unit, desc = ("scene", "metaworld scenes") if cfg.branches > 1 else ("ep", "metaworld")
     with DatasetWriter(cfg.out, "metaworld", cfg.size, ACTION_DIM, fps, extra, cfg.overwrite) as writer:
-        bar = tqdm(zip(jobs, record_episodes(cfg, jobs)), total=len(jobs), unit="ep", desc="metaworld")
-        for job, ep in bar:
-            writer.meta.extra["noise_std"].append(job.noise_std)
-            writer.add(ep, task=job.task, seed=job.seed)
-            successes[job.task] += bool(ep.success.any())
-            bar.set_postfix(success=f"{sum(successes.values()) / writer.meta.num_episodes:.0%}")
-        frames = writer.meta.num_frames
+        bar = tqdm(zip(jobs, record_episodes(cfg, jobs)), total=len(jobs), unit=unit, desc=desc)
+        for scene, (job, recordings) in enumerate(bar):
+            for rec in recordings:
+                writer.meta.extra["noise_std"].append(job.noise_std)
+                writer.add(rec.episode, task=job.task, seed=job.seed, policy=rec.policy,
+                           scene=None if rec.branch is None else scene, branch=rec.branch)
+            successes[job.task] += bool(recordings[0].episode.success.any())
+            bar.set_postfix(success=f"{sum(successes.values()) / (scene + 1):.0%}")
+        frames, episodes = writer.meta.num_frames, writer.meta.num_episodes
     seconds = time.perf_counter() - start
     rates = ", ".join(f"{t} {successes[t] / cfg.episodes:.0%}" for t in cfg.task_list)
-    print(f"{len(jobs)} episodes, {frames} frames in {seconds:.1f} s ({frames / seconds:.1f} frames/s, "
+    print(f"{episodes} episodes, {frames} frames in {seconds:.1f} s ({frames / seconds:.1f} frames/s, "
           f"{cfg.workers} worker(s)) -> {cfg.out}")
-    print(f"expert success: {rates}")
+    print(f"success{' (branch 0)' if cfg.branches > 1 else ''}: {rates}")
     return cfg.out
 
 
@@ -127,10 +171,13 @@ def make_jobs(cfg: MetaworldCollectConfig) -> list[Job]:
     for index in range(cfg.episodes):
         for task in cfg.task_list:
             seed = episode_seed(cfg.seed, task, index)
+            rng = np.random.default_rng([seed, 2])  # not [seed, 1]: that is the policy's stream
             noise = cfg.action_noise
             if cfg.noise_schedule == "uniform":
-                noise = float(np.random.default_rng([seed, 2]).uniform(0.0, 2.0 * cfg.action_noise))
-            jobs.append(Job(task, index, seed, noise))
+                noise = float(rng.uniform(0.0, 2.0 * cfg.action_noise))
+            policy = draw_policy(cfg.mixture, rng)
+            branch_at = int(rng.integers(cfg.branch_at[0], cfg.branch_at[1] + 1)) if cfg.branches > 1 else 0
+            jobs.append(Job(task, index, seed, noise, policy, branch_at))
     return jobs
 
 
@@ -140,9 +187,10 @@ def episode_seed(base_seed: int, task: str, index: int) -> int:
     return int(np.random.SeedSequence(entropy).generate_state(1)[0] >> 1)
 
 
-def record_episodes(cfg: MetaworldCollectConfig, jobs: list[Job]) -> Iterator[Episode]:
-    """Record `jobs` with `cfg.workers` spawned processes (or here when 1), yielding episodes in job order."""
-    settings = (cfg.size, cfg.camera, cfg.action_repeat, cfg.max_steps)
+def record_episodes(cfg: MetaworldCollectConfig, jobs: list[Job]) -> Iterator[list[Recording]]:
+    """Record `jobs` with `cfg.workers` spawned processes (or here when 1), yielding each job's episodes
+    (one, or one per branch) in job order."""
+    settings = (cfg.size, cfg.camera, cfg.action_repeat, cfg.max_steps, cfg.branches, cfg.branch_steps)
     workers = min(cfg.workers, len(jobs))
     if workers == 1:
         recorder = Recorder(*settings)
@@ -159,15 +207,22 @@ def record_episodes(cfg: MetaworldCollectConfig, jobs: list[Job]) -> Iterator[Ep
 class Recorder:
     """Records episodes of any task, keeping one env per task (building one takes about 0.3 s)."""
 
-    def __init__(self, size: int, camera: str, action_repeat: int, max_steps: int) -> None:
+    def __init__(
+        self, size: int, camera: str, action_repeat: int, max_steps: int, branches: int = 1, branch_steps: int = 8
+    ) -> None:
         self.env_kwargs = {"size": size, "camera": camera, "action_repeat": action_repeat, "max_steps": max_steps}
+        self.branches, self.branch_steps = branches, branch_steps
         self.envs: dict[str, MetaWorldEnv] = {}
 
-    def __call__(self, job: Job) -> Episode:
+    def __call__(self, job: Job) -> list[Recording]:
         if job.task not in self.envs:
             self.envs[job.task] = MetaWorldEnv(job.task, **self.env_kwargs)
+        env = self.envs[job.task]
         rng = np.random.default_rng([job.seed, 1])  # not default_rng(seed): that is the env's own stream
-        return record_episode(self.envs[job.task], expert_policy(job.task), job.seed, job.noise_std, rng)
+        policy = make_policy(job.policy, expert_policy(job.task), ACTION_DIM, job.noise_std, rng)
+        if self.branches == 1:
+            return [Recording(record_episode(env, policy, job.seed), job.policy, None)]
+        return record_branches(env, job, policy, self.branches, self.branch_steps)
 
     def close(self) -> None:
         for env in self.envs.values():
@@ -176,9 +231,12 @@ class Recorder:
 
 
 def record_episode(
-    env: MetaWorldEnv, policy: Callable[[np.ndarray], np.ndarray], seed: int, noise_std: float, rng: np.random.Generator
+    env: MetaWorldEnv, policy: Policy, seed: int, steps: int | None = None, replay: np.ndarray | None = None
 ) -> Episode:
-    """Run one full-length episode of `policy` plus Gaussian noise in `env`, reset with `seed`.
+    """Run one episode of `policy` in `env`, reset with `seed`: `steps` steps (default: `env.max_steps`).
+
+    `replay`, float32 `(R, A)`, gives the first R actions instead of asking the policy (to reach the
+    state of an earlier episode again: MuJoCo is deterministic).
 
     Returns:
         Episode with T = env.max_steps + 1: frames uint8 `(T, H, W, 3)`, actions float32 `(T, 4)`,
@@ -186,7 +244,10 @@ def record_episode(
         zeros/False. `done` stays False: Meta-World tasks never terminate, and the time limit is a
         truncation, not an outcome the model should predict from the frames.
     """
-    T = env.max_steps + 1
+    T = (env.max_steps if steps is None else steps) + 1
+    if T - 1 > env.max_steps:
+        raise ValueError(f"record_episode: {T - 1} steps is more than the env's max_steps={env.max_steps}")
+    replay = np.zeros((0, ACTION_DIM), np.float32) if replay is None else replay
     frame, _ = env.reset(seed=seed)
     frames = np.empty((T, *frame.shape), np.uint8)
     actions = np.zeros((T, ACTION_DIM), np.float32)
@@ -194,21 +255,46 @@ def record_episode(
     success = np.zeros(T, bool)
     frames[0] = frame
     for t in range(1, T):
-        action = policy(env.state) + noise_std * rng.standard_normal(ACTION_DIM)
-        actions[t] = np.clip(action, -1.0, 1.0)
+        actions[t] = replay[t - 1] if t - 1 < len(replay) else policy(env.state)
         frames[t], rewards[t], _, _, info = env.step(actions[t])
         success[t] = info["success"]
     return Episode(frames, actions, rewards, success, np.zeros(T, bool))
 
 
+def record_branches(env: MetaWorldEnv, job: Job, policy: Policy, branches: int, steps: int) -> list[Recording]:
+    """One counterfactual scene: `job.policy` for `job.branch_at` steps, then `branches` continuations.
+
+    Branch k follows `BRANCH_POLICIES[k % 3]` (fresh, seeded from the job and k) for `steps` steps from the
+    branch point, reached again for every branch by replaying the scene's seed and first actions.
+
+    Raises:
+        RuntimeError: the replay did not reproduce the scene (the simulator was not deterministic).
+    """
+    total = job.branch_at + steps
+    if total > env.max_steps:
+        raise ValueError(f"branch point {job.branch_at} + {steps} branch steps exceeds max_steps={env.max_steps}")
+    prefix = record_episode(env, policy, job.seed, job.branch_at)
+    recordings = []
+    for k in range(branches):
+        name = BRANCH_POLICIES[k % len(BRANCH_POLICIES)]
+        rng = np.random.default_rng([job.seed, 3, k])
+        branch_policy = make_policy(name, expert_policy(job.task), ACTION_DIM, job.noise_std, rng)
+        ep = record_episode(env, branch_policy, job.seed, total, replay=prefix.actions[1:])
+        if not np.array_equal(ep.frames[: job.branch_at + 1], prefix.frames):
+            raise RuntimeError(f"{job.task} seed {job.seed}: replaying the first {job.branch_at} actions did not "
+                               "reproduce the scene's frames; branches would not share a state")
+        recordings.append(Recording(ep, name, k))
+    return recordings
+
+
 _WORKER_RECORDER: Recorder | None = None  # one per worker process, built by `_init_worker`
 
 
-def _init_worker(size: int, camera: str, action_repeat: int, max_steps: int) -> None:
+def _init_worker(*settings: Any) -> None:
     global _WORKER_RECORDER
-    _WORKER_RECORDER = Recorder(size, camera, action_repeat, max_steps)
+    _WORKER_RECORDER = Recorder(*settings)
 
 
-def _record_in_worker(job: Job) -> Episode:
+def _record_in_worker(job: Job) -> list[Recording]:
     assert _WORKER_RECORDER is not None, "worker used before _init_worker"
     return _WORKER_RECORDER(job)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -45,6 +45,9 @@ class EpisodeEntry:
     task: str | None = None  # task name where the source has several (e.g. a Meta-World task)
     seed: int | None = None  # environment seed the episode was collected with
     success: bool | None = None  # the task was solved at some step (None when unknown)
+    policy: str | None = None  # behaviour policy that chose the actions (`ivideogpt.data.policies`)
+    scene: int | None = None  # counterfactual datasets: episodes of one scene share their start
+    branch: int | None = None  # counterfactual datasets: this episode's branch within its scene
 
 
 @dataclass
@@ -71,7 +74,10 @@ class DatasetMeta:
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict; the counts are stored too, for people reading the file."""
         counts = {"num_episodes": self.num_episodes, "num_frames": self.num_frames}
-        return {"format_version": FORMAT_VERSION, **counts, **asdict(self)}
+        data = asdict(self)
+        # an episode's unknown optional fields are left out rather than written as null
+        data["episodes"] = [{k: v for k, v in e.items() if v is not None} for e in data["episodes"]]
+        return {"format_version": FORMAT_VERSION, **counts, **data}
 
 
 def read_meta(root: str | Path) -> DatasetMeta:
@@ -127,7 +133,7 @@ def _parse_entry(path: Path, i: int, raw: Any) -> EpisodeEntry:
     where = f"episodes[{i}]"
     if not isinstance(raw, dict) or "file" not in raw or "length" not in raw:
         raise EpisodeFormatError(f"{path}: {where} must be an object with 'file' and 'length', got {raw!r}")
-    unknown = set(raw) - {"file", "length", "task", "seed", "success"}
+    unknown = set(raw) - {f.name for f in fields(EpisodeEntry)}
     if unknown:
         raise EpisodeFormatError(f"{path}: {where} has unknown key(s) {sorted(unknown)}")
     _check_type(path, f"{where}.file", raw["file"], str)
@@ -139,6 +145,9 @@ def _parse_entry(path: Path, i: int, raw: Any) -> EpisodeEntry:
     _check_type(path, f"{where}.task", raw.get("task"), str, optional=True)
     _check_type(path, f"{where}.seed", raw.get("seed"), int, optional=True)
     _check_type(path, f"{where}.success", raw.get("success"), bool, optional=True)
+    _check_type(path, f"{where}.policy", raw.get("policy"), str, optional=True)
+    _check_type(path, f"{where}.scene", raw.get("scene"), int, optional=True)
+    _check_type(path, f"{where}.branch", raw.get("branch"), int, optional=True)
     if raw["length"] < 1:
         raise EpisodeFormatError(f"{path}: key '{where}.length' must be >= 1, got {raw['length']}")
     return EpisodeEntry(**raw)
@@ -201,7 +210,8 @@ class DatasetWriter:
         self.meta = DatasetMeta(source, image_size, action_dim, float(fps), [], dict(extra or {}))
         self._write_meta()  # an empty but valid dataset from the start
 
-    def add(self, ep: Episode, task: str | None = None, seed: int | None = None) -> Path:
+    def add(self, ep: Episode, task: str | None = None, seed: int | None = None, policy: str | None = None,
+            scene: int | None = None, branch: int | None = None) -> Path:
         """Validate `ep` against the dataset, write it as the next episode file and update `meta.json`.
 
         Returns:
@@ -222,7 +232,7 @@ class DatasetWriter:
             )
         write_episode(path, ep)
         success = None if ep.success is None else bool(ep.success.any())
-        self.meta.episodes.append(EpisodeEntry(path.name, len(ep), task, seed, success))
+        self.meta.episodes.append(EpisodeEntry(path.name, len(ep), task, seed, success, policy, scene, branch))
         self._write_meta()
         return path
 

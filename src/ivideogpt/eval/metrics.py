@@ -12,6 +12,10 @@ Definitions, chosen to match the reference iVideoGPT evaluation (which uses `piq
   skimage `structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
   data_range=255, channel_axis=-1)`.
 - LPIPS from the tokenizer's VGG LPIPS network when weights are given; otherwise reported as None.
+- PSNR on moving pixels (`psnr_moving`): the same PSNR over only the pixels where the true frame differs
+  from the last context frame (any channel). At 64x64 a robot arm covers a few hundred pixels and the static
+  table dominates whole-frame PSNR; this scores what the actions move (docs/method.md, "Measuring action
+  use"). A frame where nothing moved has no such pixels: its value is NaN and left out of every mean.
 
 Scores are kept per (clip, sample, step) so callers can draw per-horizon curves and reduce the K samples
 per clip either by their mean or by the best sample per clip (the paper's protocol: best of 100 futures by
@@ -39,7 +43,7 @@ PSNR_EPS = 1e-8  # added to the [0, 1]-scale MSE: identical frames score 10 * lo
 SSIM_WINDOW = 11  # Gaussian window size
 SSIM_SIGMA = 1.5  # Gaussian window standard deviation
 SSIM_K1, SSIM_K2 = 0.01, 0.03  # stabilisers, as fractions of the data range
-HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False}
+HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False, "psnr_moving": True}
 Aggregate = Literal["mean", "best"]
 
 
@@ -88,6 +92,26 @@ def psnr(truth: Tensor, pred: Tensor) -> Tensor:
     diff = (truth.double() - pred.double()) / 255.0  # [0, 1] scale, float64 so tiny MSEs stay exact
     mse = diff.square().mean(dim=(-3, -2, -1))  # (...)
     return 10.0 * torch.log10(1.0 / (mse + PSNR_EPS))
+
+
+def moving_psnr(truth: Tensor, pred: Tensor, reference: Tensor) -> Tensor:
+    """Per-frame PSNR over the pixels where `truth` differs from `reference` (NaN where none does).
+
+    Args:
+        truth: uint8 `(..., H, W, 3)`.
+        pred: uint8, same shape as `truth`.
+        reference: uint8, same shape as `truth` (e.g. the last context frame, broadcast over steps).
+
+    Returns:
+        float64 `(...)`: one value per frame, capped at 80 dB like `psnr`.
+    """
+    truth, pred = _check_pair(truth, pred)
+    _, reference = _check_pair(truth, reference)
+    moving = (truth != reference).any(dim=-1, keepdim=True).double()  # (..., H, W, 1)
+    diff = (truth.double() - pred.double()) / 255.0
+    count = 3.0 * moving.sum(dim=(-3, -2, -1))  # moving pixels x channels, per frame
+    mse = (diff.square() * moving).sum(dim=(-3, -2, -1)) / count.clamp(min=1.0)
+    return torch.where(count > 0, 10.0 * torch.log10(1.0 / (mse + PSNR_EPS)), torch.nan)
 
 
 def ssim(truth: Tensor, pred: Tensor) -> Tensor:
@@ -160,6 +184,7 @@ class FrameScores:
     psnr: np.ndarray
     ssim: np.ndarray
     lpips: np.ndarray | None = None
+    psnr_moving: np.ndarray | None = None  # NaN where the true frame equals the reference frame
 
     def __post_init__(self) -> None:
         for name, values in self.arrays().items():
@@ -170,8 +195,9 @@ class FrameScores:
     def arrays(self) -> dict[str, np.ndarray]:
         """The available metrics by name (lpips left out when it was not computed)."""
         out = {"psnr": self.psnr, "ssim": self.ssim}
-        if self.lpips is not None:
-            out["lpips"] = self.lpips
+        for name in ("lpips", "psnr_moving"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
         return out
 
     @staticmethod
@@ -179,26 +205,25 @@ class FrameScores:
         """Join batches of clips along the clip axis."""
         if not parts:
             raise ValueError("FrameScores.cat: no scores to join")
-        with_lpips = {p.lpips is not None for p in parts}
-        if len(with_lpips) != 1:
-            raise ValueError("FrameScores.cat: some batches have lpips and some do not")
-        lpips = np.concatenate([p.lpips for p in parts]) if with_lpips == {True} else None
-        psnr_all, ssim_all = (np.concatenate([getattr(p, name) for p in parts]) for name in ("psnr", "ssim"))
-        return FrameScores(psnr_all, ssim_all, lpips)
+        names = {tuple(p.arrays()) for p in parts}
+        if len(names) != 1:
+            raise ValueError(f"FrameScores.cat: batches have different metrics: {sorted(names)}")
+        return FrameScores(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in names.pop()})
 
     def summary(self, aggregate: Aggregate) -> dict[str, float | list[float] | None]:
         """Scalar and per-step values for metrics.json.
 
         Returns:
             `{"psnr": float, "psnr_per_step": [T floats], "ssim": ..., "ssim_per_step": ...,
-            "lpips": float | None, "lpips_per_step": list | None}`; the scalar is the mean over clips and
-            steps of the per-clip reduction of the K samples (`reduce_samples`).
+            "lpips": float | None, "lpips_per_step": list | None, and psnr_moving likewise where scored}`;
+            the scalar is the mean over clips and steps of the per-clip reduction of the K samples
+            (`reduce_samples`). NaN entries (psnr_moving of frames where nothing moved) are left out.
         """
         out: dict[str, float | list[float] | None] = {"lpips": None, "lpips_per_step": None}
         for name, values in self.arrays().items():
             per_clip_step = reduce_samples(values, aggregate, HIGHER_IS_BETTER[name])  # (B, T)
-            out[name] = float(per_clip_step.mean())
-            out[f"{name}_per_step"] = [float(v) for v in per_clip_step.mean(axis=0)]
+            out[name] = finite_mean(per_clip_step)
+            out[f"{name}_per_step"] = [finite_mean(v) for v in per_clip_step.T]
         return out
 
 
@@ -217,23 +242,32 @@ def reduce_samples(values: np.ndarray, aggregate: Aggregate, higher_is_better: b
     if values.ndim != 3:
         raise ValueError(f"reduce_samples: expected (B, K, T), got shape {values.shape}")
     if aggregate == "mean":
-        return values.mean(axis=1)
+        return values.mean(axis=1)  # a NaN (nothing moved) is NaN for every sample, so it stays NaN here
     if aggregate != "best":
         raise ValueError(f"reduce_samples: aggregate must be 'mean' or 'best', got {aggregate!r}")
-    per_sample = values.mean(axis=2)  # (B, K)
+    finite = np.isfinite(values)
+    per_sample = np.where(finite, values, 0.0).sum(axis=2) / np.maximum(finite.sum(axis=2), 1)  # (B, K)
     pick = per_sample.argmax(axis=1) if higher_is_better else per_sample.argmin(axis=1)  # (B,)
     return values[np.arange(values.shape[0]), pick]  # (B, T)
 
 
+def finite_mean(values: np.ndarray) -> float | None:
+    """Mean of the finite entries; None when there are none (e.g. no frame had moving pixels)."""
+    finite = np.asarray(values)[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else None
+
+
 def score_frames(truth: Tensor | np.ndarray, samples: Tensor | np.ndarray, lpips: LPIPSMetric | None = None,
-                 chunk_frames: int = 256) -> FrameScores:
-    """PSNR, SSIM (and LPIPS when given) of every sampled future against the truth.
+                 chunk_frames: int = 256, reference: Tensor | np.ndarray | None = None) -> FrameScores:
+    """PSNR, SSIM (and LPIPS, psnr_moving when given what they need) of every sampled future vs the truth.
 
     Args:
         truth: uint8 `(B, T, H, W, 3)`: the true future frames.
         samples: uint8 `(B, K, T, H, W, 3)`: K predictions per clip, or `(B, T, H, W, 3)` for K = 1.
         lpips: LPIPS metric, or None to leave lpips out.
         chunk_frames: frames per SSIM/LPIPS call.
+        reference: uint8 `(B, H, W, 3)`, each clip's last context frame: scores `psnr_moving` on the
+            pixels where the truth differs from it; None leaves psnr_moving out.
 
     Returns:
         `FrameScores` with `(B, K, T)` arrays.
@@ -255,11 +289,21 @@ def score_frames(truth: Tensor | np.ndarray, samples: Tensor | np.ndarray, lpips
     rows = torch.arange(b * k * t, device=truth.device)
     truth_rows = rows // (k * t) * t + rows % t  # (B*K*T,)
     metrics = {"psnr": psnr, "ssim": ssim} | ({"lpips": lpips} if lpips is not None else {})
-    results = {}
-    for name, fn in metrics.items():
-        chunks = [fn(flat_truth[truth_rows[i : i + chunk_frames]], flat_pred[i : i + chunk_frames]).cpu()
-                  for i in range(0, flat_pred.shape[0], chunk_frames)]
-        results[name] = torch.cat(chunks).double().numpy().reshape(b, k, t)
+    if reference is not None:
+        reference = check_frames(reference, "reference", min_ndim=4)
+        if reference.shape != truth.shape[:1] + truth.shape[2:]:
+            raise ValueError(f"reference: expected (B, H, W, 3) = {(b, *truth.shape[2:])}, "
+                             f"got {tuple(reference.shape)}")
+    chunks: dict[str, list[Tensor]] = {name: [] for name in metrics} | (
+        {"psnr_moving": []} if reference is not None else {})
+    for i in range(0, flat_pred.shape[0], chunk_frames):
+        rows = torch.arange(i, min(i + chunk_frames, flat_pred.shape[0]), device=truth.device)
+        x, y = flat_truth[truth_rows[rows]], flat_pred[rows]
+        for name, fn in metrics.items():
+            chunks[name].append(fn(x, y).cpu())
+        if reference is not None:  # row (b, k, t) is compared against clip b's last context frame
+            chunks["psnr_moving"].append(moving_psnr(x, y, reference[rows // (k * t)]).cpu())
+    results = {name: torch.cat(parts).double().numpy().reshape(b, k, t) for name, parts in chunks.items()}
     return FrameScores(**results)
 
 

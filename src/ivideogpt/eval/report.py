@@ -36,7 +36,9 @@ PROTOCOL_TYPES = {"context": int, "horizon": int, "clips": int, "samples": int, 
 METHOD_ORDER = ("model", "copy_last", "tokenizer_recon")  # table and legend order; other methods follow
 # name -> (label, direction, number format) for the table and the plots
 METRICS = {"psnr": ("PSNR", "↑", "{:.2f}"), "ssim": ("SSIM", "↑", "{:.4f}"),
-           "lpips": ("LPIPS", "↓", "{:.4f}"), "fvd": ("FVD", "↓", "{:.1f}")}
+           "lpips": ("LPIPS", "↓", "{:.4f}"), "fvd": ("FVD", "↓", "{:.1f}"),
+           "psnr_moving": ("PSNR moving px", "↑", "{:.2f}")}
+OPTIONAL_METRICS = ("psnr_moving",)  # absent from metrics.json files written before it existed
 REQUIRED_CURVES = ("psnr", "ssim")  # per-step curves every method has; lpips_per_step is optional
 MEDIA_TYPES = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
                ".mp4": "video/mp4", ".webm": "video/webm"}
@@ -81,7 +83,7 @@ def validate_metrics(metrics: Mapping[str, Any]) -> None:
     for method, values in metrics["methods"].items():
         _validate_method(f"metrics.methods.{method}", values, protocol["horizon"])
         for name in METRICS:
-            if values[name] is None and name not in metrics["unavailable"]:
+            if name in values and values[name] is None and name not in metrics["unavailable"]:
                 raise ValueError(f"metrics.methods.{method}.{name} is None but metrics.unavailable "
                                  f"gives no reason for {name!r}")
     for name, reason in metrics["unavailable"].items():
@@ -164,6 +166,8 @@ def _validate_method(where: str, values: Any, horizon: int) -> None:
     if not isinstance(values, Mapping):
         raise ValueError(f"{where}: expected a mapping, got {values!r}")  # noqa: TRY004 (bad file content)
     for name in METRICS:
+        if name not in values and name in OPTIONAL_METRICS:
+            continue
         if name not in values:
             raise ValueError(f"{where}.{name}: missing (use null when unavailable)")
         value = values[name]
@@ -174,7 +178,9 @@ def _validate_method(where: str, values: Any, horizon: int) -> None:
         curve = values.get(key)
         if curve is None and name not in REQUIRED_CURVES:
             continue
-        if not isinstance(curve, list) or len(curve) != horizon or not all(_is_number(v) for v in curve):
+        # a step where no pixel moved in any clip has no psnr_moving: null there
+        allowed = (lambda v: _is_number(v) or v is None) if name in OPTIONAL_METRICS else _is_number
+        if not isinstance(curve, list) or len(curve) != horizon or not all(allowed(v) for v in curve):
             raise ValueError(f"{where}.{key}: expected a list of {horizon} numbers (the horizon), "
                              f"got {curve!r}")
 
@@ -231,11 +237,14 @@ def _protocol_section(protocol: Mapping[str, Any]) -> str:
 
 
 def _metrics_section(metrics: Mapping[str, Any]) -> str:
-    head = "".join(f"<th>{label} {direction}</th>" for label, direction, _ in METRICS.values())
+    methods = metrics["methods"]
+    shown = [name for name in METRICS  # an optional metric gets a column only where it was scored
+             if name not in OPTIONAL_METRICS or any(name in values for values in methods.values())]
+    head = "".join(f"<th>{METRICS[name][0]} {METRICS[name][1]}</th>" for name in shown)
     rows = []
-    for method in _ordered(metrics["methods"]):
-        values = metrics["methods"][method]
-        cells = "".join(f"<td>{format_metric(name, values[name])}</td>" for name in METRICS)
+    for method in _ordered(methods):
+        values = methods[method]
+        cells = "".join(f"<td>{format_metric(name, values.get(name))}</td>" for name in shown)
         rows.append(f"<tr><th>{_esc(method)}</th>{cells}</tr>")
     table = (f'<table id="metrics"><thead><tr><th>method</th>{head}</tr></thead>'
              f"<tbody>{''.join(rows)}</tbody></table>")

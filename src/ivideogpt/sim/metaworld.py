@@ -121,6 +121,9 @@ class MetaWorldEnv(gym.Env):
         if seed is not None:
             self._env.seed(seed)
         self.state, _ = self._env.reset()
+        # Meta-World's reset sets qpos/qvel but leaves the derived body poses of the previous episode in
+        # `data`, and the renderer draws those: without this, frame 0 shows where the last episode ended
+        mujoco.mj_forward(self._env.model, self._env.data)
         self._steps = 0
         return self._renderer.render(), {"success": False, "state": self.state}
 

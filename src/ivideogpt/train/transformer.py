@@ -148,7 +148,8 @@ class TransformerJob(TrainJob):
             return loss, metrics
 
         clip_norm = self.cfg.train.grad_clip
-        return optimizer_step(self.train_loss, self.opt, loss_fn, micro, self.runtime, clip_norm)
+        metrics = optimizer_step(self.train_loss, self.opt, loss_fn, micro, self.runtime, clip_norm)
+        return metrics | action_path_norms(self.model)
 
     def units_per_step(self) -> dict[str, int]:
         return {"clips": self.cfg.train.batch_size, "tokens": self.cfg.train.batch_size * self.seq_len}
@@ -234,6 +235,16 @@ class TransformerJob(TrainJob):
             },
         )
         return WorldModel(self.tokenizer, self.model, spec).save(path)
+
+
+def action_path_norms(model: Transformer) -> dict[str, float]:
+    """Weight norm of the action projection and its gradient norm this step (after clipping): a model
+    whose action path stays near its zero init does not use its actions (docs/method.md)."""
+    proj = model.action_proj
+    if proj is None or proj.weight.grad is None:
+        return {}
+    return {"action_weight_norm": float(proj.weight.detach().norm()),
+            "action_grad_norm": float(proj.weight.grad.detach().norm())}
 
 
 def train_transformer(cfg: TransformerTrainConfig) -> Path:
