@@ -35,8 +35,8 @@ import tyro
 from ivideogpt.artifacts import load_tokenizer
 from ivideogpt.config import load_yaml, merge
 from ivideogpt.data.clips import ClipDataset
-from ivideogpt.eval.metrics import psnr, ssim
-from ivideogpt.eval.predict import copy_last_frame
+from ivideogpt.eval.metrics import finite_mean, moving_psnr, psnr, ssim
+from ivideogpt.eval.baselines import copy_last_frame
 from ivideogpt.tokenizer import TokenizerConfig
 from ivideogpt.train.distributed import init_runtime
 from ivideogpt.train.tokenizer import TokenizerTrainConfig, train_tokenizer
@@ -110,6 +110,7 @@ def score(export: Path, train_cfg: TokenizerTrainConfig, cfg: BenchConfig) -> di
         "tokens_per_future_frame": tokenizer.tokens_per_future_frame,
         "psnr": metrics["future_psnr"],
         "ssim": metrics["future_ssim"],
+        "psnr_moving": metrics.get("future_psnr_moving"),
         "frames_per_s": metrics["frames_per_s"],
         "codebook_perplexity": metrics["future_perplexity"],
         "codes_used_share": metrics["future_used_share"],
@@ -121,14 +122,16 @@ def score_copy_last(train_cfg: TokenizerTrainConfig, cfg: BenchConfig) -> dict[s
     """PSNR/SSIM of repeating the last context frame, on the clips `score` uses."""
     batches = scored_batches(train_cfg, cfg)
     tc = train_cfg.clips.context_frames
-    psnrs, ssims = [], []
+    psnrs, ssims, moving = [], [], []
     for batch in batches:
         truth = batch.frames[:, tc:]  # uint8 (B, Tf, H, W, 3)
         copy = torch.from_numpy(copy_last_frame(batch.frames[:, :tc].numpy(), truth.shape[1]))
         psnrs.append(psnr(truth, copy).flatten())
         ssims.append(ssim(truth, copy).flatten())
+        moving.append(moving_psnr(truth, copy, copy).flatten())  # the copy is the last context frame
     return {"tokens_per_future_frame": 0, "psnr": float(torch.cat(psnrs).mean()),
-            "ssim": float(torch.cat(ssims).mean()), "val_clips": sum(len(b.frames) for b in batches)}
+            "ssim": float(torch.cat(ssims).mean()), "psnr_moving": finite_mean(torch.cat(moving).numpy()),
+            "val_clips": sum(len(b.frames) for b in batches)}
 
 
 def run(cfg: BenchConfig) -> dict[str, Any]:
@@ -178,11 +181,12 @@ def logged_train_time(run_dir: Path) -> float:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """The result rows as a fixed-width text table."""
-    header = f"{'tokenizer':<22}{'tokens/future frame':>21}{'PSNR':>8}{'SSIM':>8}{'frames/s':>10}" \
-             f"{'perplexity':>12}{'codes used':>12}{'train s':>9}"
+    header = f"{'tokenizer':<22}{'tokens/future frame':>21}{'PSNR':>8}{'SSIM':>8}{'PSNR mov':>10}" \
+             f"{'frames/s':>10}{'perplexity':>12}{'codes used':>12}{'train s':>9}"
     lines = [header, "-" * len(header)]
     for r in rows:
-        line = f"{r['name']:<22}{r['tokens_per_future_frame']:>21}{r['psnr']:>8.2f}{r['ssim']:>8.3f}"
+        moving = "n/a" if r.get("psnr_moving") is None else f"{r['psnr_moving']:.2f}"
+        line = f"{r['name']:<22}{r['tokens_per_future_frame']:>21}{r['psnr']:>8.2f}{r['ssim']:>8.3f}{moving:>10}"
         if "frames_per_s" in r:  # a tokenizer (copy_last has quality only)
             line += (f"{r['frames_per_s']:>10.1f}{r['codebook_perplexity']:>12.1f}"
                      f"{r['codes_used_share']:>12.1%}{r['train_time_s']:>9.0f}")

@@ -33,8 +33,10 @@ import torch
 from tqdm import tqdm
 
 from ivideogpt.data.store import EpisodeStore, read_meta
+from ivideogpt.eval.baselines import tokenizer_reconstruction
 from ivideogpt.eval.metrics import finite_mean, moving_psnr, psnr, ssim
 from ivideogpt.eval.scores import reward_metrics
+from ivideogpt.media import add_label, hstack_videos, tile_videos
 from ivideogpt.world_model import WorldModel
 
 SHOWN_BRANCHES = 3  # branches per scene in the video grid
@@ -115,8 +117,6 @@ class BranchPredictions:
 def predict_scenes(wm: WorldModel, scenes: list[Scene], seed: int, temperature: float | None,
                    top_k: int | None) -> BranchPredictions:
     """Imagine every branch of `scenes` (same K) in one batched rollout from their shared contexts."""
-    from ivideogpt.eval.predict import tokenizer_reconstruction  # predict imports this module
-
     tc = wm.num_context_frames
     s, k = len(scenes), scenes[0].frames.shape[0]
     frames = np.stack([sc.frames for sc in scenes])  # (S, K, Tc + H, h, w, 3)
@@ -194,8 +194,6 @@ def evaluate_counterfactual(wm: WorldModel, root: str | Path, *, scenes: int = 6
         The metrics (see `CounterfactualSheet.metrics`, plus a "protocol" entry), and per shown scene a
         video `(Tc + H, h, w', 3)`: one row per branch, truth | model under that branch's actions.
     """
-    from ivideogpt.eval.video import add_label, hstack_videos, tile_videos
-
     tc = wm.num_context_frames
     all_scenes = load_scenes(root, tc, horizon, wm.action_dim)
     picked = [all_scenes[i] for i in np.unique(np.linspace(0, len(all_scenes) - 1, min(scenes, len(all_scenes)))
@@ -212,10 +210,11 @@ def evaluate_counterfactual(wm: WorldModel, root: str | Path, *, scenes: int = 6
             if len(videos) < video_scenes:
                 rows = []
                 for b in range(min(k, SHOWN_BRANCHES)):
+                    policy = sc.policies[b].split("_")[0]  # expert / smooth / random: fits a 64-pixel label
                     truth = np.concatenate([add_label(pred.context[i], "context"),
-                                            add_label(pred.truth[i, b], f"real: {sc.policies[b]}")])
+                                            add_label(pred.truth[i, b], f"real {policy}")])
                     model = np.concatenate([add_label(pred.context[i], "context"),
-                                            add_label(pred.model[i, b], f"model: {sc.policies[b]}")])
+                                            add_label(pred.model[i, b], f"model {policy}")])
                     rows.append(hstack_videos([truth, model]))
                 videos.append(tile_videos(rows, cols=1))
     metrics = sheet.metrics()

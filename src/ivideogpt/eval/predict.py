@@ -25,27 +25,26 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import Tensor
 from tqdm import tqdm
 
 from ivideogpt.atomic import atomic_path, check_writable
 from ivideogpt.data.clips import ClipBatch, ClipConfig, ClipDataset, Split, collate_clips
-from ivideogpt.data.frames import to_model, to_uint8
 from ivideogpt.data.store import read_meta
 from ivideogpt.device import resolve_device
+from ivideogpt.eval.baselines import copy_last_frame, tokenizer_reconstruction
+from ivideogpt.eval.counterfactual import evaluate_counterfactual
 from ivideogpt.eval.metrics import Aggregate, MetricsConfig, load_metric_models
 from ivideogpt.eval.report import format_metric, write_report
 from ivideogpt.eval.scores import Predictions, ScoreSheet
 from ivideogpt.media import add_label, hstack_videos, save_video, tile_videos
-from ivideogpt.tokenizer import VideoTokenizer
 from ivideogpt.world_model import WorldModel
 
 # what an evaluation writes in its output folder: an earlier one's are replaced only with --overwrite
 OUTPUT_FILES = ("metrics.json", "scores.npz", "report.html", "predictions.gif", "predictions.mp4",
-                "psnr_per_step.png", "ssim_per_step.png", "lpips_per_step.png")
+                "psnr_per_step.png", "ssim_per_step.png", "lpips_per_step.png", "psnr_moving_per_step.png",
+                "counterfactual.gif", "counterfactual.mp4", "counterfactual_per_step.png")
 GRID_COLUMNS = (("truth", "truth"), ("model", "model"), ("copy_last", "copy last"))  # (method, label)
-METRIC_NAMES = ("psnr", "ssim", "lpips", "fvd")  # the headline metrics of every method
+METRIC_NAMES = ("psnr", "ssim", "psnr_moving", "lpips", "fvd")  # the headline metrics of every method
 VIDEO_SCALE = {".gif": 2, ".mp4": 4}  # nearest-neighbour upscale per format (64x64 frames are tiny)
 
 
@@ -55,6 +54,8 @@ class EvalConfig:
 
     model: Path  # world-model folder (or a run folder holding world_model/)
     data: list[Path] = field(default_factory=list)  # dataset folders to draw the test clips from
+    counterfactual: Path | None = None  # branched scenes (`collect metaworld --branches K`): do the actions count?
+    counterfactual_scenes: int = 64  # scenes scored from `counterfactual`, spread evenly over it
     out: Path = Path("eval")  # output folder: metrics.json, plots, video grid, report.html
     split: Split = "val"  # episodes to test on: "val" (held out), "train" or "all"
     val_fraction: float | None = None  # held-out share of episodes; None: the model's recorded one, else 0.1
@@ -82,7 +83,8 @@ class EvalConfig:
             raise ValueError(f"EvalConfig.split must be 'train', 'val' or 'all', got {self.split!r}")
         if self.aggregate not in ("mean", "best"):
             raise ValueError(f"EvalConfig.aggregate must be 'mean' or 'best', got {self.aggregate!r}")
-        for name in ("clips", "samples", "batch_size", "video_clips"):
+        self.counterfactual = None if self.counterfactual is None else Path(self.counterfactual)
+        for name in ("clips", "samples", "batch_size", "video_clips", "counterfactual_scenes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"EvalConfig.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("context_frames", "horizon"):
@@ -132,10 +134,19 @@ def evaluate_predictions(cfg: EvalConfig) -> dict[str, Any]:
         predictions = predict_batch(wm, batch, cfg, seed=cfg.seed + n)
         scores.add(batch, predictions, wm.num_context_frames)
     metrics = {"protocol": _protocol(cfg, wm, data, len(picks)), **scores.metrics(cfg.aggregate)}
-    media = _write_videos(cfg.out, scores.videos, wm.num_context_frames, cfg.video_fps)
+    media = {"truth | model | copy last": _write_videos(cfg.out, scores.videos, wm.num_context_frames,
+                                                        cfg.video_fps)[0]}
+    if cfg.counterfactual is not None:
+        metrics["counterfactual"], videos = evaluate_counterfactual(
+            wm, cfg.counterfactual, scenes=cfg.counterfactual_scenes, horizon=cfg.horizon, seed=cfg.seed,
+            batch_scenes=max(1, cfg.batch_size // 4), temperature=cfg.temperature, top_k=cfg.top_k)
+        grid = tile_videos(videos, cols=2)
+        caption = "counterfactual: one context, each branch's real future | the model under that branch's actions"
+        media[caption] = [save_video(cfg.out / f"counterfactual{suffix}", grid, cfg.video_fps, scale)
+                          for suffix, scale in VIDEO_SCALE.items()][0]
     with atomic_path(cfg.out / "scores.npz") as tmp, open(tmp, "wb") as f:
         np.savez(f, **scores.arrays())
-    report = write_report(cfg.out, metrics, {"truth | model | copy last": media[0]})
+    report = write_report(cfg.out, metrics, media)
     _print_summary(metrics, report)
     return metrics
 
@@ -236,36 +247,6 @@ def predict_batch(wm: WorldModel, batch: ClipBatch, cfg: EvalConfig, seed: int) 
     return Predictions(frames, rewards)
 
 
-def copy_last_frame(context: np.ndarray, horizon: int) -> np.ndarray:
-    """The copy-last-frame baseline: uint8 context `(B, Tc, H, W, 3)` -> `(B, horizon, H, W, 3)`."""
-    return np.repeat(context[:, -1:], horizon, axis=1)
-
-
-@torch.no_grad()
-def tokenizer_reconstruction(tokenizer: VideoTokenizer, clip: Tensor, num_context: int) -> np.ndarray:
-    """The tokenizer ceiling: encode and decode the true future frames given the true context.
-
-    Args:
-        tokenizer: the world model's tokenizer (run in eval mode; its mode is restored afterwards).
-        clip: uint8 `(B, Tc + T, H, W, 3)`.
-        num_context: Tc.
-
-    Returns:
-        uint8 `(B, T, H, W, 3)`: the reconstructed future frames.
-    """
-    was_training = tokenizer.training
-    tokenizer.eval()
-    try:
-        device = next(tokenizer.parameters()).device
-        frames = to_model(clip.to(device))
-        _, future_codes = tokenizer.tokenize(frames, num_context)
-        # decoded against the real context frames, as a rollout from them decodes its imagined codes
-        frames = tokenizer.decode_future(future_codes, tokenizer.encode_context(frames[:, :num_context]))
-    finally:
-        tokenizer.train(was_training)
-    return to_uint8(frames).cpu().numpy()
-
-
 # ------------------------------------------------------------------------------------- outputs
 
 
@@ -321,6 +302,13 @@ def _print_summary(metrics: dict[str, Any], report: Path) -> None:
     print(f"eval: {p['clips']} clips, {p['context']} context -> {p['horizon']} predicted frames, "
           f"{p['samples']} sample(s) per clip ({p['aggregate']})")
     for method, values in metrics["methods"].items():
-        figures = "  ".join(f"{name} {format_metric(name, values[name])}" for name in METRIC_NAMES)
+        figures = "  ".join(f"{name} {format_metric(name, values.get(name))}" for name in METRIC_NAMES)
         print(f"  {method:<16} {figures}")
+    if "counterfactual" in metrics:
+        cf = metrics["counterfactual"]["mean"]
+        print(f"eval: counterfactual ({metrics['counterfactual']['protocol']['scenes']} scenes): action "
+              f"discrimination {cf['action_discrimination']:.3f} (0.5 = actions ignored); PSNR on moving pixels "
+              f"model {format_metric('psnr', cf['model_psnr_moving'])}, copy-last "
+              f"{format_metric('psnr', cf['copy_last_psnr_moving'])}, tokenizer "
+              f"{format_metric('psnr', cf['tokenizer_recon_psnr_moving'])}")
     print(f"eval: report written to {report}")

@@ -86,6 +86,10 @@ def validate_metrics(metrics: Mapping[str, Any]) -> None:
             if name in values and values[name] is None and name not in metrics["unavailable"]:
                 raise ValueError(f"metrics.methods.{method}.{name} is None but metrics.unavailable "
                                  f"gives no reason for {name!r}")
+    cf = metrics.get("counterfactual")
+    if cf is not None and not (isinstance(cf, Mapping) and isinstance(cf.get("mean"), Mapping)
+                               and isinstance(cf.get("per_step"), Mapping)):
+        raise ValueError("metrics.counterfactual: expected a mapping with 'mean' and 'per_step' mappings")
     for name, reason in metrics["unavailable"].items():
         if not isinstance(reason, str) or not reason:
             raise ValueError(f"metrics.unavailable.{name}: expected a reason string, got {reason!r}")
@@ -136,6 +140,8 @@ def write_report_html(out_dir: str | Path, metrics: Mapping[str, Any],
     validate_metrics(metrics)
     sections = [f"<h1>{_esc(title)}</h1>", _protocol_section(metrics["protocol"]), _metrics_section(metrics)]
     sections.append(_plots_section(metrics))
+    if "counterfactual" in metrics:
+        sections.append(_counterfactual_section(metrics["counterfactual"]))
     if media:
         sections.append(_media_section(media))
     head = f'<meta charset="utf-8">\n<title>{_esc(title)}</title>\n<style>{_CSS}</style>'
@@ -154,6 +160,8 @@ def write_report(out_dir: str | Path, metrics: Mapping[str, Any],
         write_metrics_json(out_dir / "metrics.json", metrics)
     for metric, curves in _curves(metrics).items():
         plot_curves(out_dir / f"{metric}_per_step.png", curves, metric)
+    if "counterfactual" in metrics:
+        _atomic_write(out_dir / "counterfactual_per_step.png", _counterfactual_png(metrics["counterfactual"]))
     return write_report_html(out_dir, metrics, media)
 
 
@@ -258,6 +266,64 @@ def _plots_section(metrics: Mapping[str, Any]) -> str:
     figures = [f'<figure><img alt="{name} per step" src="{_data_uri(_curves_png(curves, name), ".png")}">'
                f"</figure>" for name, curves in _curves(metrics).items()]
     return "<h2>Per-step metrics</h2>\n" + "\n".join(figures)
+
+
+# counterfactual figures in the report: key in metrics["counterfactual"]["mean"] -> label
+COUNTERFACTUAL_ROWS = {
+    "action_discrimination": "action discrimination (0.5 = actions ignored, 1 = always the right branch)",
+    "model_psnr": "PSNR, model under the branch's own actions",
+    "model_psnr_other_actions": "PSNR, model under another branch's actions",
+    "copy_last_psnr": "PSNR, copy last frame",
+    "model_psnr_moving": "PSNR on moving pixels, model (own actions)",
+    "copy_last_psnr_moving": "PSNR on moving pixels, copy last frame",
+    "tokenizer_recon_psnr_moving": "PSNR on moving pixels, tokenizer reconstruction (ceiling)",
+    "model_ssim": "SSIM, model (own actions)",
+    "copy_last_ssim": "SSIM, copy last frame",
+    "branch_psnr": "PSNR between the real branches (how different the futures are)",
+    "model_branch_psnr": "PSNR between the model's branches (how different it imagines them)",
+}
+
+
+def _counterfactual_section(cf: Mapping[str, Any]) -> str:
+    mean, protocol = cf["mean"], cf.get("protocol", {})
+    rows = "".join(f"<tr><th>{_esc(label)}</th><td>{_fmt(mean.get(key))}</td></tr>"
+                   for key, label in COUNTERFACTUAL_ROWS.items())
+    for key in ("reward_pearson_own", "reward_pearson_other"):
+        if key in cf:
+            rows += f"<tr><th>{_esc(key.replace('_', ' '))}</th><td>{_fmt(cf[key])}</td></tr>"
+    what = ", ".join(f"{k} {v}" for k, v in protocol.items())
+    figure = f'<figure><img alt="counterfactual per step" src="{_data_uri(_counterfactual_png(cf), ".png")}"></figure>'
+    return (f'<h2>Counterfactual: do the actions count?</h2>\n<p>{_esc(what)}</p>\n'
+            f'<table id="counterfactual">{rows}</table>\n{figure}')
+
+
+def _counterfactual_png(cf: Mapping[str, Any]) -> bytes:
+    per_step = cf["per_step"]
+    fig = Figure(figsize=(9.0, 3.2), dpi=100)
+    FigureCanvasAgg(fig)
+    left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
+    steps = range(1, len(per_step["action_discrimination"]) + 1)
+    left.plot(steps, per_step["action_discrimination"], marker="o", markersize=3, label="model")
+    left.axhline(0.5, color="gray", linestyle="--", label="actions ignored")
+    left.set_ylim(0.0, 1.02)
+    left.set_title("action discrimination per step (↑)")
+    for key, label in (("model_psnr_moving", "model"), ("copy_last_psnr_moving", "copy_last"),
+                       ("tokenizer_recon_psnr_moving", "tokenizer_recon")):
+        right.plot(steps, [float("nan") if v is None else v for v in per_step[key]], marker="o",
+                   markersize=3, label=label)
+    right.set_title("PSNR on moving pixels per step (↑)")
+    for ax in (left, right):
+        ax.set_xlabel("predicted step")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _media_section(media: Mapping[str, str | Path]) -> str:

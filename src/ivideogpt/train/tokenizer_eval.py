@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from ivideogpt.data.clips import ClipBatch, ClipDataset, collate_clips
 from ivideogpt.data.frames import to_model, to_uint8
-from ivideogpt.eval.metrics import psnr, ssim
+from ivideogpt.eval.metrics import finite_mean, moving_psnr, psnr, ssim
 from ivideogpt.media import add_label, hstack_videos, save_video, tile_videos
 
 
@@ -72,13 +72,15 @@ def evaluate_tokenizer(
         device: where to run.
 
     Returns:
-        {"future_psnr", "future_ssim", "context_psnr", "context_ssim", "<codebook>_perplexity",
+        {"future_psnr", "future_ssim", "future_psnr_moving" (PSNR where the truth differs from the last
+        context frame), "context_psnr", "context_ssim", "<codebook>_perplexity",
         "<codebook>_used_share", "<codebook>_dead_codes", "frames_per_s"}: frame metrics are means over
         frames; frames_per_s counts encode+decode of every frame of every clip.
     """
     was_training = tokenizer.training
     tokenizer.eval()
-    scores: dict[str, list[Tensor]] = {"future_psnr": [], "future_ssim": [], "context_psnr": [], "context_ssim": []}
+    scores: dict[str, list[Tensor]] = {"future_psnr": [], "future_ssim": [], "context_psnr": [], "context_ssim": [],
+                                       "future_psnr_moving": []}
     counts = {name: torch.zeros(size, dtype=torch.long) for name, size in codebook_sizes.items()}
     frames, seconds = 0, 0.0
     for batch in batches:
@@ -93,11 +95,16 @@ def evaluate_tokenizer(
         for part, sl in (("context", slice(0, num_context)), ("future", slice(num_context, None))):
             scores[f"{part}_psnr"].append(psnr(truth[:, sl], recon[:, sl]).flatten().cpu())
             scores[f"{part}_ssim"].append(ssim(truth[:, sl], recon[:, sl]).flatten().cpu())
+        future, last = truth[:, num_context:], truth[:, num_context - 1 : num_context]
+        if future.shape[1]:  # what moved since the last context frame, scored apart (NaN: nothing moved)
+            moving = moving_psnr(future, recon[:, num_context:], last.expand_as(future))
+            scores["future_psnr_moving"].append(moving.flatten().cpu())
         for name, hist in counts.items():
             codes = getattr(out, f"{name}_codes")  # int64 (B, T_part, h, w)
             hist += torch.bincount(codes.flatten().cpu(), minlength=len(hist))
     tokenizer.train(was_training)
-    metrics = {k: float(torch.cat(v).double().mean()) for k, v in scores.items() if v}
+    metrics = {k: finite_mean(torch.cat(v).double().numpy()) for k, v in scores.items() if v}
+    metrics = {k: v for k, v in metrics.items() if v is not None}  # no moving pixel at all: left out
     for name, c in counts.items():
         if c.sum() > 0:
             metrics.update({f"{name}_{k}": v for k, v in codebook_usage(c).items()})
