@@ -35,8 +35,8 @@ import tyro
 from ivideogpt.artifacts import load_tokenizer
 from ivideogpt.config import load_yaml, merge
 from ivideogpt.data.clips import ClipDataset
-from ivideogpt.eval.metrics import finite_mean, moving_psnr, psnr, ssim
 from ivideogpt.eval.baselines import copy_last_frame
+from ivideogpt.eval.metrics import finite_mean, moving_psnr, psnr, ssim
 from ivideogpt.tokenizer import TokenizerConfig
 from ivideogpt.train.distributed import init_runtime
 from ivideogpt.train.tokenizer import TokenizerTrainConfig, train_tokenizer

@@ -19,6 +19,7 @@ same library function as its command, its output in a sub-folder of `out`:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from dataclasses import dataclass
@@ -37,7 +38,8 @@ from ivideogpt.world_model import WorldModelSpec, read_spec, resolve_world_model
 PRETRAINED = "metaworld64"  # folder of the shipped model under ivideogpt/pretrained/
 EVAL_SEED_OFFSET = 10_000  # fresh episodes use seed + this: never the episodes a model was trained on
 DEMO_FILE = "demo.json"  # marks a folder as a demo's, so a re-run may replace its stage folders
-STAGES = ("data", "tokenizer", "tokens", "transformer", "episodes")  # sub-folders a demo owns
+STAGES = ("data", "tokenizer", "tokens", "transformer", "episodes", "scenes")  # sub-folders a demo owns
+BRANCHES = 4  # counterfactual branches per scene: the expert's continuation and three random ones
 TOKENIZER_PRESET, TRANSFORMER_PRESET = "tokenizer_tiny", "transformer_tiny"  # --train architectures
 TOKENIZE_START_STRIDE = 4  # --train: a clip starts every 4th frame (overlapping clips add little here)
 
@@ -53,6 +55,7 @@ class DemoConfig:
     episodes: int = 1  # fresh test episodes per task
     clips: int = 32  # test clips, spread evenly over the fresh episodes
     samples: int = 1  # sampled futures per clip
+    scenes: int = 1  # counterfactual scenes per task (one context, 4 action sequences); 0: none
     train_tasks: tuple[str, ...] = ("reach", "push", "button-press-topdown")  # --train: training data tasks
     train_episodes: int = 8  # --train: training episodes per task
     tokenizer_steps: int = 300  # --train: tokenizer optimizer steps
@@ -65,6 +68,8 @@ class DemoConfig:
         self.out = Path(self.out)
         if self.model is not None and self.train:
             raise ValueError("DemoConfig: give either model (evaluate it) or train (train one), not both")
+        if self.scenes < 0:
+            raise ValueError(f"DemoConfig.scenes must be >= 0, got {self.scenes}")
         for name in ("episodes", "clips", "samples", "train_episodes", "tokenizer_steps", "transformer_steps",
                      "workers"):
             if getattr(self, name) < 1:
@@ -90,11 +95,20 @@ def run_demo(cfg: DemoConfig) -> Path:
     if spec.action_dim != ACTION_DIM:
         raise ValueError(f"{model}: the world model takes {spec.action_dim}-dim actions, but the demo runs "
                          f"Meta-World ({ACTION_DIM}-dim actions); evaluate it with `ivideogpt eval` instead")
-    episodes = collect_metaworld(fresh_episodes_config(cfg, spec))
+    fresh = fresh_episodes_config(cfg, spec)
+    episodes = collect_metaworld(fresh)
+    scenes = None
+    if cfg.scenes:  # one context, several action sequences: does the model follow them?
+        steps = spec.future_frames
+        latest = max(1, fresh.max_steps - steps)  # branch points that leave room for the branches
+        scenes = collect_metaworld(dataclasses.replace(
+            fresh, out=cfg.out / "scenes", episodes=cfg.scenes, branches=BRANCHES, policy="expert", seed=fresh.seed + 1,
+            branch_steps=steps, branch_at=(min(10, latest), min(60, latest))))
     seed = cfg.seed + EVAL_SEED_OFFSET
     metrics = evaluate_predictions(EvalConfig(
-        model=model, data=[episodes], out=cfg.out, split="all", clips=cfg.clips, samples=cfg.samples,
-        seed=cfg.seed, device=cfg.device, overwrite=True,  # the demo's folder: its earlier report goes
+        model=model, data=[episodes], counterfactual=scenes, out=cfg.out, split="all", clips=cfg.clips,
+        samples=cfg.samples, seed=cfg.seed, device=cfg.device,
+        overwrite=True,  # the demo's folder: its earlier report goes
         note=f"fresh Meta-World episodes recorded by the demo (collection seed {seed}), unseen in training"))
     report = cfg.out / "report.html"
     _print_headline(metrics, report)
@@ -209,4 +223,8 @@ def _print_headline(metrics: dict[str, Any], report: Path) -> None:
               f"SSIM {format_metric('ssim', values['ssim'])}")
     beats = model["psnr"] > copy["psnr"] and model["ssim"] > copy["ssim"]
     print(f"demo: the model {'beats' if beats else 'does NOT beat'} copying the last frame on PSNR and SSIM")
+    if "counterfactual" in metrics:
+        discrimination = metrics["counterfactual"]["mean"]["action_discrimination"]
+        print(f"demo: from one context and 4 action sequences, the model's future matches its own branch "
+              f"better than another's in {discrimination:.0%} of pairs (50%: it ignores its actions)")
     print(f"demo: report written to {report.resolve()} (open it in a browser)")

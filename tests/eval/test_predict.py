@@ -15,14 +15,9 @@ from torch import nn
 from ivideogpt.data.episode import Episode
 from ivideogpt.data.store import DatasetWriter
 from ivideogpt.eval import predict
+from ivideogpt.eval.baselines import copy_last_frame, tokenizer_reconstruction
 from ivideogpt.eval.metrics import LPIPSMetric, MetricModels, MetricsConfig, psnr
-from ivideogpt.eval.predict import (
-    EvalConfig,
-    copy_last_frame,
-    evaluate_predictions,
-    spread_indices,
-    tokenizer_reconstruction,
-)
+from ivideogpt.eval.predict import EvalConfig, evaluate_predictions, spread_indices
 from ivideogpt.eval.report import read_metrics_json
 from ivideogpt.eval.scores import reward_metrics
 from ivideogpt.tokenizer import tokenizer_preset

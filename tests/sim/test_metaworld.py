@@ -149,3 +149,19 @@ def test_expert_solves_default_tasks_within_100_steps(task: str) -> None:
         solved = info["success"]
     env.close()
     assert solved, f"the scripted expert did not solve {task} in 100 steps"
+
+
+def test_the_reset_frame_shows_the_new_episode_not_where_the_last_one_ended() -> None:
+    # push places its object after the hand: without a forward pass the renderer drew stale body poses
+    env = MetaWorldEnv("push", size=32, seed=0, max_steps=20)
+    fresh = MetaWorldEnv("push", size=32, seed=0, max_steps=20)
+    try:
+        env.reset(seed=3)
+        for _ in range(20):
+            env.step(np.array([1.0, 1.0, 0.5, 1.0]))
+        after_an_episode, _ = env.reset(seed=5)
+        on_a_fresh_env, _ = fresh.reset(seed=5)
+        np.testing.assert_array_equal(after_an_episode, on_a_fresh_env)
+    finally:
+        env.close()
+        fresh.close()

@@ -78,7 +78,7 @@ class MetaworldCollectConfig:
             raise ValueError(
                 f"MetaworldCollectConfig.noise_schedule must be 'fixed' or 'uniform', got {self.noise_schedule!r}"
             )
-        self.mixture  # raises on an unknown policy or a bad weight
+        parse_mixture(self.policy)  # raises on an unknown policy or a bad weight
         lo, hi = self.branch_at = tuple(self.branch_at)
         if self.branches > 1 and not 1 <= lo <= hi:
             raise ValueError(f"MetaworldCollectConfig.branch_at must be 1 <= lo <= hi, got {self.branch_at}")

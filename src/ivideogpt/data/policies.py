@@ -2,8 +2,8 @@
 
 A world model learns to use its actions only when the actions carry information the frames do not. A
 scripted expert acts smoothly and predictably: two frames already tell where its arm goes next, so a model
-trained on expert video alone can ignore the actions and still predict well (docs/method.md, "Measuring
-action use"). The policies here make actions vary independently of the scene, while some keep the expert
+trained on expert video alone can ignore the actions and still predict well (docs/method.md §6). The policies
+here make actions vary independently of the scene, while some keep the expert
 in the loop so that task success (and so reward) stays in the data:
 
 - `expert`: the scripted expert plus Gaussian noise of the episode's std (small; the original data).

@@ -1,4 +1,4 @@
-"""The two baselines every prediction is scored beside (docs/method.md, "Evaluation").
+"""The two baselines every prediction is scored beside (docs/method.md §4).
 
 - `copy_last_frame`: the last context frame repeated; a model that does not beat it has learned no motion.
 - `tokenizer_reconstruction`: the world model's tokenizer encoding and decoding the true future given the

@@ -1,8 +1,8 @@
 """Counterfactual evaluation: does the imagined future follow the actions it is given?
 
 A model that ignores its actions can still beat copy-last on ordinary clips by extrapolating the motion
-it sees in the context. The test that it cannot pass is a counterfactual one (docs/method.md, "Measuring
-action use"): a scene recorded in a simulator branches at one state into K continuations, each under its
+it sees in the context. The test that it cannot pass is a counterfactual one (docs/method.md §6): a scene
+recorded in a simulator branches at one state into K continuations, each under its
 own action sequence (`ivideogpt collect metaworld --branches K`). From the shared context frames the model
 imagines every branch under that branch's actions, and is scored per predicted step on:
 
@@ -64,8 +64,9 @@ def load_scenes(root: str | Path, num_context: int, horizon: int | None, action_
     meta = read_meta(root)
     steps = meta.extra.get("branch_steps")
     if not isinstance(steps, int):
-        raise ValueError(f"{root}: not a counterfactual dataset (meta.json extra has no 'branch_steps'); "
-                         "record one with `ivideogpt collect metaworld --branches K`")
+        raise ValueError(  # noqa: TRY004 (a dataset of another kind, not an argument of the wrong type)
+            f"{root}: not a counterfactual dataset (meta.json extra has no 'branch_steps'); "
+            "record one with `ivideogpt collect metaworld --branches K`")
     horizon = steps if horizon is None else horizon
     if not 1 <= horizon <= steps:
         raise ValueError(f"{root}: branches are {steps} steps long; the horizon must be 1..{steps}, got {horizon}")
@@ -139,7 +140,7 @@ class CounterfactualSheet:
 
     def add(self, pred: BranchPredictions, true_rewards: np.ndarray | None) -> None:
         truth, model = torch.from_numpy(pred.truth), torch.from_numpy(pred.model)
-        s, k, h = truth.shape[:3]
+        k = truth.shape[1]
         last = torch.from_numpy(pred.context[:, -1])[:, None, None].expand_as(truth)  # (S, K, H, ...)
         methods = {"model": model, "copy_last": last, "tokenizer_recon": torch.from_numpy(pred.recon)}
         for method, frames in methods.items():

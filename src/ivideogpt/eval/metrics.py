@@ -14,8 +14,8 @@ Definitions, chosen to match the reference iVideoGPT evaluation (which uses `piq
 - LPIPS from the tokenizer's VGG LPIPS network when weights are given; otherwise reported as None.
 - PSNR on moving pixels (`psnr_moving`): the same PSNR over only the pixels where the true frame differs
   from the last context frame (any channel). At 64x64 a robot arm covers a few hundred pixels and the static
-  table dominates whole-frame PSNR; this scores what the actions move (docs/method.md, "Measuring action
-  use"). A frame where nothing moved has no such pixels: its value is NaN and left out of every mean.
+  table dominates whole-frame PSNR; this scores what the actions move (docs/method.md §6). A frame where
+  nothing moved has no such pixels: its value is NaN and left out of every mean.
 
 Scores are kept per (clip, sample, step) so callers can draw per-horizon curves and reduce the K samples
 per clip either by their mean or by the best sample per clip (the paper's protocol: best of 100 futures by

@@ -141,9 +141,9 @@ def evaluate_predictions(cfg: EvalConfig) -> dict[str, Any]:
             wm, cfg.counterfactual, scenes=cfg.counterfactual_scenes, horizon=cfg.horizon, seed=cfg.seed,
             batch_scenes=max(1, cfg.batch_size // 4), temperature=cfg.temperature, top_k=cfg.top_k)
         grid = tile_videos(videos, cols=2)
-        caption = "counterfactual: one context, each branch's real future | the model under that branch's actions"
-        media[caption] = [save_video(cfg.out / f"counterfactual{suffix}", grid, cfg.video_fps, scale)
-                          for suffix, scale in VIDEO_SCALE.items()][0]
+        saved = [save_video(cfg.out / f"counterfactual{suffix}", grid, cfg.video_fps, scale)
+                 for suffix, scale in VIDEO_SCALE.items()]
+        media["counterfactual: one context; each branch's real future | the model under its actions"] = saved[0]
     with atomic_path(cfg.out / "scores.npz") as tmp, open(tmp, "wb") as f:
         np.savez(f, **scores.arrays())
     report = write_report(cfg.out, metrics, media)

@@ -227,6 +227,10 @@ def _curves_png(curves: Mapping[str, list[float]], metric: str) -> bytes:
     ax.set_title(f"{label} per predicted step ({direction} better)")
     ax.grid(alpha=0.3)
     ax.legend()
+    return _png(fig)
+
+
+def _png(fig: Figure) -> bytes:
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
@@ -316,10 +320,7 @@ def _counterfactual_png(cf: Mapping[str, Any]) -> bytes:
         ax.set_xlabel("predicted step")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return _png(fig)
 
 
 def _fmt(value: Any) -> str:

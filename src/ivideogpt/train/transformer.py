@@ -239,7 +239,7 @@ class TransformerJob(TrainJob):
 
 def action_path_norms(model: Transformer) -> dict[str, float]:
     """Weight norm of the action projection and its gradient norm this step (after clipping): a model
-    whose action path stays near its zero init does not use its actions (docs/method.md)."""
+    whose action path stays near its zero init does not use its actions (docs/method.md §6)."""
     proj = model.action_proj
     if proj is None or proj.weight.grad is None:
         return {}
