@@ -8,10 +8,13 @@ the library's only training loop) and scores each on held-out episodes (the val 
     perframe16x16   per-frame VQGAN at the compressive context grid (16x more tokens per future frame)
     compressive_blend  the compressive tokenizer with `future_blend` (D_p also outputs a mask blending its
                     frame with the last context frame; our addition, not the reference design)
+    compressive_blend_8x8  the same with an 8x8 future grid (patch 2): 4x the tokens per future frame, so
+                    4x the transformer steps per imagined frame; is what it buys on moving pixels worth it?
     copy_last       no tokenizer: the last context frame repeated, scored on the same clips (the bar a
                     future-frame code must clear to carry any motion)
 
-Rows: tokens per future frame, PSNR/SSIM of FUTURE frames only, encode+decode frames/s, future-codebook
+Rows: tokens per future frame, PSNR/SSIM of FUTURE frames only, PSNR on their moving pixels (where the
+truth differs from the last context frame: what the actions move), encode+decode frames/s, future-codebook
 perplexity and share of codes used, training time. Prints a table and writes JSON.
 
     python bench/tokenizer.py --data data/metaworld --preset tokenizer_metaworld64          # the real run
@@ -42,7 +45,7 @@ from ivideogpt.train.distributed import init_runtime
 from ivideogpt.train.tokenizer import TokenizerTrainConfig, train_tokenizer
 from ivideogpt.train.tokenizer_eval import evaluate_tokenizer, fixed_indices, val_batches
 
-VARIANT_NAMES = ("compressive", "perframe4x4", "perframe16x16", "compressive_blend")
+VARIANT_NAMES = ("compressive", "perframe4x4", "perframe16x16", "compressive_blend", "compressive_blend_8x8")
 
 
 @dataclass
@@ -80,7 +83,9 @@ def variants(base: TokenizerConfig) -> dict[str, TokenizerConfig]:
     extra = (base.latent_grid // base.future_grid).bit_length() - 1  # 2x downsamplings to the future grid
     coarse = dataclasses.replace(per_frame, channels=base.channels + (base.channels[-1],) * extra)
     blend = dataclasses.replace(base, future_blend=True)
-    return {"compressive": base, "perframe4x4": coarse, "perframe16x16": per_frame, "compressive_blend": blend}
+    blend_8x8 = dataclasses.replace(blend, patch_size=base.patch_size // 2)
+    return {"compressive": base, "perframe4x4": coarse, "perframe16x16": per_frame, "compressive_blend": blend,
+            "compressive_blend_8x8": blend_8x8}
 
 
 def train_config(cfg: BenchConfig, name: str, tokenizer: TokenizerConfig) -> TokenizerTrainConfig:
