@@ -164,7 +164,12 @@ class TransformerJob(TrainJob):
 
     @torch.no_grad()
     def evaluate(self, step: int) -> dict[str, float]:
-        """Mean loss/ce/accuracy (and reward_mse, done_bce) on val clips; reward_corr with true rewards."""
+        """Mean loss/ce/accuracy (and reward_mse, done_bce) on val clips; reward_corr with true rewards.
+
+        With actions, also `ce_other_actions`: the cross-entropy when each clip gets another clip's actions
+        (rolled by one along the batch). `action_gain` = that minus `ce` is how much the actions inform the
+        prediction: 0 for a model that ignores them (docs/method.md §6).
+        """
         if self.val_data is None:
             return {}
         totals: dict[str, float] = {}
@@ -176,6 +181,10 @@ class TransformerJob(TrainJob):
             b = self.val_data.batch(ids).to(self.runtime.device)
             with self.runtime.autocast():
                 _, metrics, out = self.model.compute_loss(b)
+            if self.model.action_proj is not None and len(ids) > 1:
+                other = dataclasses.replace(b, actions=b.actions.roll(1, dims=0))
+                with self.runtime.autocast():
+                    metrics["ce_other_actions"] = self.model.compute_loss(other)[1]["ce"]
             for key, value in metrics.items():
                 totals[key] = totals.get(key, 0.0) + value * len(ids)
             if out.reward_pred is not None:
@@ -185,6 +194,8 @@ class TransformerJob(TrainJob):
         self.model.train()
         n = sum(len(ids) for ids in batches)
         self.last_val = {key: total / n for key, total in totals.items()}
+        if "ce_other_actions" in self.last_val:
+            self.last_val["action_gain"] = self.last_val["ce_other_actions"] - self.last_val["ce"]
         if preds:
             pred, truth = torch.cat(preds), torch.cat(truths)
             if pred.numel() > 1 and pred.std() > 0 and truth.std() > 0:  # undefined for constant series
