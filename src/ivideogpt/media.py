@@ -40,18 +40,18 @@ def tile_videos(videos: Sequence[np.ndarray], cols: int, pad: int = 2, pad_value
         raise ValueError(f"tile_videos: need cols >= 1 and pad >= 0, got cols={cols}, pad={pad}")
     for i, v in enumerate(videos):
         _check_video(v, f"tile_videos: video {i}")
-    H, W = videos[0].shape[1:3]
+    h, w = videos[0].shape[1:3]
     sizes = {v.shape[1:3] for v in videos}
     if len(sizes) > 1:
         raise ValueError(f"tile_videos: videos have different frame sizes {sorted(sizes)}")
-    T = max(len(v) for v in videos)
+    t = max(len(v) for v in videos)
     cols = min(cols, len(videos))
     rows = math.ceil(len(videos) / cols)
-    grid = np.full((T, rows * (H + pad) + pad, cols * (W + pad) + pad, 3), pad_value, dtype=np.uint8)
+    grid = np.full((t, rows * (h + pad) + pad, cols * (w + pad) + pad, 3), pad_value, dtype=np.uint8)
     for i, v in enumerate(videos):
-        y, x = pad + (i // cols) * (H + pad), pad + (i % cols) * (W + pad)
-        grid[: len(v), y : y + H, x : x + W] = v
-        grid[len(v) :, y : y + H, x : x + W] = v[-1]  # hold the last frame
+        y, x = pad + (i // cols) * (h + pad), pad + (i % cols) * (w + pad)
+        grid[: len(v), y : y + h, x : x + w] = v
+        grid[len(v) :, y : y + h, x : x + w] = v[-1]  # hold the last frame
     return grid
 
 
@@ -118,8 +118,8 @@ def save_video(path: str | Path, frames: np.ndarray, fps: float, scale: int = 1)
 def _write_mp4(path: Path, frames: np.ndarray, fps: float) -> None:
     # yuv420p (the pixel format every player supports) needs even sides: pad by repeating the edge
     # rather than letting imageio resize to multiples of 16 (macro_block_size=1 turns that off)
-    _, H, W, _ = frames.shape
-    frames = np.pad(frames, ((0, 0), (0, H % 2), (0, W % 2), (0, 0)), mode="edge")
+    _, h, w, _ = frames.shape
+    frames = np.pad(frames, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
     iio.imwrite(
         path,
         frames,

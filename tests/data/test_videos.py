@@ -13,11 +13,11 @@ from ivideogpt.data.videos import VideoImportConfig, import_videos, natural_key
 from ivideogpt.media import add_label, hstack_videos, save_video, tile_videos
 
 
-def _frames(T: int, H: int, W: int, seed: int = 0) -> np.ndarray:
+def _frames(num_frames: int, height: int, width: int, seed: int = 0) -> np.ndarray:
     """Smooth moving gradients: survive lossy codecs well enough to compare after a round trip."""
-    t, y, x = np.meshgrid(np.arange(T), np.arange(H), np.arange(W), indexing="ij")
-    r = (x * 255 // max(W - 1, 1) + 20 * t + seed) % 256
-    return np.stack([r, y * 255 // max(H - 1, 1), np.full_like(r, 128)], axis=-1).astype(np.uint8)
+    t, y, x = np.meshgrid(np.arange(num_frames), np.arange(height), np.arange(width), indexing="ij")
+    r = (x * 255 // max(width - 1, 1) + 20 * t + seed) % 256
+    return np.stack([r, y * 255 // max(height - 1, 1), np.full_like(r, 128)], axis=-1).astype(np.uint8)
 
 
 @pytest.fixture

@@ -83,7 +83,7 @@ def test_sigkill_during_a_checkpoint_write_keeps_the_previous_one_and_resumes_ex
     resumed = _run(cfg, run, resume=True)
     full = _run(cfg, tmp_path / "full")
     assert resumed.losses == full.losses[4:]
-    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     assert not [p.name for p in (run / "ckpt").iterdir() if p.name.startswith(".tmp")]  # the torn save is gone
 

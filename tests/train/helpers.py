@@ -73,7 +73,7 @@ class ToyJob(TrainJob):
     def train_step(self, batch: tuple[Tensor, Tensor], step: int) -> dict[str, float]:
         x, y = batch
         k = self.cfg.train.grad_accum
-        micro = list(zip(x.chunk(k), y.chunk(k)))
+        micro = list(zip(x.chunk(k), y.chunk(k), strict=True))
         metrics = optimizer_step(self.train_model, self.opt, self._loss, micro, self.runtime,
                                  self.cfg.train.grad_clip)
         self.losses.append(metrics["loss"])
@@ -102,7 +102,7 @@ class ToyJob(TrainJob):
 
 
 def _stack(items: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
-    xs, ys = zip(*items)
+    xs, ys = zip(*items, strict=True)
     return torch.stack(xs), torch.stack(ys)
 
 

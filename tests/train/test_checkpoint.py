@@ -50,7 +50,7 @@ def test_round_trip_is_complete(tmp_path: Path) -> None:
     fresh = {"net": nn.Linear(2, 3), "disc": nn.Conv2d(3, 4, 3), "tied": nn.Linear(2, 2)}
     load_weights(fresh, loaded.weights, "test")
     for name in modules:
-        for a, b in zip(modules[name].state_dict().values(), fresh[name].state_dict().values()):
+        for a, b in zip(modules[name].state_dict().values(), fresh[name].state_dict().values(), strict=True):
             torch.testing.assert_close(a, b)
     opt2 = torch.optim.AdamW(fresh["net"].parameters())
     opt2.load_state_dict(loaded.train_state["optimizers"]["adamw"])

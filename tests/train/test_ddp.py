@@ -42,9 +42,9 @@ def _free_port() -> int:
 def test_two_ranks_stay_identical(tmp_path: Path) -> None:
     mp.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
-    for a, b in zip(r0["final"], r1["final"]):
+    for a, b in zip(r0["final"], r1["final"], strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-    assert any(not torch.equal(a, b) for a, b in zip(r0["initial"], r0["final"]))  # it did train
+    assert any(not torch.equal(a, b) for a, b in zip(r0["initial"], r0["final"], strict=True))  # it did train
     assert r0["losses"] != r1["losses"]  # each rank saw its own half of the batch
     ckpt = load_checkpoint(tmp_path / "run")
     assert ckpt.step == ToyConfig().train.steps and len(ckpt.train_state["rng"]) == 2

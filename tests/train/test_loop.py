@@ -57,7 +57,7 @@ def test_interrupt_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
 
     assert len(resumed.losses) == cfg.train.steps - 7
     assert resumed.losses == full.losses[7:]  # same batches, same dropout masks, same updates
-    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values()):
+    for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     # the log of the resumed run reads as one run: no step logged twice
     steps = [json.loads(line)["step"] for line in (tmp_path / "cut" / "log.jsonl").read_text().splitlines()

@@ -240,13 +240,13 @@ class ClipDataset(Dataset):
         source, index, start = self.locate(int(i))
         ep = self.episode(source, index)
         rows = slice(start, start + self.cfg.span, self.cfg.stride)  # T frames, stride apart
-        T = self.cfg.clip_length
-        actions = np.zeros((T, self.action_dim), dtype=np.float32)
+        t = self.cfg.clip_length
+        actions = np.zeros((t, self.action_dim), dtype=np.float32)
         if ep.actions is not None:
             actions[:, : ep.action_dim] = ep.actions[rows]
         # with stride > 1 (action-free sources only) a clip step spans several episode steps
-        rewards = np.zeros(T, np.float32) if ep.rewards is None else _per_step(ep.rewards, start, self.cfg)
-        dones = np.zeros(T, bool) if ep.done is None else _per_step(ep.done, start, self.cfg)
+        rewards = np.zeros(t, np.float32) if ep.rewards is None else _per_step(ep.rewards, start, self.cfg)
+        dones = np.zeros(t, bool) if ep.done is None else _per_step(ep.done, start, self.cfg)
         return Clip(
             frames=torch.from_numpy(ep.frames[rows].copy()),  # a copy: writing to it cannot touch the cache
             actions=torch.from_numpy(actions),

@@ -99,14 +99,14 @@ def validate_episode(ep: Episode, where: str) -> None:
     frames = ep.frames
     if frames.shape[-1] != 3 or min(frames.shape[1:3]) < 1:
         raise EpisodeFormatError(f"{where}: field 'frames' must be (T, H, W, 3), got {tuple(frames.shape)}")
-    T = frames.shape[0]
-    if T < 1:
+    t = frames.shape[0]
+    if t < 1:
         raise EpisodeFormatError(f"{where}: field 'frames' has no frames (T=0); an episode needs T >= 1")
     for name in OPTIONAL_FIELDS:
         value = getattr(ep, name)
-        if value is not None and value.shape[0] != T:
+        if value is not None and value.shape[0] != t:
             raise EpisodeFormatError(
-                f"{where}: field {name!r} has {value.shape[0]} rows but 'frames' has T={T}"
+                f"{where}: field {name!r} has {value.shape[0]} rows but 'frames' has T={t}"
             )
     if ep.actions is not None and ep.actions.shape[1] < 1:
         raise EpisodeFormatError(f"{where}: field 'actions' has action dim 0; use actions=None instead")

@@ -148,7 +148,7 @@ def collect_metaworld(cfg: MetaworldCollectConfig) -> Path:
     start, successes = time.perf_counter(), Counter()
     unit, desc = ("scene", "metaworld scenes") if cfg.branches > 1 else ("ep", "metaworld")
     with DatasetWriter(cfg.out, "metaworld", cfg.size, ACTION_DIM, fps, extra, cfg.overwrite) as writer:
-        bar = tqdm(zip(jobs, record_episodes(cfg, jobs)), total=len(jobs), unit=unit, desc=desc)
+        bar = tqdm(zip(jobs, record_episodes(cfg, jobs), strict=True), total=len(jobs), unit=unit, desc=desc)
         for scene, (job, recordings) in enumerate(bar):
             for rec in recordings:
                 writer.meta.extra["noise_std"].append(job.noise_std)
@@ -244,21 +244,21 @@ def record_episode(
         zeros/False. `done` stays False: Meta-World tasks never terminate, and the time limit is a
         truncation, not an outcome the model should predict from the frames.
     """
-    T = (env.max_steps if steps is None else steps) + 1
-    if T - 1 > env.max_steps:
-        raise ValueError(f"record_episode: {T - 1} steps is more than the env's max_steps={env.max_steps}")
+    num_frames = (env.max_steps if steps is None else steps) + 1
+    if num_frames - 1 > env.max_steps:
+        raise ValueError(f"record_episode: {num_frames - 1} steps is more than the env's max_steps={env.max_steps}")
     replay = np.zeros((0, ACTION_DIM), np.float32) if replay is None else replay
     frame, _ = env.reset(seed=seed)
-    frames = np.empty((T, *frame.shape), np.uint8)
-    actions = np.zeros((T, ACTION_DIM), np.float32)
-    rewards = np.zeros(T, np.float32)
-    success = np.zeros(T, bool)
+    frames = np.empty((num_frames, *frame.shape), np.uint8)
+    actions = np.zeros((num_frames, ACTION_DIM), np.float32)
+    rewards = np.zeros(num_frames, np.float32)
+    success = np.zeros(num_frames, bool)
     frames[0] = frame
-    for t in range(1, T):
+    for t in range(1, num_frames):
         actions[t] = replay[t - 1] if t - 1 < len(replay) else policy(env.state)
         frames[t], rewards[t], _, _, info = env.step(actions[t])
         success[t] = info["success"]
-    return Episode(frames, actions, rewards, success, np.zeros(T, bool))
+    return Episode(frames, actions, rewards, success, np.zeros(num_frames, bool))
 
 
 def record_branches(env: MetaWorldEnv, job: Job, policy: Policy, branches: int, steps: int) -> list[Recording]:

@@ -84,7 +84,7 @@ class InceptionI3d(nn.Module):
             x = getattr(self, name)(x)  # ends at (B, 1024, T/8, H/32, W/32)
         # The reference pools a fixed 2x7x7 window (VALID); clipping it to the map lets short or small test
         # clips through and is identical at the standard 16x224x224.
-        kernel = tuple(min(k, s) for k, s in zip((2, 7, 7), x.shape[2:]))
+        kernel = tuple(min(k, s) for k, s in zip((2, 7, 7), x.shape[2:], strict=True))
         x = self.logits(F.avg_pool3d(x, kernel, stride=1))  # (B, C, t, h, w); dropout is a no-op at eval
         return x.mean(dim=(2, 3, 4))
 
@@ -232,7 +232,7 @@ def load_i3d(path: str | Path, device: str | torch.device = "cpu") -> I3DDetecto
 def _pad_same(x: Tensor, kernel: tuple[int, int, int], stride: tuple[int, int, int]) -> Tensor:
     """Zero-pad `(B, C, T, H, W)` like TF "SAME": output size ceil(in / stride), extra pixel at the end."""
     pad = []
-    for size, k, s in zip(reversed(x.shape[2:]), reversed(kernel), reversed(stride)):  # W, H, T for F.pad
+    for size, k, s in zip(reversed(x.shape[2:]), reversed(kernel), reversed(stride), strict=True):  # W, H, T for F.pad
         total = max(k - s, 0) if size % s == 0 else max(k - size % s, 0)
         pad += [total // 2, total - total // 2]
     return F.pad(x, pad)

@@ -114,7 +114,7 @@ class TrainJob(ABC):
         """
         return {}
 
-    def write_samples(self, step: int, out_dir: Path) -> None:
+    def write_samples(self, step: int, out_dir: Path) -> None:  # noqa: B027 (optional: a job may write none)
         """Write sample videos/images under `out_dir` (main process only)."""
 
     def units_per_step(self) -> dict[str, int]:

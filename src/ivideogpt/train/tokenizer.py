@@ -160,7 +160,7 @@ class TokenizerJob(TrainJob):
             def disc_loss(pair: tuple[Tensor, TokenizerOutput]) -> tuple[Tensor, dict[str, float]]:
                 return self.loss.discriminator_loss(pair[0], pair[1], step)
 
-            disc = optimizer_step(self.loss.discriminator, self.disc_opt, disc_loss, list(zip(micro, outs)),
+            disc = optimizer_step(self.loss.discriminator, self.disc_opt, disc_loss, list(zip(micro, outs, strict=True)),
                                   self.runtime, clip_norm)
             metrics |= {("disc_grad_norm" if k == "grad_norm" else k): v for k, v in disc.items()}
         return metrics

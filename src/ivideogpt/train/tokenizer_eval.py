@@ -135,12 +135,12 @@ def write_reconstructions(
     tokenizer.train(was_training)
     truth_np = frames.numpy()
     rows = []
-    for t, r in zip(truth_np, recon):
+    for t, r in zip(truth_np, recon, strict=True):
         rows += [_strip(t, num_context), _strip(r, num_context)]
     path_stem.parent.mkdir(parents=True, exist_ok=True)
     png = path_stem.with_suffix(".png")
     Image.fromarray(tile_videos([row[None] for row in rows], cols=1)[0]).save(png)
-    pairs = [add_label(hstack_videos([t, r]), "truth | recon") for t, r in zip(truth_np, recon)]
+    pairs = [add_label(hstack_videos([t, r]), "truth | recon") for t, r in zip(truth_np, recon, strict=True)]
     gif = save_video(path_stem.with_suffix(".gif"), tile_videos(pairs, cols=math.ceil(math.sqrt(len(pairs)))), fps)
     return [png, gif]
 

@@ -217,7 +217,7 @@ class TransformerJob(TrainJob):
         self.model.train()
         truth = _decode(self.tokenizer, b.context_codes, b.future_codes)  # (B, T, H, W, 3)
         sampled = _decode(self.tokenizer, b.context_codes, future)
-        pairs = [add_label(hstack_videos([t, s]), "truth | model") for t, s in zip(truth, sampled)]
+        pairs = [add_label(hstack_videos([t, s]), "truth | model") for t, s in zip(truth, sampled, strict=True)]
         fps = self.meta.extra.get("fps") or 4.0
         save_video(out_dir / f"step_{step:09d}.gif", tile_videos(pairs, cols=2), min(fps, 8.0), scale=2)
 
