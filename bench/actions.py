@@ -67,8 +67,9 @@ def collect_sets(cfg: BenchConfig) -> dict[str, Path]:
     for name, (tasks, episodes, extra) in plans.items():
         out = cfg.work / "data" / name
         if not (out / "meta.json").is_file() or not _complete(out, len(tasks) * episodes):
-            collect_metaworld(MetaworldCollectConfig(out=out, tasks=tasks, episodes=episodes, seed=SEEDS[name],
-                                                     workers=cfg.workers, overwrite=True, **extra))
+            collect_metaworld(MetaworldCollectConfig(out=out, tasks=tasks, episodes=episodes,
+                                                     seed=SEEDS[name], workers=cfg.workers, overwrite=True,
+                                                     **extra))
         paths[name] = out
     return paths
 
@@ -135,7 +136,8 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     out = {
         "command": " ".join(["python", *sys.argv]),
         "anchors": {"copy_last": "repeat the last context frame",
-                    "tokenizer_recon": "the model's tokenizer encoding and decoding the true future (ceiling)"},
+                    "tokenizer_recon":
+                        "the model's tokenizer encoding and decoding the true future (ceiling)"},
         "protocol": {"context": 2, "horizon": cfg.horizon, "sampling": "each model's default",
                      "default_tasks": list(DEFAULT_TASKS), "unseen_tasks": list(UNSEEN_TASKS), "seeds": SEEDS,
                      "branch_policies": "expert, smooth_random, random, expert (cycled); prefix: expert",
@@ -148,8 +150,9 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     for model, r in results.items():
         for where, s in r.items():
             c = s["counterfactual"]
-            print(f"{model} [{where}]: discrimination (steps 5-8) {c['action_discrimination_steps_5_8']:.3f}; "
-                  f"moving-pixel PSNR model {c['model_psnr_moving']:.2f} / copy {c['copy_last_psnr_moving']:.2f} / "
+            print(f"{model} [{where}]: discrimination (steps 5-8) "
+                  f"{c['action_discrimination_steps_5_8']:.3f}; moving-pixel PSNR model "
+                  f"{c['model_psnr_moving']:.2f} / copy {c['copy_last_psnr_moving']:.2f} / "
                   f"tokenizer {c['tokenizer_recon_psnr_moving']:.2f}; ordinary PSNR model "
                   f"{s['ordinary']['model']['psnr']:.2f} vs copy {s['ordinary']['copy_last']['psnr']:.2f}")
     print(f"wrote {cfg.json}")

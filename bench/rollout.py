@@ -293,11 +293,13 @@ def clip_cell(cfg: RolloutBenchConfig, wm: WorldModel, b: int, clip: int, gen: t
         "per_frame_schemes": details,
     }
     if ANCHOR in seconds:
-        row["speedup_vs_anchor"] = {s: r / row["frames_per_s"][ANCHOR] for s, r in row["frames_per_s"].items()}
+        row["speedup_vs_anchor"] = {s: r / row["frames_per_s"][ANCHOR]
+                                    for s, r in row["frames_per_s"].items()}
     return row
 
 
-def flops_cell(cfg: RolloutBenchConfig, wm: WorldModel, b: int, clip: int, row: dict[str, Any]) -> dict[str, Any]:
+def flops_cell(cfg: RolloutBenchConfig, wm: WorldModel, b: int, clip: int,
+               row: dict[str, Any]) -> dict[str, Any]:
     """Achieved FLOP/s of kv_cached's token steps at batch b against a same-shape matmul (m = b)."""
     model = wm.transformer
     future = clip - cfg.context_frames
@@ -323,7 +325,8 @@ def shipped_cell(cfg: RolloutBenchConfig) -> dict[str, Any]:
                                      for _ in range(cfg.repeats)]))
         state = wm.reset(frames, seed=0)
         step_s = _timed(lambda s=state, a=actions: [wm.step(s, a[:, t]) for t in range(a.shape[1])])
-        out[str(horizon)] = {"rollout_frames_per_s": horizon / rollout_s, "step_frames_per_s": horizon / step_s}
+        out[str(horizon)] = {"rollout_frames_per_s": horizon / rollout_s,
+                             "step_frames_per_s": horizon / step_s}
     return out
 
 
@@ -331,7 +334,8 @@ def big_cell(cfg: RolloutBenchConfig, gen: torch.Generator) -> dict[str, Any]:
     """The big preset at batch 1 on the longest clip: kv_cached, its forward twin and the anchor."""
     clip = max(cfg.clip_lengths)
     wm = build_world_model(cfg, cfg.big_transformer, clip - cfg.context_frames)
-    anchor = hf_anchor.OfficialScheme(wm.transformer, cfg.device, cfg.dtype) if hf_anchor.available() else None
+    anchor = (hf_anchor.OfficialScheme(wm.transformer, cfg.device, cfg.dtype)
+              if hf_anchor.available() else None)
     row = clip_cell(cfg, wm, 1, clip, gen, anchor, ("kv_cached", "kv_cached_forward", ANCHOR))
     return {"preset": cfg.big_transformer, "params": wm.transformer.num_params(), "clip_frames": clip,
             "batch": 1, **row}
@@ -354,7 +358,8 @@ def run(cfg: RolloutBenchConfig) -> dict[str, Any]:
     anchor_info = None
     for clip in cfg.clip_lengths:
         wm = build_world_model(cfg, cfg.transformer, clip - cfg.context_frames)
-        anchor = hf_anchor.OfficialScheme(wm.transformer, cfg.device, cfg.dtype) if hf_anchor.available() else None
+        anchor = (hf_anchor.OfficialScheme(wm.transformer, cfg.device, cfg.dtype)
+                  if hf_anchor.available() else None)
         anchor_info = anchor.describe() if anchor is not None else None
         for b in cfg.batch_sizes:
             schemes = SCHEMES if b in cfg.anchor_batch_sizes else ("kv_cached",)
@@ -417,8 +422,9 @@ def format_summary(out: dict[str, Any]) -> str:
     if out["shipped_model_batch1"]:
         for horizon, r in out["shipped_model_batch1"].items():
             if isinstance(r, dict) and "rollout_frames_per_s" in r:
-                lines.append(f"shipped model, batch 1, {horizon} frames: rollout {r['rollout_frames_per_s']:.1f} "
-                             f"frames/s (context encoding included), step {r['step_frames_per_s']:.1f} frames/s")
+                lines.append(f"shipped model, batch 1, {horizon} frames: rollout "
+                             f"{r['rollout_frames_per_s']:.1f} frames/s (context encoding included), "
+                             f"step {r['step_frames_per_s']:.1f} frames/s")
     lines.append(f"load average {out['load_average_1min']}, wall time {out['wall_time_s']:.0f} s")
     return "\n".join(lines)
 

@@ -57,7 +57,7 @@ class BenchConfig:
     steps: int | None = None  # training steps per tokenizer (None: the preset's)
     work: Path = Path("runs/bench_tokenizer")  # training runs go to <work>/<name>/
     overwrite: bool = False  # delete earlier runs in <work> first
-    reuse: bool = False  # score finished runs in <work> again instead of retraining them (train time from their log)
+    reuse: bool = False  # score finished runs in <work> again, not retrain them (train time from their log)
     only: tuple[str, ...] = ()  # variants to run (names as in the table); empty: all of them
     eval_clips: int = 256  # validation clips scored per tokenizer (spread evenly over the val split)
     eval_batch_size: int = 16  # clips per forward pass when scoring and timing
@@ -69,7 +69,8 @@ class BenchConfig:
             raise ValueError(f"BenchConfig.steps must be >= 1, got {self.steps}")
         unknown = set(self.only) - set(VARIANT_NAMES)
         if unknown:
-            raise ValueError(f"BenchConfig.only: unknown variant(s) {sorted(unknown)}; choose from {VARIANT_NAMES}")
+            raise ValueError(f"BenchConfig.only: unknown variant(s) {sorted(unknown)}; "
+                             f"choose from {VARIANT_NAMES}")
         for name in ("eval_clips", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"BenchConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -84,8 +85,8 @@ def variants(base: TokenizerConfig) -> dict[str, TokenizerConfig]:
     coarse = dataclasses.replace(per_frame, channels=base.channels + (base.channels[-1],) * extra)
     blend = dataclasses.replace(base, future_blend=True)
     blend_8x8 = dataclasses.replace(blend, patch_size=base.patch_size // 2)
-    return {"compressive": base, "perframe4x4": coarse, "perframe16x16": per_frame, "compressive_blend": blend,
-            "compressive_blend_8x8": blend_8x8}
+    return {"compressive": base, "perframe4x4": coarse, "perframe16x16": per_frame,
+            "compressive_blend": blend, "compressive_blend_8x8": blend_8x8}
 
 
 def train_config(cfg: BenchConfig, name: str, tokenizer: TokenizerConfig) -> TokenizerTrainConfig:
@@ -168,7 +169,8 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         rows.append({"name": name, **score(export, train_cfg, cfg), "train_time_s": train_time})
     rows.append({"name": "copy_last", **score_copy_last(train_cfg, cfg)})
     result = {"command": " ".join(["python", *sys.argv]), "preset": cfg.preset, "steps": steps,
-              "data": [str(d) for d in cfg.data], "device": cfg.device, "torch_threads": torch.get_num_threads(),
+              "data": [str(d) for d in cfg.data], "device": cfg.device,
+              "torch_threads": torch.get_num_threads(),
               "wall_time_s": time.perf_counter() - start, "rows": rows}
     cfg.json.parent.mkdir(parents=True, exist_ok=True)
     cfg.json.write_text(json.dumps(result, indent=2) + "\n")
@@ -191,7 +193,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     lines = [header, "-" * len(header)]
     for r in rows:
         moving = "n/a" if r.get("psnr_moving") is None else f"{r['psnr_moving']:.2f}"
-        line = f"{r['name']:<22}{r['tokens_per_future_frame']:>21}{r['psnr']:>8.2f}{r['ssim']:>8.3f}{moving:>10}"
+        line = (f"{r['name']:<22}{r['tokens_per_future_frame']:>21}{r['psnr']:>8.2f}{r['ssim']:>8.3f}"
+                f"{moving:>10}")
         if "frames_per_s" in r:  # a tokenizer (copy_last has quality only)
             line += (f"{r['frames_per_s']:>10.1f}{r['codebook_perplexity']:>12.1f}"
                      f"{r['codes_used_share']:>12.1%}{r['train_time_s']:>9.0f}")

@@ -24,7 +24,8 @@ def saved(tmp_path: Path) -> Path:
 
 
 def test_export_casts_weights_and_sets_sampling(saved: Path, tmp_path: Path) -> None:
-    out = export_world_model(ExportConfig(saved, tmp_path / "shipped", "float16", temperature=0.0, top_k=None))
+    out = export_world_model(ExportConfig(saved, tmp_path / "shipped", "float16", temperature=0.0,
+                                          top_k=None))
     stored = load_file(str(out / TRANSFORMER_FILE))
     assert {t.dtype for t in stored.values() if t.is_floating_point()} == {torch.float16}
     assert folder_bytes(out) < 0.6 * folder_bytes(saved)

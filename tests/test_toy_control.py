@@ -1,8 +1,9 @@
 """A world where only the action moves anything: a tiny world model trained for seconds must follow it.
 
 A white 8x8 square sits at one of 3x3 places (4 pixels apart) on a black 16x16 canvas and moves one place
-per step in the direction of the action (or stays, for a zero action). The first frame tells nothing about where it goes
-next, so a model that ignores its actions can at best guess; one that uses them predicts the right cell.
+per step in the direction of the action (or stays, for a zero action). The first frame tells nothing about
+where it goes next, so a model that ignores its actions can at best guess; one that uses them predicts the
+right cell.
 """
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ def toy_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "clips": {"context_frames": 1, "future_frames": 3, "val_fraction": 0.1},
         "train": {**loop, "steps": 150, "batch_size": 8, "lr": 3e-3, "warmup_steps": 10}})
     train_tokenizer(tok_cfg)
-    tokens = tokenize_dataset(TokenizeConfig(tokenizer=root / "tok", data=[data], out=root / "tokens", device="cpu"))
+    tokens = tokenize_dataset(TokenizeConfig(tokenizer=root / "tok", data=[data], out=root / "tokens",
+                                             device="cpu"))
     tf_cfg = merge(merge(TransformerTrainConfig(), load_yaml("transformer_tiny")), {
         "tokens": str(tokens), "out": str(root / "tf"),
         "model": {"n_embd": 64, "mlp_hidden": 128},
@@ -107,7 +109,8 @@ def test_a_tiny_model_follows_its_actions_in_a_world_only_actions_move(toy_run: 
             for b in range(a + 1, len(moves)):
                 if step(cell, moves[a]) != step(cell, moves[b]):  # actions that really lead apart
                     differ += predicted[s, a] != predicted[s, b]
-    pairs = sum(step(c, moves[a]) != step(c, moves[b]) for c in starts for a in range(4) for b in range(a + 1, 4))
+    pairs = sum(step(c, moves[a]) != step(c, moves[b])
+                for c in starts for a in range(4) for b in range(a + 1, 4))
     # an action-blind model predicts one place per start: at most 1 of 4 right from the centre
     assert right / total >= 0.75, f"the square went to the action's cell in {right} of {total} rollouts"
     assert differ / pairs >= 0.75, f"different actions gave different frames in {differ} of {pairs} pairs"

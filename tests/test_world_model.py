@@ -229,7 +229,8 @@ def test_actions_without_a_batch_axis_or_not_numbers(wm: WorldModel) -> None:
     with pytest.raises(ValueError, match=r"got \(3,\): the batch axis is missing"):
         wm.step(wm.reset(frames(1, 1), seed=0), np.zeros(3, np.float32))
     for bad in ("left", ["up", "down"], np.array([["a", "b", "c"]])):
-        with pytest.raises(TypeError, match=r"^actions: expected real-valued actions .*got (str|list|ndarray)"):
+        message = r"^actions: expected real-valued actions .*got (str|list|ndarray)"
+        with pytest.raises(TypeError, match=message):
             wm.rollout(frames(1, 1), bad, horizon=1)
     with pytest.raises(TypeError, match=r"^context_frames: expected uint8 frames .*got str"):
         wm.rollout("frames.png", actions(1, 4))
@@ -281,7 +282,8 @@ def test_weights_holding_nan_or_inf_are_refused(saved: Path, tmp_path: Path) -> 
     state = load_file(folder / TRANSFORMER_FILE)
     state["heads.reward.weight"][0, 3] = float("nan")
     save_file(state, folder / TRANSFORMER_FILE)
-    with pytest.raises(ValueError, match=r"transformer.safetensors: tensor 'heads.reward.weight' holds 1 NaN"):
+    message = r"transformer.safetensors: tensor 'heads.reward.weight' holds 1 NaN"
+    with pytest.raises(ValueError, match=message):
         WorldModel.load(folder)
 
 

@@ -203,7 +203,7 @@ def _listing(names: list[str], limit: int = 5) -> str:
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
-# ---------------------------------------------------------------------------------------- errors that name the file
+# ------------------------------------------------------------------------------- errors that name the file
 
 
 @contextlib.contextmanager

@@ -49,13 +49,15 @@ def _commands() -> list[Command]:
                 VideoImportConfig, import_videos),
         Command(("data", "info"), "Print a summary of a dataset folder.", InfoConfig, print_info),
         Command(("data", "preview"), "Write a GIF/MP4 grid of a few episodes.", PreviewConfig, write_preview),
-        Command(("train-tokenizer",), "Train a compressive (or per-frame) VQGAN tokenizer on dataset folders.",
+        Command(("train-tokenizer",),
+                "Train a compressive (or per-frame) VQGAN tokenizer on dataset folders.",
                 TokenizerTrainConfig, train_tokenizer),
         Command(("tokenize",), "Tokenize dataset folders into token shards (<out>/train, <out>/val).",
                 TokenizeConfig, tokenize_dataset),
         Command(("train",), "Train the transformer world model on token shards; exports <out>/world_model/.",
                 TransformerTrainConfig, train_transformer),
-        Command(("eval",), "Score video prediction on held-out clips against copy-last and the tokenizer ceiling.",
+        Command(("eval",),
+                "Score video prediction on held-out clips against copy-last and the tokenizer ceiling.",
                 EvalConfig, evaluate_predictions),
         Command(("eval", "report"), "Re-render report.html and plots from a metrics.json.",
                 ReportConfig, render_report),
@@ -75,8 +77,8 @@ def _usage(commands: list[Command], prefix: tuple[str, ...] = ()) -> str:
     """The command list (all of it, or one group's), one line per command."""
     shown = [c for c in commands if c.path[: len(prefix)] == prefix] or commands
     width = max(len(" ".join(c.path)) for c in shown)
-    lines = ["usage: ivideogpt COMMAND [--help] [options]", "", "Interactive video world models (iVideoGPT).", "",
-             "commands:"]
+    lines = ["usage: ivideogpt COMMAND [--help] [options]", "",
+             "Interactive video world models (iVideoGPT).", "", "commands:"]
     lines += [f"  {' '.join(c.path):<{width}}  {c.help}" for c in shown]
     lines += ["", "Run `ivideogpt COMMAND --help` for a command's options."]
     return "\n".join(lines)
@@ -108,7 +110,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             print(_usage(commands, words))
             raise SystemExit(0)
         print(_usage(commands, words[:1]), file=sys.stderr)
-        print(f"\nivideogpt: error: incomplete or unknown command {' '.join(words) or ' '.join(argv)!r}", file=sys.stderr)
+        given = " ".join(words) or " ".join(argv)
+        print(f"\nivideogpt: error: incomplete or unknown command {given!r}", file=sys.stderr)
         raise SystemExit(2)
     rest = argv[len(command.path):]
     prog = "ivideogpt " + " ".join(command.path)

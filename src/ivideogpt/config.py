@@ -53,7 +53,8 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str = "") -> T:
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(data) - set(fields)
     if unknown:
-        raise ConfigError(f"{where.rstrip('.') or cls.__name__}: unknown key(s) {sorted(unknown)}; known: {sorted(fields)}")
+        raise ConfigError(f"{where.rstrip('.') or cls.__name__}: unknown key(s) {sorted(unknown)}; "
+                          f"known: {sorted(fields)}")
     kwargs = {name: _coerce(hints[name], value, f"{where}{name}") for name, value in data.items()}
     return cls(**kwargs)
 
@@ -64,7 +65,8 @@ def merge(base: T, data: dict[str, Any], where: str = "") -> T:
     fields = {f.name for f in dataclasses.fields(base)}
     unknown = set(data) - fields
     if unknown:
-        raise ConfigError(f"{where.rstrip('.') or type(base).__name__}: unknown key(s) {sorted(unknown)}; known: {sorted(fields)}")
+        raise ConfigError(f"{where.rstrip('.') or type(base).__name__}: unknown key(s) {sorted(unknown)}; "
+                          f"known: {sorted(fields)}")
     updates = {}
     for name, value in data.items():
         current = getattr(base, name)

@@ -102,8 +102,8 @@ def run_demo(cfg: DemoConfig) -> Path:
         steps = spec.future_frames
         latest = max(1, fresh.max_steps - steps)  # branch points that leave room for the branches
         scenes = collect_metaworld(dataclasses.replace(
-            fresh, out=cfg.out / "scenes", episodes=cfg.scenes, branches=BRANCHES, policy="expert", seed=fresh.seed + 1,
-            branch_steps=steps, branch_at=(min(10, latest), min(60, latest))))
+            fresh, out=cfg.out / "scenes", episodes=cfg.scenes, branches=BRANCHES, policy="expert",
+            seed=fresh.seed + 1, branch_steps=steps, branch_at=(min(10, latest), min(60, latest))))
     seed = cfg.seed + EVAL_SEED_OFFSET
     metrics = evaluate_predictions(EvalConfig(
         model=model, data=[episodes], counterfactual=scenes, out=cfg.out, split="all", clips=cfg.clips,
@@ -172,7 +172,8 @@ def train_pipeline(cfg: DemoConfig) -> Path:
     from ivideogpt.train.transformer import TransformerTrainConfig, train_transformer
 
     out = cfg.out
-    print(f"demo: [1/5] collecting {cfg.train_episodes} training episodes per task ({', '.join(cfg.train_tasks)})")
+    print(f"demo: [1/5] collecting {cfg.train_episodes} training episodes per task "
+          f"({', '.join(cfg.train_tasks)})")
     data = collect_metaworld(MetaworldCollectConfig(out=out / "data", tasks=cfg.train_tasks,
                                                     episodes=cfg.train_episodes, workers=cfg.workers,
                                                     seed=cfg.seed, overwrite=True))

@@ -40,7 +40,8 @@ class ExportConfig:
         if self.dtype not in DTYPES:
             raise ValueError(f"ExportConfig.dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
         if self.model.resolve() == self.out.resolve():
-            raise ValueError(f"ExportConfig.out: {self.out} is the model folder itself; choose another folder")
+            raise ValueError(f"ExportConfig.out: {self.out} is the model folder itself; "
+                             "choose another folder")
         self.sampling(SamplingConfig())  # validates temperature and top_k
 
     def sampling(self, current: SamplingConfig) -> SamplingConfig:

@@ -360,7 +360,7 @@ def _horizon_of(actions: Any, action_dim: int) -> int:
 
 
 def _as_tensor(x: Any, name: str, expected: str) -> Tensor:
-    """`torch.as_tensor(x)`, with an error naming the argument for what torch cannot convert (strings, ...)."""
+    """`torch.as_tensor(x)`, with an error naming the argument where torch cannot convert x (strings, ...)."""
     try:
         return torch.as_tensor(x)
     except (TypeError, ValueError, RuntimeError) as e:

@@ -27,7 +27,8 @@ def test_mixture_parsing_normalises_and_names_what_is_wrong() -> None:
     assert parse_mixture("random") == {"random": 1.0}
     assert set(parse_mixture(DEFAULT_MIXTURE)) == set(POLICIES)
     for bad, message in (("expret:1", "unknown collection policy 'expret'"), ("random:0", "positive"),
-                         ("random:x", "not a number"), ("random,random", "twice"), ("", "no collection policy")):
+                         ("random:x", "not a number"), ("random,random", "twice"),
+                         ("", "no collection policy")):
         with pytest.raises(ValueError, match=message):
             parse_mixture(bad)
 
@@ -73,7 +74,8 @@ def test_branches_share_their_start_and_differ_after_it(tmp_path: Path) -> None:
             np.testing.assert_array_equal(ep.frames[: branch_at + 1], episodes[0].frames[: branch_at + 1])
             np.testing.assert_array_equal(ep.actions[: branch_at + 1], episodes[0].actions[: branch_at + 1])
             assert not np.array_equal(ep.actions[branch_at + 1 :], episodes[0].actions[branch_at + 1 :])
-            assert not np.array_equal(ep.frames[-1], episodes[0].frames[-1])  # different actions, other futures
+            # different actions, other futures
+            assert not np.array_equal(ep.frames[-1], episodes[0].frames[-1])
 
 
 def test_collection_records_each_episodes_policy(tmp_path: Path) -> None:

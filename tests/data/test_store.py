@@ -177,7 +177,8 @@ def _damage(root, index, **arrays):
         ({"frames": np.zeros((4, 8, 8, 3), np.float32)}, "'frames' must have dtype uint8"),
         ({"rewards": np.zeros((4, 2), np.float32)}, "'rewards' must have rank 1"),
         ({"actions": np.zeros((3, 2), np.float32)}, "'actions' has 3 rows but 'frames' has T=4"),
-        ({"rewards": np.array([0, np.nan, 1, 2], np.float32)}, "'rewards' has a NaN/inf value at index \\[1\\]"),
+        ({"rewards": np.array([0, np.nan, 1, 2], np.float32)},
+         "'rewards' has a NaN/inf value at index \\[1\\]"),
         ({"actions": np.full((4, 2), np.inf, np.float32)}, "'actions' has a NaN/inf value"),
         ({"frames": np.zeros((3, 8, 8, 3), np.uint8), "actions": np.zeros((3, 2), np.float32),
           "rewards": np.zeros(3, np.float32), "success": np.zeros(3, bool), "done": np.zeros(3, bool)},
@@ -213,7 +214,8 @@ def test_data_info_json_is_valid_json(make_dataset, capsys):
     assert summary["episodes"] == 2
 
 
-@pytest.mark.parametrize("file", ["../other/episode_000000.npz", "../../other/episode_000000.npz", "/etc/passwd", "sub/../../x.npz", ""])
+@pytest.mark.parametrize("file", ["../other/episode_000000.npz", "../../other/episode_000000.npz",
+                                  "/etc/passwd", "sub/../../x.npz", ""])
 def test_meta_paths_that_leave_the_dataset_are_rejected(make_dataset, tmp_path, file):
     root = make_dataset("ds", [4])
     outside = make_dataset("other", [4])
@@ -230,5 +232,6 @@ def test_num_episodes_must_match_the_episode_list(make_dataset):
     meta = json.loads((root / "meta.json").read_text())
     meta["num_episodes"] = 3
     (root / "meta.json").write_text(json.dumps(meta))
-    with pytest.raises(EpisodeFormatError, match=r"meta.json: key 'num_episodes' is 3 but 'episodes' lists 2"):
+    message = r"meta.json: key 'num_episodes' is 3 but 'episodes' lists 2"
+    with pytest.raises(EpisodeFormatError, match=message):
         read_meta(root)

@@ -1,4 +1,4 @@
-"""Read-only output folders and full disks: one line naming the path and the cause, exit 2, nothing partial."""
+"""Read-only output folders and full disks: one line naming the path and cause, exit 2, nothing partial."""
 
 from __future__ import annotations
 
@@ -71,8 +71,8 @@ def test_import_into_a_read_only_folder(tmp_path: Path, read_only: Callable[[Pat
 def test_collect_into_a_read_only_folder(tmp_path: Path, read_only: Callable[[Path], Path],
                                          capsys: pytest.CaptureFixture[str]) -> None:
     out = read_only(tmp_path / "ro") / "data"
-    argv = ["collect", "metaworld", "--out", str(out), "--tasks", "reach", "--episodes", "1", "--workers", "1",
-            "--max-steps", "2", "--size", "16"]
+    argv = ["collect", "metaworld", "--out", str(out), "--tasks", "reach", "--episodes", "1",
+            "--workers", "1", "--max-steps", "2", "--size", "16"]
     code, err = cli(argv, capsys)
     assert code == 2
     assert_one_error_line(err, str(out), "Permission denied")
@@ -96,7 +96,8 @@ def test_full_disk_during_a_training_checkpoint(squares: Path, tmp_path: Path, f
     full_disk(run / "ckpt")
     code, err = cli(["train-tokenizer", *TOKENIZER_ARGS, "--data", str(squares), "--out", str(run)], capsys)
     assert code == 2
-    assert_one_error_line(err, "no space left on device while writing", str(run / "ckpt"), "model.safetensors")
+    assert_one_error_line(err, "no space left on device while writing", str(run / "ckpt"),
+                          "model.safetensors")
     assert [p.name for p in (run / "ckpt").iterdir()] == []  # no half-written step folder
 
 
@@ -134,7 +135,8 @@ def test_full_disk_leaves_no_partial_scores(model_dir: Path, data_dir: Path, tmp
 
 
 def test_truncated_mp4_is_not_kept(model_dir: Path, data_dir: Path, tmp_path: Path,
-                                   monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+                                   monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
     write_mp4 = media._write_mp4
 
     def disk_full_ffmpeg(path: Path, frames: np.ndarray, fps: float) -> None:

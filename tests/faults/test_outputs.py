@@ -34,7 +34,9 @@ def _files(root: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(root.iterdir())}
 
 
-def test_failed_import_with_overwrite_keeps_the_old_dataset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_failed_import_with_overwrite_keeps_the_old_dataset(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     old = _dataset(tmp_path / "data")
     before = _files(old)
     src = tmp_path / "src"

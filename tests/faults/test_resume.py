@@ -85,7 +85,8 @@ def test_sigkill_during_a_checkpoint_write_keeps_the_previous_one_and_resumes_ex
     assert resumed.losses == full.losses[4:]
     for a, b in zip(full.model.state_dict().values(), resumed.model.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-    assert not [p.name for p in (run / "ckpt").iterdir() if p.name.startswith(".tmp")]  # the torn save is gone
+    # the torn save is gone
+    assert not [p.name for p in (run / "ckpt").iterdir() if p.name.startswith(".tmp")]
 
 
 def test_a_torn_last_log_line_is_dropped_with_a_warning(tmp_path: Path) -> None:

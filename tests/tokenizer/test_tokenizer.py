@@ -232,7 +232,8 @@ def test_future_blend_mixes_the_real_last_context_frame_into_future_frames() -> 
 def test_future_blend_starts_from_the_plain_decoder_and_trains_it() -> None:
     tok = build_tokenizer(tiny_config(future_blend=True))
     plain, cond = tok.context_vqgan.decoder.conv_out, tok.future_vqgan.decoder.conv_out
-    assert torch.equal(cond.weight[:3], plain.weight) and torch.equal(cond.weight[3], torch.zeros_like(cond.weight[3]))
+    assert torch.equal(cond.weight[:3], plain.weight)
+    assert torch.equal(cond.weight[3], torch.zeros_like(cond.weight[3]))
     clip = moving_square_clip(2, 4, 64)
     out = tok(clip, 2)
     (out.recon[:, 2:] - clip[:, 2:]).abs().mean().backward()

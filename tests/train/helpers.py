@@ -41,7 +41,8 @@ class ToyJob(TrainJob):
         g = torch.Generator().manual_seed(123)
         x = torch.randn(256, 4, generator=g)
         self.data = TensorDataset(x, x @ torch.randn(4, 1, generator=g))
-        self.model = nn.Sequential(nn.Linear(4, cfg.hidden), nn.ReLU(), nn.Dropout(0.1), nn.Linear(cfg.hidden, 1))
+        self.model = nn.Sequential(nn.Linear(4, cfg.hidden), nn.ReLU(), nn.Dropout(0.1),
+                                   nn.Linear(cfg.hidden, 1))
         self.train_model = runtime.wrap(self.model)
         t = cfg.train
         self.opt = build_adamw(self.model, t.lr, t.weight_decay, (t.beta1, t.beta2), runtime.device)

@@ -42,7 +42,8 @@ def test_round_trip_is_complete(tmp_path: Path) -> None:
     opt = torch.optim.AdamW(modules["net"].parameters())
     modules["net"](torch.randn(1, 2)).sum().backward()
     opt.step()
-    folder = save_checkpoint(tmp_path, 5, modules, {"a": {"b": 1}}, {"optimizers": {"adamw": opt.state_dict()}})
+    folder = save_checkpoint(tmp_path, 5, modules, {"a": {"b": 1}},
+                             {"optimizers": {"adamw": opt.state_dict()}})
     assert folder.name == "step_000000005"
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors", "train_state.pt"]
     loaded = load_checkpoint(tmp_path)  # a run folder resolves through ckpt/last.txt
@@ -54,7 +55,8 @@ def test_round_trip_is_complete(tmp_path: Path) -> None:
             torch.testing.assert_close(a, b)
     opt2 = torch.optim.AdamW(fresh["net"].parameters())
     opt2.load_state_dict(loaded.train_state["optimizers"]["adamw"])
-    torch.testing.assert_close(opt2.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+    torch.testing.assert_close(opt2.state_dict()["state"][0]["exp_avg"],
+                               opt.state_dict()["state"][0]["exp_avg"])
 
 
 def test_failed_save_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -147,7 +147,9 @@ def test_action_free_parent_is_fine_tuned_with_actions(tmp_path: Path) -> None:
     assert _weights(export)["action_proj.weight"].any()  # the action layer learned
 
 
-def test_tokenizer_fine_tuned_from_the_parent_keeps_its_transformer_usable(tokens: Path, tmp_path: Path) -> None:
+def test_tokenizer_fine_tuned_from_the_parent_keeps_its_transformer_usable(
+    tokens: Path, tmp_path: Path
+) -> None:
     # docs/method.md §3: adapt the tokenizer to new data, re-tokenize, fine-tune the transformer on top
     parent = train_transformer(_cfg(tokens, tmp_path / "parent", train={"steps": 2}))
     base = merge(TokenizerTrainConfig(), load_yaml("tokenizer_tiny"))

@@ -169,8 +169,8 @@ def test_compiled_static_step_samples_like_the_uncached_path(temperature: float)
     options = DecodeOptions(compile=True, compile_mode=None, compile_backend="eager")  # dynamo capture only
     compiled = generate_frames(model, context, actions, 4, generator=torch.Generator().manual_seed(3),
                                options=options, **kwargs)
-    uncached = generate_frames_uncached(model, context, actions, 4, generator=torch.Generator().manual_seed(3),
-                                        **kwargs)
+    uncached = generate_frames_uncached(model, context, actions, 4,
+                                        generator=torch.Generator().manual_seed(3), **kwargs)
     assert torch.equal(compiled[0], uncached[0])
     torch.testing.assert_close(compiled[1], uncached[1], rtol=1e-4, atol=1e-5)
 

@@ -76,7 +76,8 @@ class MetaworldCollectConfig:
             raise ValueError(f"MetaworldCollectConfig.action_noise must be >= 0, got {self.action_noise}")
         if self.noise_schedule not in ("fixed", "uniform"):
             raise ValueError(
-                f"MetaworldCollectConfig.noise_schedule must be 'fixed' or 'uniform', got {self.noise_schedule!r}"
+                "MetaworldCollectConfig.noise_schedule must be 'fixed' or 'uniform', "
+                f"got {self.noise_schedule!r}"
             )
         parse_mixture(self.policy)  # raises on an unknown policy or a bad weight
         lo, hi = self.branch_at = tuple(self.branch_at)
@@ -143,7 +144,8 @@ def collect_metaworld(cfg: MetaworldCollectConfig) -> Path:
         "noise_std": [],  # one entry per episode, in file order
     }
     if cfg.branches > 1:
-        extra |= {"branches": cfg.branches, "branch_at": list(cfg.branch_at), "branch_steps": cfg.branch_steps,
+        extra |= {"branches": cfg.branches, "branch_at": list(cfg.branch_at),
+                  "branch_steps": cfg.branch_steps,
                   "branch_policies": [BRANCH_POLICIES[k % len(BRANCH_POLICIES)] for k in range(cfg.branches)]}
     start, successes = time.perf_counter(), Counter()
     unit, desc = ("scene", "metaworld scenes") if cfg.branches > 1 else ("ep", "metaworld")
@@ -208,9 +210,11 @@ class Recorder:
     """Records episodes of any task, keeping one env per task (building one takes about 0.3 s)."""
 
     def __init__(
-        self, size: int, camera: str, action_repeat: int, max_steps: int, branches: int = 1, branch_steps: int = 8
+        self, size: int, camera: str, action_repeat: int, max_steps: int, branches: int = 1,
+        branch_steps: int = 8,
     ) -> None:
-        self.env_kwargs = {"size": size, "camera": camera, "action_repeat": action_repeat, "max_steps": max_steps}
+        self.env_kwargs = {"size": size, "camera": camera, "action_repeat": action_repeat,
+                           "max_steps": max_steps}
         self.branches, self.branch_steps = branches, branch_steps
         self.envs: dict[str, MetaWorldEnv] = {}
 
@@ -246,7 +250,8 @@ def record_episode(
     """
     num_frames = (env.max_steps if steps is None else steps) + 1
     if num_frames - 1 > env.max_steps:
-        raise ValueError(f"record_episode: {num_frames - 1} steps is more than the env's max_steps={env.max_steps}")
+        raise ValueError(f"record_episode: {num_frames - 1} steps is more than the env's "
+                         f"max_steps={env.max_steps}")
     replay = np.zeros((0, ACTION_DIM), np.float32) if replay is None else replay
     frame, _ = env.reset(seed=seed)
     frames = np.empty((num_frames, *frame.shape), np.uint8)
@@ -261,7 +266,9 @@ def record_episode(
     return Episode(frames, actions, rewards, success, np.zeros(num_frames, bool))
 
 
-def record_branches(env: MetaWorldEnv, job: Job, policy: Policy, branches: int, steps: int) -> list[Recording]:
+def record_branches(
+    env: MetaWorldEnv, job: Job, policy: Policy, branches: int, steps: int
+) -> list[Recording]:
     """One counterfactual scene: `job.policy` for `job.branch_at` steps, then `branches` continuations.
 
     Branch k follows `BRANCH_POLICIES[k % 3]` (fresh, seeded from the job and k) for `steps` steps from the
@@ -272,7 +279,8 @@ def record_branches(env: MetaWorldEnv, job: Job, policy: Policy, branches: int, 
     """
     total = job.branch_at + steps
     if total > env.max_steps:
-        raise ValueError(f"branch point {job.branch_at} + {steps} branch steps exceeds max_steps={env.max_steps}")
+        raise ValueError(f"branch point {job.branch_at} + {steps} branch steps exceeds "
+                         f"max_steps={env.max_steps}")
     prefix = record_episode(env, policy, job.seed, job.branch_at)
     recordings = []
     for k in range(branches):
@@ -281,8 +289,8 @@ def record_branches(env: MetaWorldEnv, job: Job, policy: Policy, branches: int, 
         branch_policy = make_policy(name, expert_policy(job.task), ACTION_DIM, job.noise_std, rng)
         ep = record_episode(env, branch_policy, job.seed, total, replay=prefix.actions[1:])
         if not np.array_equal(ep.frames[: job.branch_at + 1], prefix.frames):
-            raise RuntimeError(f"{job.task} seed {job.seed}: replaying the first {job.branch_at} actions did not "
-                               "reproduce the scene's frames; branches would not share a state")
+            raise RuntimeError(f"{job.task} seed {job.seed}: replaying the first {job.branch_at} actions "
+                               "did not reproduce the scene's frames; branches would not share a state")
         recordings.append(Recording(ep, name, k))
     return recordings
 

@@ -73,7 +73,9 @@ def draw_policy(mixture: dict[str, float], rng: np.random.Generator) -> str:
     return names[int(rng.choice(len(names), p=[mixture[n] for n in names]))]
 
 
-def make_policy(name: str, expert: Expert, action_dim: int, noise_std: float, rng: np.random.Generator) -> Policy:
+def make_policy(
+    name: str, expert: Expert, action_dim: int, noise_std: float, rng: np.random.Generator
+) -> Policy:
     """A fresh episode's policy `name` (see the module docstring); `rng` drives all of its randomness.
 
     Args:

@@ -33,7 +33,9 @@ META_FILE = "meta.json"
 FORMAT_VERSION = 1
 _REQUIRED_KEYS = ("source", "image_size", "action_dim", "fps", "episodes")
 # what a dataset folder holds: meta.json, episode files and the temp files of an interrupted write
-_OWNED = re.compile(rf"meta\.json|episode_\d+\.npz|{re.escape(TMP_PREFIX)}(meta|episode_\d+)-[0-9a-f]+\.(json|npz)")
+_OWNED = re.compile(
+    rf"meta\.json|episode_\d+\.npz|{re.escape(TMP_PREFIX)}(meta|episode_\d+)-[0-9a-f]+\.(json|npz)"
+)
 
 
 @dataclass
@@ -114,8 +116,8 @@ def read_meta(root: str | Path) -> DatasetMeta:
         raise EpisodeFormatError(f"{path}: key 'image_size' must be >= 1, got {raw['image_size']}")
     episodes = [_parse_entry(path, i, e) for i, e in enumerate(raw["episodes"])]
     if "num_episodes" in raw and raw["num_episodes"] != len(episodes):  # a count for people; it must not lie
-        raise EpisodeFormatError(f"{path}: key 'num_episodes' is {raw['num_episodes']!r} but 'episodes' lists "
-                                 f"{len(episodes)}")
+        raise EpisodeFormatError(f"{path}: key 'num_episodes' is {raw['num_episodes']!r} "
+                                 f"but 'episodes' lists {len(episodes)}")
     for entry in episodes:
         if not (Path(root) / entry.file).is_file():
             raise EpisodeFormatError(f"{path}: lists episode file {entry.file!r}, which is missing")
@@ -232,7 +234,8 @@ class DatasetWriter:
             )
         write_episode(path, ep)
         success = None if ep.success is None else bool(ep.success.any())
-        self.meta.episodes.append(EpisodeEntry(path.name, len(ep), task, seed, success, policy, scene, branch))
+        entry = EpisodeEntry(path.name, len(ep), task, seed, success, policy, scene, branch)
+        self.meta.episodes.append(entry)
         self._write_meta()
         return path
 

@@ -85,7 +85,9 @@ class TokenShardWriter:
         self.tmp.mkdir()
         self._context = open(self.tmp / "context.bin", "wb")  # noqa: SIM115 (closed by close())
         self._future = open(self.tmp / "future.bin", "wb")  # noqa: SIM115
-        self._arrays: dict[str, list[np.ndarray]] = {k: [] for k in ("actions", "rewards", "dones", "flags", "index")}
+        self._arrays: dict[str, list[np.ndarray]] = {
+            k: [] for k in ("actions", "rewards", "dones", "flags", "index")
+        }
 
     def add(self, batch: TokenBatch, index: np.ndarray) -> None:
         """Append B clips; `index` is int64 (B, 3): source, episode, first frame."""
@@ -105,7 +107,8 @@ class TokenShardWriter:
         self._arrays["actions"].append(batch.actions.float().cpu().numpy())
         self._arrays["rewards"].append(batch.rewards.float().cpu().numpy())
         self._arrays["dones"].append(batch.dones.bool().cpu().numpy())
-        self._arrays["flags"].append(torch.stack([batch.has_actions, batch.has_rewards], 1).bool().cpu().numpy())
+        flags = torch.stack([batch.has_actions, batch.has_rewards], 1)  # (B, 2)
+        self._arrays["flags"].append(flags.bool().cpu().numpy())
         self._arrays["index"].append(np.asarray(index, dtype=np.int64).reshape(b, 3))
         m.num_clips += b
 
@@ -129,7 +132,8 @@ class TokenShards(torch.utils.data.Dataset):
         self.root = Path(root)
         meta_path = self.root / "meta.json"
         if not meta_path.exists():
-            raise TokenShardError(f"{self.root}: no meta.json; is this a token shard folder (`ivideogpt tokenize`)?")
+            raise TokenShardError(f"{self.root}: no meta.json; "
+                                  "is this a token shard folder (`ivideogpt tokenize`)?")
         try:
             self.meta = TokenShardMeta(**json.loads(meta_path.read_text()))
         except (json.JSONDecodeError, TypeError) as e:
@@ -180,7 +184,8 @@ class TokenShards(torch.utils.data.Dataset):
 
 def _codes(codes: torch.Tensor, vocab_size: int, name: str) -> np.ndarray:
     if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= vocab_size):
-        raise TokenShardError(f"{name} outside [0, {vocab_size}): min {int(codes.min())}, max {int(codes.max())}")
+        raise TokenShardError(f"{name} outside [0, {vocab_size}): "
+                              f"min {int(codes.min())}, max {int(codes.max())}")
     if vocab_size > np.iinfo(CODES_DTYPE).max + 1:
         raise TokenShardError(f"{name}: vocabulary of {vocab_size} does not fit uint16 shards")
     return codes.cpu().numpy().astype(CODES_DTYPE)

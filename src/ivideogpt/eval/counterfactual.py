@@ -69,9 +69,11 @@ def load_scenes(root: str | Path, num_context: int, horizon: int | None, action_
             "record one with `ivideogpt collect metaworld --branches K`")
     horizon = steps if horizon is None else horizon
     if not 1 <= horizon <= steps:
-        raise ValueError(f"{root}: branches are {steps} steps long; the horizon must be 1..{steps}, got {horizon}")
+        raise ValueError(f"{root}: branches are {steps} steps long; the horizon must be 1..{steps}, "
+                         f"got {horizon}")
     if meta.action_dim is None or meta.action_dim > action_dim:
-        raise ValueError(f"{root}: actions have {meta.action_dim} dims but the world model takes {action_dim}")
+        raise ValueError(f"{root}: actions have {meta.action_dim} dims but the world model takes "
+                         f"{action_dim}")
     by_scene: dict[int, list[int]] = defaultdict(list)
     for i, entry in enumerate(meta.episodes):
         if entry.scene is not None:
@@ -125,7 +127,8 @@ def predict_scenes(wm: WorldModel, scenes: list[Scene], seed: int, temperature: 
     actions = np.stack([sc.actions for sc in scenes]).reshape(s * k, *scenes[0].actions.shape[1:])
     out = wm.rollout(context.repeat(k, axis=0), actions, seed=seed, temperature=temperature, top_k=top_k)
     horizon = actions.shape[1]
-    recon = tokenizer_reconstruction(wm.tokenizer, torch.from_numpy(frames.reshape(s * k, *frames.shape[2:])), tc)
+    clips = torch.from_numpy(frames.reshape(s * k, *frames.shape[2:]))  # (S*K, Tc + H, h, w, 3)
+    recon = tokenizer_reconstruction(wm.tokenizer, clips, tc)
     rewards = None if out.rewards is None else out.rewards.reshape(s, k, horizon)
     return BranchPredictions(frames[:, :, tc:], context, out.frames.reshape(s, k, *out.frames.shape[1:]),
                              recon.reshape(s, k, *recon.shape[1:]), rewards)
@@ -148,7 +151,8 @@ class CounterfactualSheet:
             self._put(f"{method}_ssim", ssim(truth, frames))
             self._put(f"{method}_psnr_moving", moving_psnr(truth, frames, last))
         # mse[s, k, j, t]: branch k's truth against the prediction under branch j's actions
-        mse = (truth[:, :, None].double() - model[:, None].double()).div(255.0).square().mean(dim=(-3, -2, -1))
+        diff = (truth[:, :, None].double() - model[:, None].double()).div(255.0)  # (S, K, K, H, h, w, 3)
+        mse = diff.square().mean(dim=(-3, -2, -1))
         own = torch.diagonal(mse, dim1=1, dim2=2).permute(0, 2, 1)  # (S, K, H)
         off = ~torch.eye(k, dtype=torch.bool)  # ordered pairs k != j
         closer = (own[:, :, None] < mse).double() + 0.5 * (own[:, :, None] == mse).double()  # (S, K, K, H)
@@ -165,7 +169,10 @@ class CounterfactualSheet:
         self.values[name].append(values.double().reshape(-1, values.shape[-1]).numpy())  # (N, H)
 
     def metrics(self) -> dict[str, Any]:
-        """`{"per_step": {name: [H]}, "mean": {name: float}, reward figures}`; NaNs (no moving pixel) skipped."""
+        """`{"per_step": {name: [H]}, "mean": {name: float}, reward figures}`.
+
+        NaNs (no moving pixel) are skipped.
+        """
         per_step, mean = {}, {}
         for name, parts in self.values.items():
             values = np.concatenate(parts)  # (N, H)
@@ -181,7 +188,8 @@ class CounterfactualSheet:
             other, _ = reward_metrics(np.stack([pred[:, j] for j, _ in other_pairs]),
                                       np.stack([true[:, i] for _, i in other_pairs]))
             out |= {"reward_pearson_own": own.get("reward_pearson"), "reward_mse_own": own["reward_mse"],
-                    "reward_pearson_other": other.get("reward_pearson"), "reward_mse_other": other["reward_mse"]}
+                    "reward_pearson_other": other.get("reward_pearson"),
+                    "reward_mse_other": other["reward_mse"]}
         return out
 
 
@@ -197,15 +205,16 @@ def evaluate_counterfactual(wm: WorldModel, root: str | Path, *, scenes: int = 6
     """
     tc = wm.num_context_frames
     all_scenes = load_scenes(root, tc, horizon, wm.action_dim)
-    picked = [all_scenes[i] for i in np.unique(np.linspace(0, len(all_scenes) - 1, min(scenes, len(all_scenes)))
-                                                .round().astype(int))]
+    spread = np.linspace(0, len(all_scenes) - 1, min(scenes, len(all_scenes))).round().astype(int)
+    picked = [all_scenes[i] for i in np.unique(spread)]
     k = min(sc.frames.shape[0] for sc in picked)
     picked = [_first_branches(sc, k) for sc in picked]
     sheet, videos = CounterfactualSheet(), []
     for n, start in enumerate(tqdm(range(0, len(picked), batch_scenes), desc="counterfactual", unit="batch")):
         batch = picked[start : start + batch_scenes]
         pred = predict_scenes(wm, batch, seed + n, temperature, top_k)
-        true_rewards = np.stack([sc.rewards for sc in batch]) if all(sc.rewards is not None for sc in batch) else None
+        has_rewards = all(sc.rewards is not None for sc in batch)
+        true_rewards = np.stack([sc.rewards for sc in batch]) if has_rewards else None
         sheet.add(pred, true_rewards)
         for i, sc in enumerate(batch):
             if len(videos) < video_scenes:

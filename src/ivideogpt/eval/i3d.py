@@ -232,7 +232,8 @@ def load_i3d(path: str | Path, device: str | torch.device = "cpu") -> I3DDetecto
 def _pad_same(x: Tensor, kernel: tuple[int, int, int], stride: tuple[int, int, int]) -> Tensor:
     """Zero-pad `(B, C, T, H, W)` like TF "SAME": output size ceil(in / stride), extra pixel at the end."""
     pad = []
-    for size, k, s in zip(reversed(x.shape[2:]), reversed(kernel), reversed(stride), strict=True):  # W, H, T for F.pad
+    # W, H, T: F.pad takes the last dimension first
+    for size, k, s in zip(reversed(x.shape[2:]), reversed(kernel), reversed(stride), strict=True):
         total = max(k - s, 0) if size % s == 0 else max(k - size % s, 0)
         pad += [total // 2, total - total // 2]
     return F.pad(x, pad)

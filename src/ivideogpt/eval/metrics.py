@@ -208,7 +208,8 @@ class FrameScores:
         names = {tuple(p.arrays()) for p in parts}
         if len(names) != 1:
             raise ValueError(f"FrameScores.cat: batches have different metrics: {sorted(names)}")
-        return FrameScores(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in names.pop()})
+        return FrameScores(**{name: np.concatenate([getattr(p, name) for p in parts])
+                              for name in names.pop()})
 
     def summary(self, aggregate: Aggregate) -> dict[str, float | list[float] | None]:
         """Scalar and per-step values for metrics.json.

@@ -54,7 +54,7 @@ class EvalConfig:
 
     model: Path  # world-model folder (or a run folder holding world_model/)
     data: list[Path] = field(default_factory=list)  # dataset folders to draw the test clips from
-    counterfactual: Path | None = None  # branched scenes (`collect metaworld --branches K`): do the actions count?
+    counterfactual: Path | None = None  # scenes of `collect metaworld --branches K`: do the actions count?
     counterfactual_scenes: int = 64  # scenes scored from `counterfactual`, spread evenly over it
     out: Path = Path("eval")  # output folder: metrics.json, plots, video grid, report.html
     split: Split = "val"  # episodes to test on: "val" (held out), "train" or "all"
@@ -143,7 +143,8 @@ def evaluate_predictions(cfg: EvalConfig) -> dict[str, Any]:
         grid = tile_videos(videos, cols=2)
         saved = [save_video(cfg.out / f"counterfactual{suffix}", grid, cfg.video_fps, scale)
                  for suffix, scale in VIDEO_SCALE.items()]
-        media["counterfactual: one context; each branch's real future | the model under its actions"] = saved[0]
+        media["counterfactual: one context; each branch's real future | "
+              "the model under its actions"] = saved[0]
     with atomic_path(cfg.out / "scores.npz") as tmp, open(tmp, "wb") as f:
         np.savez(f, **scores.arrays())
     report = write_report(cfg.out, metrics, media)
@@ -307,8 +308,8 @@ def _print_summary(metrics: dict[str, Any], report: Path) -> None:
     if "counterfactual" in metrics:
         cf = metrics["counterfactual"]["mean"]
         print(f"eval: counterfactual ({metrics['counterfactual']['protocol']['scenes']} scenes): action "
-              f"discrimination {cf['action_discrimination']:.3f} (0.5 = actions ignored); PSNR on moving pixels "
-              f"model {format_metric('psnr', cf['model_psnr_moving'])}, copy-last "
+              f"discrimination {cf['action_discrimination']:.3f} (0.5 = actions ignored); "
+              f"PSNR on moving pixels model {format_metric('psnr', cf['model_psnr_moving'])}, copy-last "
               f"{format_metric('psnr', cf['copy_last_psnr_moving'])}, tokenizer "
               f"{format_metric('psnr', cf['tokenizer_recon_psnr_moving'])}")
     print(f"eval: report written to {report}")

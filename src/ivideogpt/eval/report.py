@@ -69,12 +69,14 @@ def validate_metrics(metrics: Mapping[str, Any]) -> None:
     """Raise ValueError naming the first field of `metrics` that breaks the metrics.json schema."""
     for key in ("protocol", "methods", "unavailable"):
         if not isinstance(metrics.get(key), Mapping):
-            raise ValueError(f"metrics.{key}: expected a mapping, got {metrics.get(key)!r}")  # noqa: TRY004 (bad file content)
+            raise ValueError(  # noqa: TRY004 (bad file content)
+                f"metrics.{key}: expected a mapping, got {metrics.get(key)!r}")
     protocol = metrics["protocol"]
     for key, kind in PROTOCOL_TYPES.items():
         value = protocol.get(key)
         if not isinstance(value, kind) or isinstance(value, bool):
-            raise ValueError(f"metrics.protocol.{key}: expected {kind.__name__}, got {value!r}")  # noqa: TRY004 (bad file content)
+            raise ValueError(  # noqa: TRY004 (bad file content)
+                f"metrics.protocol.{key}: expected {kind.__name__}, got {value!r}")
     if protocol["aggregate"] not in ("mean", "best"):
         raise ValueError(f"metrics.protocol.aggregate: expected 'mean' or 'best', "
                          f"got {protocol['aggregate']!r}")
@@ -296,7 +298,8 @@ def _counterfactual_section(cf: Mapping[str, Any]) -> str:
         if key in cf:
             rows += f"<tr><th>{_esc(key.replace('_', ' '))}</th><td>{_fmt(cf[key])}</td></tr>"
     what = ", ".join(f"{k} {v}" for k, v in protocol.items())
-    figure = f'<figure><img alt="counterfactual per step" src="{_data_uri(_counterfactual_png(cf), ".png")}"></figure>'
+    png = _data_uri(_counterfactual_png(cf), ".png")
+    figure = f'<figure><img alt="counterfactual per step" src="{png}"></figure>'
     return (f'<h2>Counterfactual: do the actions count?</h2>\n<p>{_esc(what)}</p>\n'
             f'<table id="counterfactual">{rows}</table>\n{figure}')
 

@@ -46,7 +46,8 @@ class ScoreSheet:
         truth = frames[:, num_context:]
         last_context = frames[:, num_context - 1]  # what moved is scored apart (psnr_moving)
         for method, samples in pred.frames.items():
-            self.scores[method].append(score_frames(truth, samples, self.models.lpips, reference=last_context))
+            self.scores[method].append(score_frames(truth, samples, self.models.lpips,
+                                                    reference=last_context))
         if self.models.i3d is not None:
             self._add_features(frames, pred, num_context)
         self.has_reward_head = pred.rewards is not None
@@ -82,7 +83,8 @@ class ScoreSheet:
             fvd = fvd_from_features(self.real_features, self.fake_features[method]) if with_fvd else None
             methods[method] = {**summary, "fvd": fvd}
         if any(values.get("psnr_moving", 0.0) is None for values in methods.values()):
-            unavailable["psnr_moving"] = "no pixel moved in any test frame (the truth equals the last context)"
+            unavailable["psnr_moving"] = ("no pixel moved in any test frame "
+                                          "(the truth equals the last context)")
         reward, reason = self._reward_metrics()
         methods["model"].update(reward)
         unavailable.update(reason)

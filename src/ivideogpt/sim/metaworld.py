@@ -139,10 +139,12 @@ class MetaWorldEnv(gym.Env):
             truncated (True on step `max_steps`), info `{"success": bool, "state": (39,) float64}`.
         """
         if self._steps is None:
-            raise RuntimeError(f"MetaWorldEnv({self.task}): call reset() before step() (and after truncation)")
+            raise RuntimeError(f"MetaWorldEnv({self.task}): call reset() before step() "
+                               "(and after truncation)")
         action = np.asarray(action, dtype=np.float32)
         if action.shape != (ACTION_DIM,) or not np.isfinite(action).all():
-            raise ValueError(f"MetaWorldEnv({self.task}): action must be {ACTION_DIM} finite floats, got {action}")
+            raise ValueError(f"MetaWorldEnv({self.task}): action must be {ACTION_DIM} finite floats, "
+                             f"got {action}")
         action = np.clip(action, -1.0, 1.0)
         reward, success = 0.0, False
         for _ in range(self.action_repeat):

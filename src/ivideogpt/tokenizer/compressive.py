@@ -214,8 +214,8 @@ class VideoTokenizer(nn.Module):
         context = state.features if self.future_vqgan.conditional else None
         frames, _ = self.future_vqgan.decode_codes(codes.flatten(0, 1), context)  # (B*F, 3, H, W)
         if self.cfg.future_blend and state.last_frame is None:
-            raise ValueError("decode_future: this tokenizer blends future frames with the last context frame, "
-                             "but the context state has none (make it with encode_context or "
+            raise ValueError("decode_future: this tokenizer blends future frames with the last context "
+                             "frame, but the context state has none (make it with encode_context or "
                              "context_from_codes)")
         frames = self._compose(frames.unflatten(0, codes.shape[:2]), state.last_frame)
         return frames[:, 0] if single else frames

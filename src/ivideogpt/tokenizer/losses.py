@@ -22,7 +22,8 @@ from ivideogpt.tokenizer.lpips import LPIPS
 from ivideogpt.tokenizer.output import TokenizerOutput
 
 _warned_no_lpips = False  # the "perceptual loss disabled" warning is given once per process
-# `future_blend`: the last context frame is right at a pixel when no channel is off by more than 2 uint8 levels
+# `future_blend`: the last context frame is right at a pixel when no channel is off by more than 2
+# uint8 levels
 STATIC_TOLERANCE = 2 * 2 / 255  # in [-1, 1] units
 
 
@@ -99,7 +100,8 @@ class TokenizerLoss(nn.Module):
         pixel = (y - x).abs() if self.cfg.recon == "l1" else (y - x).square()
         if self.cfg.motion_weight > 0:
             change = (clip[:, tc:] - clip[:, tc - 1 : tc]).abs().mean(dim=2, keepdim=True)  # (B, Tf, 1, H, W)
-            weight = torch.cat([torch.ones_like(clip[:, :tc, :1]), 1 + self.cfg.motion_weight * change], dim=1)
+            weight = torch.cat([torch.ones_like(clip[:, :tc, :1]), 1 + self.cfg.motion_weight * change],
+                               dim=1)  # (B, T, 1, H, W)
             pixel = pixel * weight.flatten(0, 1)
         per_frame = pixel.mean(dim=(1, 2, 3)).view(clip.shape[:2])  # (B, T)
         nll = self.cfg.recon_weight * per_frame.mean()

@@ -2,7 +2,7 @@
 
 A run folder holds
 
-    ckpt/step_000001000/model.safetensors   weights of every named module ("tokenizer.encoder.conv.weight", ...)
+    ckpt/step_000001000/model.safetensors   weights of every named module ("tokenizer.encoder.conv.weight")
     ckpt/step_000001000/config.json         the resolved run config (`ivideogpt.config.to_dict`)
     ckpt/step_000001000/train_state.pt      step, optimizer states, RNG states of every rank, data position
     ckpt/last.txt                           the name of the newest complete step folder
@@ -160,7 +160,8 @@ def load_model(path: str | Path) -> tuple[dict[str, dict[str, Tensor]], dict[str
         raise CheckpointError(f"{path}: not a folder (expected {MODEL_FILE} and {CONFIG_FILE} inside)")
     for f in (model_file, config_file):
         if not f.exists():
-            raise CheckpointError(f"{path}: {f.name} is missing (found {sorted(p.name for p in path.iterdir())})")
+            found = sorted(p.name for p in path.iterdir())
+            raise CheckpointError(f"{path}: {f.name} is missing (found {found})")
     try:
         weights = read_weights(model_file)
     except ValueError as e:
@@ -190,7 +191,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return Checkpoint(folder, int(state.pop("step")), weights, config, state)
 
 
-def load_weights(modules: Mapping[str, nn.Module], weights: Mapping[str, Mapping[str, Tensor]], where: str) -> None:
+def load_weights(
+    modules: Mapping[str, nn.Module], weights: Mapping[str, Mapping[str, Tensor]], where: str
+) -> None:
     """Copy saved state dicts into `modules` (strict), naming missing/unexpected keys and shape mismatches."""
     missing_modules = sorted(set(modules) - set(weights))
     if missing_modules:
@@ -209,7 +212,8 @@ def load_weights(modules: Mapping[str, nn.Module], weights: Mapping[str, Mapping
         if shapes:
             problems.append(f"shape mismatches {shapes[:8]}")
         if problems:
-            raise CheckpointError(f"{where}: weights of {name!r} do not fit the model: " + "; ".join(problems))
+            raise CheckpointError(f"{where}: weights of {name!r} do not fit the model: "
+                                  + "; ".join(problems))
         module.load_state_dict(saved)
 
 

@@ -62,7 +62,8 @@ class TrainLoopConfig:
         if not self.lr > 0:
             raise ValueError(f"TrainLoopConfig.lr must be > 0, got {self.lr}")
         if self.schedule not in ("constant", "cosine"):
-            raise ValueError(f"TrainLoopConfig.schedule must be 'constant' or 'cosine', got {self.schedule!r}")
+            raise ValueError(f"TrainLoopConfig.schedule must be 'constant' or 'cosine', "
+                             f"got {self.schedule!r}")
         if self.amp not in ("auto", "bf16", "off"):
             raise ValueError(f"TrainLoopConfig.amp must be 'auto', 'bf16' or 'off', got {self.amp!r}")
 
@@ -100,7 +101,7 @@ class TrainJob(ABC):
 
     @abstractmethod
     def batches(self, start_step: int) -> Iterator[Any]:
-        """This process's batches for steps `start_step`, `start_step + 1`, ...: a function of (seed, step)."""
+        """This process's batches for steps start_step, start_step + 1, ...: a function of (seed, step)."""
 
     @abstractmethod
     def train_step(self, batch: Any, step: int) -> dict[str, float]:
@@ -118,7 +119,10 @@ class TrainJob(ABC):
         """Write sample videos/images under `out_dir` (main process only)."""
 
     def units_per_step(self) -> dict[str, int]:
-        """Work done per optimizer step by this process, e.g. {"clips": 16, "frames": 128}: logged as <unit>_per_s."""
+        """Work done per optimizer step by this process, e.g. {"clips": 16, "frames": 128}.
+
+        Logged as <unit>_per_s.
+        """
         return {}
 
 

@@ -77,8 +77,8 @@ def step_loader(dataset: Dataset, indices_for_step: Callable[[int], Sequence[int
     """
     sampler = StepBatchSampler(indices_for_step, start, stop, runtime.rank, runtime.world_size)
     return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate_fn,
-                      pin_memory=runtime.device.type == "cuda", generator=torch.Generator().manual_seed(start),
-                      persistent_workers=False)
+                      pin_memory=runtime.device.type == "cuda",
+                      generator=torch.Generator().manual_seed(start), persistent_workers=False)
 
 
 def seed_everything(seed: int) -> None:
@@ -215,7 +215,8 @@ def _start_step(job: TrainJob, runtime: Runtime, cfg: TrainLoopConfig, out_dir: 
         owned = [name for name in (CKPT_DIR, LOG_FILE, SAMPLES_DIR, job.export_dir)
                  if name and (out_dir / name).exists()]
         if owned:
-            how = "pass resume=True (--resume) to continue it" if has_ckpt else "it has no checkpoint to resume"
+            how = ("pass resume=True (--resume) to continue it" if has_ckpt
+                   else "it has no checkpoint to resume")
             raise FileExistsError(f"{out_dir} already holds a run ({', '.join(owned)}); {how}, or choose "
                                   "another output folder")
         if runtime.is_main:
@@ -238,7 +239,8 @@ def _start_step(job: TrainJob, runtime: Runtime, cfg: TrainLoopConfig, out_dir: 
         set_rng_state(rng[runtime.rank])
     else:  # another world size: the data order is kept (it depends on the step), the RNG cannot be
         if runtime.is_main:
-            print(f"resume: checkpoint written by {len(rng)} process(es), now {runtime.world_size}: RNG reseeded")
+            print(f"resume: checkpoint written by {len(rng)} process(es), now {runtime.world_size}: "
+                  "RNG reseeded")
         seed_everything(cfg.seed + runtime.rank + ckpt.step)
     if runtime.is_main:
         print(f"{job.name}: resumed from {ckpt.path} at step {ckpt.step}")
@@ -250,6 +252,8 @@ def _check_resume_config(job: TrainJob, saved: dict[str, Any], where: Path, runt
     diffs = config_diff(saved, job.config())
     fatal = [f"{key}: {what}" for key, what in diffs.items() if key.split(".")[0] in job.strict_config_keys()]
     if fatal:
-        raise CheckpointError(f"{where}: the checkpoint was written with another model config: " + "; ".join(fatal))
+        raise CheckpointError(f"{where}: the checkpoint was written with another model config: "
+                              + "; ".join(fatal))
     if diffs and runtime.is_main:
-        print("resume: config differs from the checkpoint's in: " + "; ".join(f"{k}: {v}" for k, v in diffs.items()))
+        print("resume: config differs from the checkpoint's in: "
+              + "; ".join(f"{k}: {v}" for k, v in diffs.items()))

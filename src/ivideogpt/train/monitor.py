@@ -17,7 +17,7 @@ from ivideogpt.atomic import naming
 
 
 class JsonlLog:
-    """Append-only `log.jsonl`: one JSON object per line with "step", "time" and "component/split/metric" keys.
+    """Append-only `log.jsonl`: a JSON object per line, with "step", "time" and "component/split/metric" keys.
 
     On resume, lines past the resumed step (written after the last checkpoint of the interrupted run) are
     dropped so the log reads as one run, and so is a half-written last line (the process died mid-write).

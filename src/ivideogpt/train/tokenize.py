@@ -36,7 +36,7 @@ SPLITS = ("train", "val")
 class TokenizeConfig:
     """Everything `ivideogpt tokenize` needs."""
 
-    tokenizer: Path = Path("runs/tokenizer")  # tokenizer export/run/checkpoint folder, or a world-model folder
+    tokenizer: Path = Path("runs/tokenizer")  # tokenizer export/run/checkpoint folder, or a world model's
     data: list[Path] = field(default_factory=list)  # dataset folders (each with meta.json) to tokenize
     out: Path = Path("tokens")  # output folder: <out>/train/ and <out>/val/ token shards
     context_frames: int | None = None  # Tc per clip; None: what the tokenizer was trained with
@@ -168,11 +168,12 @@ def _shard_meta(
 
 
 def _collection(data: ClipDataset) -> dict[str, Any]:
-    """How simulator sources were recorded (tasks, camera, ...), so matching test episodes can be made later."""
+    """How simulator sources were recorded (tasks, camera, ...): matching test episodes can be made later."""
     found: dict[str, Any] = {}
     for store in data.stores:
         extra = store.meta.extra
-        tasks = found.get("tasks", []) + [t for t in extra.get("tasks", []) if t not in found.get("tasks", [])]
+        seen = found.get("tasks", [])
+        tasks = seen + [t for t in extra.get("tasks", []) if t not in seen]
         found |= {k: extra[k] for k in ("camera", "action_repeat", "max_steps", "seed") if k in extra}
         found |= {"tasks": tasks} if tasks else {}
     return found

@@ -86,8 +86,8 @@ class TokenizerJob(TrainJob):
     def __init__(self, cfg: TokenizerTrainConfig, runtime: Runtime) -> None:
         self.cfg, self.runtime, self.num_context = cfg, runtime, cfg.clips.context_frames
         self.train_data = ClipDataset(cfg.data, cfg.clips, "train")
-        self.sampler = mixture_sampler(self.train_data, cfg.weights, cfg.train.batch_size * runtime.world_size,
-                                       cfg.train.seed)
+        self.sampler = mixture_sampler(self.train_data, cfg.weights,
+                                       cfg.train.batch_size * runtime.world_size, cfg.train.seed)
         self.val = self._val_batches() if runtime.is_main else []
         self.lineage: list[str] = []  # fingerprints of the tokenizers this one descends from, nearest first
         if cfg.init_from is not None:
@@ -123,7 +123,9 @@ class TokenizerJob(TrainJob):
         return {"tokenizer": self.tokenizer} | ({"discriminator": self.disc} if self.disc is not None else {})
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        return {"tokenizer": self.opt} | ({"discriminator": self.disc_opt} if self.disc_opt is not None else {})
+        if self.disc_opt is None:
+            return {"tokenizer": self.opt}
+        return {"tokenizer": self.opt, "discriminator": self.disc_opt}
 
     def config(self) -> dict[str, Any]:
         config = {k: v for k, v in to_dict(self.cfg).items() if k != "resume"}  # resume is how, not what
@@ -160,13 +162,15 @@ class TokenizerJob(TrainJob):
             def disc_loss(pair: tuple[Tensor, TokenizerOutput]) -> tuple[Tensor, dict[str, float]]:
                 return self.loss.discriminator_loss(pair[0], pair[1], step)
 
-            disc = optimizer_step(self.loss.discriminator, self.disc_opt, disc_loss, list(zip(micro, outs, strict=True)),
-                                  self.runtime, clip_norm)
+            pairs = list(zip(micro, outs, strict=True))
+            disc = optimizer_step(self.loss.discriminator, self.disc_opt, disc_loss, pairs, self.runtime,
+                                  clip_norm)
             metrics |= {("disc_grad_norm" if k == "grad_norm" else k): v for k, v in disc.items()}
         return metrics
 
     def units_per_step(self) -> dict[str, int]:
-        return {"clips": self.cfg.train.batch_size, "frames": self.cfg.train.batch_size * self.cfg.clips.clip_length}
+        batch = self.cfg.train.batch_size
+        return {"clips": batch, "frames": batch * self.cfg.clips.clip_length}
 
     # ---- validation ---------------------------------------------------------------------------------
     def evaluate(self, step: int) -> dict[str, float]:
@@ -229,6 +233,6 @@ def _load_parent(path: Path, asked: TokenizerConfig) -> tuple[VideoTokenizer, li
 def _check_resolution(data: ClipDataset, cfg: TokenizerConfig) -> None:
     size = data.stores[0].meta.image_size
     if size != cfg.resolution:
-        raise ValueError(f"tokenizer.resolution is {cfg.resolution} but the frames of {data.stores[0].root} are "
-                         f"{size}x{size}; set --tokenizer.resolution {size} or resize the data")
+        raise ValueError(f"tokenizer.resolution is {cfg.resolution} but the frames of {data.stores[0].root} "
+                         f"are {size}x{size}; set --tokenizer.resolution {size} or resize the data")
 

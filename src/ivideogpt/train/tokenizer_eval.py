@@ -50,7 +50,8 @@ def codebook_usage(counts: Tensor) -> dict[str, float]:
     p = counts.double() / total
     entropy = -(p[p > 0] * p[p > 0].log()).sum()
     used = int((counts > 0).sum())
-    return {"perplexity": float(entropy.exp()), "used_share": used / len(counts), "dead_codes": float(len(counts) - used)}
+    return {"perplexity": float(entropy.exp()), "used_share": used / len(counts),
+            "dead_codes": float(len(counts) - used)}
 
 
 @torch.no_grad()
@@ -79,8 +80,8 @@ def evaluate_tokenizer(
     """
     was_training = tokenizer.training
     tokenizer.eval()
-    scores: dict[str, list[Tensor]] = {"future_psnr": [], "future_ssim": [], "context_psnr": [], "context_ssim": [],
-                                       "future_psnr_moving": []}
+    scores: dict[str, list[Tensor]] = {"future_psnr": [], "future_ssim": [], "context_psnr": [],
+                                       "context_ssim": [], "future_psnr_moving": []}
     counts = {name: torch.zeros(size, dtype=torch.long) for name, size in codebook_sizes.items()}
     frames, seconds = 0, 0.0
     for batch in batches:
@@ -114,7 +115,8 @@ def evaluate_tokenizer(
 
 @torch.no_grad()
 def write_reconstructions(
-    tokenizer: nn.Module, frames: Tensor, num_context: int, path_stem: Path, device: torch.device, fps: float = 4.0
+    tokenizer: nn.Module, frames: Tensor, num_context: int, path_stem: Path, device: torch.device,
+    fps: float = 4.0,
 ) -> list[Path]:
     """Write truth vs reconstruction for a few clips as `<stem>.png` (frame strips) and `<stem>.gif`.
 
@@ -131,7 +133,8 @@ def write_reconstructions(
     """
     was_training = tokenizer.training
     tokenizer.eval()
-    recon = to_uint8(tokenizer(to_model(frames.to(device)), num_context).recon).cpu().numpy()  # (B, T, H, W, 3)
+    recon = tokenizer(to_model(frames.to(device)), num_context).recon
+    recon = to_uint8(recon).cpu().numpy()  # (B, T, H, W, 3)
     tokenizer.train(was_training)
     truth_np = frames.numpy()
     rows = []
@@ -141,7 +144,8 @@ def write_reconstructions(
     png = path_stem.with_suffix(".png")
     Image.fromarray(tile_videos([row[None] for row in rows], cols=1)[0]).save(png)
     pairs = [add_label(hstack_videos([t, r]), "truth | recon") for t, r in zip(truth_np, recon, strict=True)]
-    gif = save_video(path_stem.with_suffix(".gif"), tile_videos(pairs, cols=math.ceil(math.sqrt(len(pairs)))), fps)
+    grid = tile_videos(pairs, cols=math.ceil(math.sqrt(len(pairs))))
+    gif = save_video(path_stem.with_suffix(".gif"), grid, fps)
     return [png, gif]
 
 

@@ -57,7 +57,7 @@ def _default_loop() -> TrainLoopConfig:
 class TransformerTrainConfig:
     """Everything `ivideogpt train` needs (a YAML preset fills it, flags override it)."""
 
-    tokens: Path = Path("tokens")  # output of `ivideogpt tokenize`: <tokens>/train/ and (optional) <tokens>/val/
+    tokens: Path = Path("tokens")  # output of `ivideogpt tokenize`: <tokens>/train/, optional <tokens>/val/
     out: Path = Path("runs/transformer")  # run folder: log.jsonl, ckpt/, samples/, world_model/ (the export)
     model: TransformerConfig = field(default_factory=lambda: transformer_preset("small"))  # architecture
     init_from: Path | None = None  # a world model (or run folder) whose transformer to start from
@@ -210,14 +210,17 @@ class TransformerJob(TrainJob):
         ids = np.arange(min(self.cfg.sample_clips, len(self.val_data)))
         b = self.val_data.batch(ids).to(self.runtime.device)
         tc = self.meta.context_frames
-        g = torch.Generator(self.runtime.device).manual_seed(step)  # not the global RNG (see TrainJob.evaluate)
+        # not the global RNG (see TrainJob.evaluate)
+        g = torch.Generator(self.runtime.device).manual_seed(step)
         actions = b.actions[:, tc:] if self.model_cfg.action_dim else None
         self.model.eval()
-        future, _, _ = generate_frames(self.model, b.context_codes, actions, self.meta.future_frames, generator=g)
+        future, _, _ = generate_frames(self.model, b.context_codes, actions, self.meta.future_frames,
+                                       generator=g)
         self.model.train()
         truth = _decode(self.tokenizer, b.context_codes, b.future_codes)  # (B, T, H, W, 3)
         sampled = _decode(self.tokenizer, b.context_codes, future)
-        pairs = [add_label(hstack_videos([t, s]), "truth | model") for t, s in zip(truth, sampled, strict=True)]
+        pairs = [add_label(hstack_videos([t, s]), "truth | model")
+                 for t, s in zip(truth, sampled, strict=True)]
         fps = self.meta.extra.get("fps") or 4.0
         save_video(out_dir / f"step_{step:09d}.gif", tile_videos(pairs, cols=2), min(fps, 8.0), scale=2)
 

@@ -101,8 +101,9 @@ def load_parent(model: Transformer, parent: WorldModel, meta: TokenShardMeta, wh
     if tokenizer_fingerprint(parent.tokenizer) not in compatible:
         raise ValueError(
             f"init_from {where}: its tokenizer is neither the one that made the token shards "
-            f"({meta.extra.get('tokenizer_path')}) nor one that tokenizer was fine-tuned from; tokenize the data "
-            f"with --tokenizer {where}, or fine-tune that tokenizer first (train-tokenizer --init-from {where})"
+            f"({meta.extra.get('tokenizer_path')}) nor one that tokenizer was fine-tuned from; tokenize the "
+            f"data with --tokenizer {where}, or fine-tune that tokenizer first "
+            f"(train-tokenizer --init-from {where})"
         )
     mine, theirs = model.cfg, parent.transformer.cfg
     diff = [

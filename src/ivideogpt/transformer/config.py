@@ -135,8 +135,8 @@ def state_dict_mismatch(cfg: TransformerConfig, state: Mapping[str, Any]) -> lis
     found["action_dim"] = (0 if proj is None else proj.shape[1], cfg.action_dim)
     found["reward_head"] = ("heads.reward.weight" in state, cfg.reward_head)
     found["done_head"] = ("heads.done.weight" in state, cfg.done_head)
-    return [f"{field}: {saved} in the weights, {config} in the config" for field, (saved, config) in found.items()
-            if saved != config]
+    return [f"{field}: {saved} in the weights, {config} in the config"
+            for field, (saved, config) in found.items() if saved != config]
 
 
 # Architecture presets (plain values: they can be written to and read from YAML). Parameter counts with the

@@ -184,7 +184,8 @@ class DecodeEngine:
         """Reward and done probability (B,) float32 at residual stream x (B, d) (None without the head)."""
         hidden = (_rms(x, self.eps) * self.final_norm).to(self.model_dtype)  # (B, d), as the heads read it
         reward, done = self.heads(hidden)
-        return self.heads.decode(None if reward is None else reward.float(), None if done is None else done.float())
+        return self.heads.decode(None if reward is None else reward.float(),
+                                 None if done is None else done.float())
 
 
 def sample_from_logits(logits: Tensor, noise: Tensor | None, temperature: float, top_k: int | None) -> Tensor:

@@ -53,7 +53,9 @@ class KVCache:
         values[:, :, self.length : end] = v
         return keys[:, :, :end], values[:, :, :end]
 
-    def buffers(self, layer: int, batch: int, heads: int, head_dim: int, like: Tensor) -> tuple[Tensor, Tensor]:
+    def buffers(
+        self, layer: int, batch: int, heads: int, head_dim: int, like: Tensor
+    ) -> tuple[Tensor, Tensor]:
         """The whole preallocated key and value buffers (B, H, capacity, hd) of `layer`, for writing in place.
 
         The single-token decode step (fast_decode.py) writes position `length` itself and attends over the

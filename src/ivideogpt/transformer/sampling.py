@@ -232,7 +232,8 @@ def generate_frames_uncached(
                 out = model(tokens[:, :length], None if rows is None else rows[:, :length])
                 if j < layout.future_tokens:
                     noise_j = None if noise is None else noise[j]
-                    codes[:, 0, j] = sample_codes(out.logits[:, -1], layout, temperature, top_k, noise=noise_j)
+                    codes[:, 0, j] = sample_codes(out.logits[:, -1], layout, temperature, top_k,
+                                                  noise=noise_j)
             frames = torch.cat([frames, codes], dim=1)
             results.append((codes[:, 0], *_read_heads(model, out)))
     return _stack_results(results)
