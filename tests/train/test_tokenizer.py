@@ -130,7 +130,8 @@ def test_bench_variants_share_the_preset_and_differ_in_future_tokens(monkeypatch
     base = tokenizer_preset("metaworld64")
     tokens = {name: build_tokenizer(cfg).tokens_per_future_frame
               for name, cfg in bench.variants(base).items()}
-    assert tokens == {"compressive": 16, "perframe4x4": 16, "perframe16x16": 256, "compressive_blend": 16}
+    assert tokens == {"compressive": 16, "perframe4x4": 16, "perframe16x16": 256, "compressive_blend": 16,
+                      "compressive_blend_8x8": 64}
     assert bench.variants(base)["perframe4x4"] == tokenizer_preset("per_frame4")
     assert bench.variants(base)["perframe16x16"] == tokenizer_preset("per_frame16")
     assert bench.variants(base)["compressive_blend"] == dataclasses.replace(base, future_blend=True)
