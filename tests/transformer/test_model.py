@@ -209,3 +209,19 @@ def test_flops_estimate() -> None:
     assert model.estimate_flops_per_token(0) == 6 * model.num_params(exclude_embedding=True) - 6 * sum(
         p.numel() for n, p in model.named_parameters() if "norm" in n
     )
+
+
+def test_action_to_frame_adds_the_action_to_every_token_of_its_frame() -> None:
+    layout_rows = {}
+    for action_to in ("slot", "frame"):
+        model = Transformer(tiny_config(action_dim=2, action_to=action_to))
+        randomize_zero_init(model)
+        actions = torch.zeros(1, 3, 2)
+        actions[0, 2] = 1.0  # the action producing future frame 1 (context of 1 frame: rows 1, 2)
+        layout_rows[action_to] = model.layout.action_rows(actions, 1)[0, :, 0]  # (L,)
+    n1 = model.layout.frame_length  # SLOT + codes
+    future = layout_rows["frame"][model.layout.context_length(1):]
+    assert layout_rows["slot"].count_nonzero() == 1  # frame 1's SLOT
+    assert future[n1:].tolist() == [1.0] * n1 and future[:n1].count_nonzero() == 0
+    with pytest.raises(ValueError, match="action_to"):
+        tiny_config(action_dim=2, action_to="codes")

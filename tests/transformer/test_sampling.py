@@ -30,9 +30,12 @@ def _rollout_inputs(model: Transformer, frames: int, b: int = 2) -> tuple[torch.
     )
 
 
-@pytest.mark.parametrize("frames,window,slide", [(3, None, None), (8, None, None), (7, 3, 1), (5, 2, 2)])
-def test_cached_and_uncached_sampling_agree(frames: int, window: int | None, slide: int | None) -> None:
-    model = _model()
+@pytest.mark.parametrize("frames,window,slide,action_to", [
+    (3, None, None, "slot"), (8, None, None, "slot"), (7, 3, 1, "slot"), (5, 2, 2, "slot"),
+    (3, None, None, "frame"), (7, 3, 1, "frame")])
+def test_cached_and_uncached_sampling_agree(frames: int, window: int | None, slide: int | None,
+                                            action_to: str) -> None:
+    model = _model(action_to=action_to)
     context, actions = _rollout_inputs(model, frames)
     kwargs = {"temperature": 0.8, "top_k": 6, "window_frames": window, "slide_frames": slide}
     cached = generate_frames(

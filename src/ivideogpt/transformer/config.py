@@ -35,6 +35,9 @@ class TransformerConfig:
     max_context_frames: int = 2  # context frames of the trained window (longer context still runs)
     max_future_frames: int = 15  # future frames of the trained window; longer rollouts slide (sampling.py)
     action_dim: int = 0  # A: width of the (zero-padded) action vector; 0 = action-free model
+    # where a frame's action is added: "slot" (the paper: the SLOT token's embedding only) or "frame" (every
+    # token of the frame it produces: SLOT and codes; an option, docs/method.md §6)
+    action_to: str = "slot"
     reward_head: bool = False  # predict each future frame's reward from its last token
     done_head: bool = False  # predict each future frame's termination (logit) from its last token
     reward_symlog: bool = False  # regress rewards in symlog space (MBRL setting); sampling returns symexp
@@ -73,6 +76,8 @@ class TransformerConfig:
             raise ValueError(f"TransformerConfig.rope_theta must be > 0, got {self.rope_theta}")
         if self.action_dim < 0:
             raise ValueError(f"TransformerConfig.action_dim must be >= 0, got {self.action_dim}")
+        if self.action_to not in ("slot", "frame"):
+            raise ValueError(f"TransformerConfig.action_to must be 'slot' or 'frame', got {self.action_to!r}")
         for name in ("reward_loss_weight", "done_loss_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TransformerConfig.{name} must be >= 0, got {getattr(self, name)}")

@@ -73,6 +73,7 @@ class DecodeEngine:
             self.slot_embedding = pack(model.tok_emb.weight[cfg.slot_id])  # (d,)
             self.future_embedding = pack(model.tok_emb.weight[vc : vc + vf])  # (Vf, d) codes j -> rows
             self.action = None if model.action_proj is None else pack(model.action_proj.weight.t())  # (A, d)
+            self.action_every_token = cfg.action_to == "frame"
             self.layers = [
                 (
                     pack(b.attn_norm.weight[:, None] * b.attn.qkv.weight.t()),  # (d, 3d)
@@ -113,9 +114,11 @@ class DecodeEngine:
         x = self.slot_embedding.expand(b, -1)
         return x if action is None or self.action is None else x + action.to(self.dtype) @ self.action
 
-    def code_input(self, codes: Tensor) -> Tensor:
-        """Input (B, d) of a step that feeds future codes (B,) in [0, Vf)."""
-        return self.future_embedding.index_select(0, codes)
+    def code_input(self, codes: Tensor, action: Tensor | None = None) -> Tensor:
+        """Input (B, d) of a step that feeds future codes (B,) in [0, Vf); with `action_to="frame"` the
+        frame's action (B, A) is added to its codes too."""
+        x = self.future_embedding.index_select(0, codes)
+        return x if action is None or not self.action_every_token else x + action.to(self.dtype) @ self.action
 
     # ------------------------------------------------------------------------------------ per token
 

@@ -43,6 +43,7 @@ class TokenLayout:
         self.sep_id = cfg.sep_id
         self.slot_id = cfg.slot_id
         self.vocab_size = cfg.vocab_size
+        self.action_every_token = cfg.action_to == "frame"  # else the SLOT only
 
     # ------------------------------------------------------------------------------------ lengths
 
@@ -135,10 +136,8 @@ class TokenLayout:
         return mask
 
     def action_rows(self, actions: Tensor, num_context: int) -> Tensor:
-        """Clip actions (B, Tc + Tf, A) -> per-position rows (B, L, A): row Tc + t at future frame t's SLOT.
-
-        Every other position gets zeros (the model also ignores actions away from SLOT tokens).
-        """
+        """Clip actions (B, Tc + Tf, A) -> per-position rows (B, L, A): row Tc + t at future frame t's SLOT
+        (and at its codes too with `action_to="frame"`); every other position gets zeros."""
         if actions.ndim != 3 or actions.shape[1] < num_context:
             raise ValueError(
                 f"TokenLayout.action_rows: actions must be (B, Tc + Tf, A) with Tc = {num_context}, "
@@ -151,6 +150,8 @@ class TokenLayout:
     def future_action_rows(self, actions: Tensor) -> Tensor:
         """Actions (B, Tf, A) of future frames -> rows (B, Tf * (n + 1), A) aligned with `encode_future`."""
         b, t, a = actions.shape
+        if self.action_every_token:  # every token of the frame: its SLOT and its codes
+            return actions[:, :, None].expand(b, t, self.frame_length, a).flatten(1, 2)
         rows = actions.new_zeros(b, t, self.frame_length, a)
         rows[:, :, 0] = actions  # the SLOT is each frame's first token
         return rows.flatten(1, 2)

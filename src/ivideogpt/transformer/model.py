@@ -99,8 +99,10 @@ class Transformer(nn.Module):
         start = 0 if kv_cache is None else kv_cache.length
         x = self.tok_emb(tokens)  # (B, T, d)
         if actions is not None:
-            slots = (tokens == self.cfg.slot_id).unsqueeze(-1)  # (B, T, 1)
-            x = x + self.action_proj(actions.to(self.action_proj.weight.dtype)) * slots
+            projected = self.action_proj(actions.to(self.action_proj.weight.dtype))  # (B, T, d)
+            if self.cfg.action_to == "slot":  # the layout's rows are zero elsewhere; a caller's may not be
+                projected = projected * (tokens == self.cfg.slot_id).unsqueeze(-1)
+            x = x + projected
         x = self.drop(x)
         rope = rope_cos_sin(torch.arange(start, start + t, device=tokens.device), self.inv_freq)
         mask = _offset_causal_mask(start, t, tokens.device)  # None: plain causal (or a single query)

@@ -137,7 +137,7 @@ def step(
             x = engine.run_step(x, cache, rotations[j])
             codes.append(sample_from_logits(engine.logits(x), None if noise is None else noise[j],
                                             temperature, top_k))
-            x = engine.code_input(codes[-1])
+            x = engine.code_input(codes[-1], act)
         x = engine.run_step(x, cache, rotations[n])  # feed the last code only to read the frame's heads
     codes = torch.stack(codes, dim=1)  # (B, n)
     state.frames = torch.cat([state.frames, codes[:, None]], dim=1)
