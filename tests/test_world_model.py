@@ -142,6 +142,21 @@ def test_select_fans_one_context_out(wm: WorldModel) -> None:
     assert len({row.tobytes() for row in out}) > 1  # the copies sample different futures
 
 
+def test_imagine_fans_out_one_context_and_matches_rollout(wm: WorldModel) -> None:
+    ctx, acts = frames(1, 1), actions(3, 5)
+    out = wm.imagine(wm.reset(ctx, seed=0).select([0, 0, 0]), acts)  # 5 > 3 trained frames: slides
+    assert out.frames.shape == (3, 5, SIZE, SIZE, 3) and out.rewards.shape == (3, 5)
+    greedy = wm.imagine(wm.reset(ctx, temperature=0.0).select([0, 0, 0]), acts)
+    ref = wm.rollout(np.repeat(ctx, 3, 0), acts, temperature=0.0)  # one context per row: the same futures
+    np.testing.assert_array_equal(greedy.frames, ref.frames)
+    np.testing.assert_allclose(greedy.rewards, ref.rewards, rtol=1e-4, atol=1e-5)
+    lean = wm.imagine(wm.reset(ctx, temperature=0.0).select([0, 0, 0]), acts, decode=False)
+    assert lean.frames is None
+    np.testing.assert_allclose(lean.rewards, ref.rewards, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match=r"expected shape \(3, 5, 3\)"):
+        wm.imagine(wm.reset(ctx).select([0, 0, 0]), actions(3, 5, dim=2))
+
+
 def test_action_free_model() -> None:
     wm = tiny_world_model(action_dim=0, heads=False)
     out = wm.rollout(frames(2, 1), None, horizon=4, seed=0)

@@ -22,6 +22,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 import difflib
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -141,16 +142,7 @@ class MetaWorldEnv(gym.Env):
         if self._steps is None:
             raise RuntimeError(f"MetaWorldEnv({self.task}): call reset() before step() "
                                "(and after truncation)")
-        action = np.asarray(action, dtype=np.float32)
-        if action.shape != (ACTION_DIM,) or not np.isfinite(action).all():
-            raise ValueError(f"MetaWorldEnv({self.task}): action must be {ACTION_DIM} finite floats, "
-                             f"got {action}")
-        action = np.clip(action, -1.0, 1.0)
-        reward, success = 0.0, False
-        for _ in range(self.action_repeat):
-            self.state, r, _, _, info = self._env.step(action)
-            reward += float(r)
-            success |= bool(info["success"])
+        reward, success = self.advance(action)
         self._steps += 1
         truncated = self._steps >= self.max_steps
         if truncated:
@@ -161,9 +153,71 @@ class MetaWorldEnv(gym.Env):
         """The current frame, uint8 `(H, W, 3)`."""
         return self._renderer.render()
 
+    def advance(self, action: np.ndarray) -> tuple[float, bool]:
+        """Hold `action` for `action_repeat` simulator steps without rendering or counting a step.
+
+        `step` is this plus the frame and the time limit; a planner that uses the simulator as its model
+        calls it between `snapshot` and `restore`, where the episode's time limit does not apply.
+
+        Returns:
+            the reward summed over the sub-steps and whether any sub-step succeeded.
+        """
+        action = np.asarray(action, dtype=np.float32)
+        if action.shape != (ACTION_DIM,) or not np.isfinite(action).all():
+            raise ValueError(f"MetaWorldEnv({self.task}): action must be {ACTION_DIM} finite floats, "
+                             f"got {action}")
+        action = np.clip(action, -1.0, 1.0)
+        reward, success = 0.0, False
+        for _ in range(self.action_repeat):
+            self.state, r, _, _, info = self._env.step(action)
+            reward += float(r)
+            success |= bool(info["success"])
+        return reward, success
+
+    def snapshot(self) -> SimSnapshot:
+        """Everything a step changes: MuJoCo's full integration state and the env objects' own counters."""
+        env = self._env
+        state = np.empty(mujoco.mj_stateSize(env.model, _STATE_SPEC))
+        mujoco.mj_getState(env.model, env.data, state, _STATE_SPEC)
+        return SimSnapshot(state, self.state.copy(), self._steps, env.curr_path_length, env._prev_obs.copy(),
+                           None if env._last_stable_obs is None else env._last_stable_obs.copy(),
+                           env._did_see_sim_exception)
+
+    def restore(self, snap: SimSnapshot) -> None:
+        """Put the env back exactly where `snapshot` found it (later steps repeat bit for bit)."""
+        env = self._env
+        mujoco.mj_setState(env.model, env.data, snap.mujoco, _STATE_SPEC)
+        # derived quantities (body poses, site positions, contacts) are not part of the state: recompute
+        # them, as after reset, or the renderer and the reward would read those of the state left behind
+        mujoco.mj_forward(env.model, env.data)
+        # mj_forward overwrites the solver's warm start with its own solution: put the saved one back, or
+        # the next steps differ in the last digits
+        mujoco.mj_setState(env.model, env.data, snap.mujoco, _STATE_SPEC)
+        self.state, self._steps = snap.state.copy(), snap.steps
+        env.curr_path_length, env._prev_obs = snap.path_length, snap.prev_obs.copy()
+        env._last_stable_obs = None if snap.last_stable_obs is None else snap.last_stable_obs.copy()
+        env._did_see_sim_exception = snap.sim_exception
+
     def close(self) -> None:
         self._renderer.close()
         self._env.close()
+
+
+# qpos, qvel, act, warm-start accelerations, controls, mocap poses, time, ...: what the next step depends on
+_STATE_SPEC = mujoco.mjtState.mjSTATE_INTEGRATION
+
+
+@dataclass(frozen=True)
+class SimSnapshot:
+    """A `MetaWorldEnv`'s state at one moment (`MetaWorldEnv.snapshot` / `restore`)."""
+
+    mujoco: np.ndarray  # float64, MuJoCo's full integration state (mj_getState)
+    state: np.ndarray  # the (39,) observation the experts read
+    steps: int | None  # steps of the episode so far (None: not reset)
+    path_length: int  # Meta-World's own step counter
+    prev_obs: np.ndarray  # Meta-World's frame-stacking buffer (half of the next observation)
+    last_stable_obs: np.ndarray | None  # what Meta-World returns if the simulation goes unstable
+    sim_exception: bool  # whether the simulation went unstable
 
 
 class SceneRenderer:
