@@ -36,6 +36,7 @@ def _commands() -> list[Command]:
     from ivideogpt.eval.predict import EvalConfig, evaluate_predictions
     from ivideogpt.eval.report import ReportConfig, render_report
     from ivideogpt.export import ExportConfig, export_world_model
+    from ivideogpt.planning.run import PlanConfig, run_plan
     from ivideogpt.train.tokenize import TokenizeConfig, tokenize_dataset
     from ivideogpt.train.tokenizer import TokenizerTrainConfig, train_tokenizer
     from ivideogpt.train.transformer import TransformerTrainConfig, train_transformer
@@ -61,6 +62,8 @@ def _commands() -> list[Command]:
                 EvalConfig, evaluate_predictions),
         Command(("eval", "report"), "Re-render report.html and plots from a metrics.json.",
                 ReportConfig, render_report),
+        Command(("plan",), "Control Meta-World with CEM/MPPI in the world model's imagination, beside baselines.",
+                PlanConfig, run_plan),
         Command(("export",), "Copy a world model to share it: float16 weights, its default sampling set.",
                 ExportConfig, export_world_model),
     ]

@@ -145,13 +145,17 @@ def write_report_html(out_dir: str | Path, metrics: Mapping[str, Any],
     if "counterfactual" in metrics:
         sections.append(_counterfactual_section(metrics["counterfactual"]))
     if media:
-        sections.append(_media_section(media))
+        sections.append(media_section(media))
+    path = Path(out_dir) / "report.html"
+    _atomic_write(path, html_page(title, sections).encode())
+    return path
+
+
+def html_page(title: str, sections: list[str]) -> str:
+    """A self-contained HTML page of `sections` (HTML fragments) in the reports' style."""
     head = f'<meta charset="utf-8">\n<title>{_esc(title)}</title>\n<style>{_CSS}</style>'
     body = "\n".join(sections)
-    page = f'<!DOCTYPE html>\n<html lang="en">\n<head>\n{head}\n</head>\n<body>\n{body}\n</body>\n</html>\n'
-    path = Path(out_dir) / "report.html"
-    _atomic_write(path, page.encode())
-    return path
+    return f'<!DOCTYPE html>\n<html lang="en">\n<head>\n{head}\n</head>\n<body>\n{body}\n</body>\n</html>\n'
 
 
 def write_report(out_dir: str | Path, metrics: Mapping[str, Any],
@@ -330,7 +334,8 @@ def _fmt(value: Any) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def _media_section(media: Mapping[str, str | Path]) -> str:
+def media_section(media: Mapping[str, str | Path]) -> str:
+    """An HTML section embedding each file of `media` (caption -> image or video file) as base64."""
     figures = []
     for caption, path in media.items():
         path = Path(path)

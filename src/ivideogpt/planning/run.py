@@ -1,0 +1,271 @@
+"""`ivideogpt plan`: closed-loop Meta-World control with every action chosen in imagination, beside baselines.
+
+For every task and episode index, the same scene (seed) is played by each agent:
+
+    world_model   CEM / MPPI imagining with the world model from the latest real frames
+    simulator     the same planner imagining with the simulator itself (a snapshot per sample): its upper
+                  bound, free of model error
+    random        independent uniform actions
+    expert        Meta-World's scripted expert (on the state vector)
+
+Outputs in `out/`: `plan.json` (every setting, per task and agent the success rate, return, time per
+planning step and imagined frames/s, and every episode), `report.html` (the tables and the videos: real
+frame | the plan being executed as imagined, per step) and `videos/`.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+from tqdm import tqdm
+
+from ivideogpt.atomic import ReplacedFolder
+from ivideogpt.data.metaworld import episode_seed
+from ivideogpt.planning.episodes import (
+    Agent,
+    EpisodeResult,
+    ExpertAgent,
+    PlanningAgent,
+    RandomAgent,
+    run_episode,
+)
+from ivideogpt.planning.models import SimulatorRollouts, WorldModelRollouts
+from ivideogpt.planning.objectives import ObjectiveConfig
+from ivideogpt.planning.planner import Planner, PlannerConfig
+from ivideogpt.planning.report import PLAN_FILE, summarize, write_plan_outputs
+from ivideogpt.sim.metaworld import ACTION_DIM, MetaWorldEnv, task_name
+
+if TYPE_CHECKING:
+    from ivideogpt.world_model import WorldModel
+
+AGENTS = ("world_model", "simulator", "random", "expert")
+SEED_OFFSET = 20_000  # scenes use seed + this: disjoint from training data and from the demo's episodes
+
+
+@dataclass
+class PlanConfig:
+    """Settings of `ivideogpt plan`."""
+
+    out: Path = Path("plan")  # output folder: plan.json, report.html, videos/
+    model: Path | None = None  # world-model folder; None: the pretrained model shipped in the package
+    tasks: tuple[str, ...] = ("reach", "push", "button-press-topdown")  # Meta-World tasks: --tasks push reach
+    episodes: int = 10  # episodes (scenes) per task, played by every agent
+    agents: tuple[str, ...] = AGENTS  # which of world_model, simulator, random, expert to run
+    planner: PlannerConfig = field(default_factory=PlannerConfig)  # --planner.horizon, --planner.samples, ...
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)  # --objective.kind goal, ...
+    max_steps: int = 100  # steps per episode
+    action_repeat: int | None = None  # simulator steps per action; None: as in the model's training data
+    camera: str | None = None  # Meta-World camera; None: as in the model's training data, else corner
+    videos: int = 1  # episodes per task and planner written as videos (real | imagined plan)
+    workers: int = 1  # episode processes; each loads its own world model
+    seed: int = 0  # scenes use seeds derived from seed + 20000, the task and the episode index
+    device: str = "auto"  # world model device: "auto" (CUDA if available), "cpu", "cuda", "cuda:N"
+    overwrite: bool = False  # replace an earlier plan output at `out`
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        self.tasks = (self.tasks,) if isinstance(self.tasks, str) else tuple(self.tasks)
+        self.agents = (self.agents,) if isinstance(self.agents, str) else tuple(self.agents)
+        if not self.tasks:
+            raise ValueError("PlanConfig.tasks names no task")
+        names = [task_name(t) for t in self.tasks]  # raises on an unknown task, suggesting close names
+        for what, values in (("tasks", names), ("agents", self.agents)):
+            repeated = [v for v, n in Counter(values).items() if n > 1]
+            if repeated:
+                raise ValueError(f"PlanConfig.{what} lists {repeated} more than once")
+        unknown = [a for a in self.agents if a not in AGENTS]
+        if unknown or not self.agents:
+            raise ValueError(f"PlanConfig.agents: unknown {unknown or 'none given'}; choose from {', '.join(AGENTS)}")
+        for name in ("episodes", "max_steps", "workers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"PlanConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.action_repeat is not None and self.action_repeat < 1:
+            raise ValueError(f"PlanConfig.action_repeat must be >= 1, got {self.action_repeat}")
+        if self.videos < 0:
+            raise ValueError(f"PlanConfig.videos must be >= 0, got {self.videos}")
+
+    @property
+    def task_list(self) -> tuple[str, ...]:
+        return tuple(task_name(t) for t in self.tasks)
+
+
+class Job(NamedTuple):
+    task: str
+    index: int
+    seed: int
+    agent: str
+    record: bool
+
+
+class Settings(NamedTuple):
+    """What a worker needs to play any job (picklable)."""
+
+    model: str | None  # world-model folder (None when no job uses it)
+    device: str
+    planner: PlannerConfig
+    objective: ObjectiveConfig
+    size: int
+    camera: str
+    action_repeat: int
+    max_steps: int
+
+
+def run_plan(cfg: PlanConfig) -> dict[str, Any]:
+    """Play every task x episode x agent, write plan.json, report.html and videos to `cfg.out`.
+
+    Returns:
+        The contents of plan.json.
+    """
+    settings, model_info = resolve_settings(cfg)
+    owns = {PLAN_FILE, "report.html", "videos"}.__contains__
+    jobs = make_jobs(cfg)
+    with ReplacedFolder(cfg.out, "plan output", owns, cfg.overwrite) as work:
+        start = time.perf_counter()
+        results = []
+        bar = tqdm(play(settings, jobs, cfg.workers), total=len(jobs), unit="ep", desc="plan")
+        for result in bar:
+            results.append(result)
+            done = [r for r in results if r.agent == result.agent]
+            bar.set_postfix_str(f"{result.agent} success {np.mean([r.success for r in done]):.0%}")
+        seconds = time.perf_counter() - start
+        record = summarize(cfg, settings._asdict(), model_info, results, seconds)
+        write_plan_outputs(work, record, results, fps=model_info["fps"])
+    _print_table(record, cfg.out)
+    return record
+
+
+def resolve_settings(cfg: PlanConfig) -> tuple[Settings, dict[str, Any]]:
+    """The env settings (from the model's training data where not given) and what the JSON says of the model.
+
+    Raises:
+        FileNotFoundError: no model at `cfg.model`.
+        ValueError: the model does not take Meta-World's 4-dim actions, or predicts no rewards for a reward
+            objective.
+    """
+    from ivideogpt.demo import recorded_collection, resolve_model
+    from ivideogpt.world_model import read_spec
+
+    needs_model = "world_model" in cfg.agents
+    folder = resolve_model(cfg.model)
+    spec = read_spec(folder)
+    if needs_model and spec.action_dim != ACTION_DIM:
+        raise ValueError(f"{folder}: the world model takes {spec.action_dim}-dim actions (action_dim="
+                         f"{spec.action_dim}), but Meta-World's are {ACTION_DIM}-dim")
+    if needs_model and cfg.objective.needs_rewards and not spec.transformer.reward_head:
+        raise ValueError(f"{folder}: the world model has no reward head, so objective {cfg.objective.kind!r} "
+                         "cannot score its futures; use --objective.kind goal")
+    recorded = recorded_collection(spec)
+    settings = Settings(
+        model=str(folder) if needs_model else None, device=cfg.device, planner=cfg.planner,
+        objective=cfg.objective, size=spec.image_size,
+        camera=cfg.camera or recorded.get("camera", "corner"),
+        action_repeat=cfg.action_repeat or recorded.get("action_repeat", 2), max_steps=cfg.max_steps)
+    probe = MetaWorldEnv(cfg.task_list[0], settings.size, settings.camera, 0, settings.action_repeat, 1)
+    fps = probe.metadata["render_fps"]  # also checks the camera name before any episode runs
+    probe.close()
+    info = {"path": str(folder), "context_frames": spec.context_frames, "image_size": spec.image_size,
+            "sampling": {"temperature": spec.sampling.temperature, "top_k": spec.sampling.top_k},
+            "trained_on": recorded, "fps": fps}
+    return settings, info
+
+
+def make_jobs(cfg: PlanConfig) -> list[Job]:
+    """Every episode to play, episode index major: an interrupted run has played every task and agent."""
+    jobs = []
+    for index in range(cfg.episodes):
+        for task in cfg.task_list:
+            seed = episode_seed(cfg.seed + SEED_OFFSET, task, index)
+            for agent in cfg.agents:
+                record = index < cfg.videos and agent in ("world_model", "simulator")
+                jobs.append(Job(task, index, seed, agent, record))
+    return jobs
+
+
+def play(settings: Settings, jobs: list[Job], workers: int) -> Iterator[EpisodeResult]:
+    """Play `jobs` in `workers` spawned processes (or here when 1), yielding results in job order."""
+    workers = min(workers, len(jobs))
+    if workers == 1:
+        player = Player(settings)
+        try:
+            yield from map(player, jobs)
+        finally:
+            player.close()
+        return
+    # spawn, not fork: an EGL context does not survive a fork
+    with mp.get_context("spawn").Pool(workers, _init_worker, (settings, workers)) as pool:
+        yield from pool.imap(_play_in_worker, jobs)
+
+
+class Player:
+    """Plays jobs of any task and agent, keeping one env per task and one world model (loaded on first use)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.s = settings
+        self.envs: dict[str, MetaWorldEnv] = {}
+        self._wm: WorldModel | None = None
+
+    def __call__(self, job: Job) -> EpisodeResult:
+        s = self.s
+        if job.task not in self.envs:
+            self.envs[job.task] = MetaWorldEnv(job.task, s.size, s.camera, 0, s.action_repeat, s.max_steps)
+        env = self.envs[job.task]
+        agent = self.agent(job)
+        return run_episode(env, agent, job.agent, job.index, job.seed, s.objective, job.record)
+
+    def agent(self, job: Job) -> Agent:
+        if job.agent == "random":
+            return RandomAgent()
+        if job.agent == "expert":
+            return ExpertAgent(job.task)
+        planner = Planner(self.s.planner, ACTION_DIM)
+        if job.agent == "simulator":
+            return PlanningAgent(planner, lambda env, frames: SimulatorRollouts(env), self.s.objective, job.record)
+        wm = self.world_model()
+        return PlanningAgent(planner, lambda env, frames: WorldModelRollouts(wm, frames, seed=job.seed),
+                             self.s.objective, job.record)
+
+    def world_model(self) -> WorldModel:
+        """Loaded on first use (and imported then: the baselines never need torch)."""
+        if self._wm is None:
+            from ivideogpt.device import resolve_device
+            from ivideogpt.world_model import WorldModel
+
+            self._wm = WorldModel.load(self.s.model, resolve_device(self.s.device))
+        return self._wm
+
+    def close(self) -> None:
+        for env in self.envs.values():
+            env.close()
+        self.envs.clear()
+
+
+_WORKER_PLAYER: Player | None = None  # one per worker process, built by `_init_worker`
+
+
+def _init_worker(settings: Settings, workers: int) -> None:
+    global _WORKER_PLAYER
+    if "OMP_NUM_THREADS" not in os.environ:  # share the cores between the workers instead of fighting over them
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+    _WORKER_PLAYER = Player(settings)
+
+
+def _play_in_worker(job: Job) -> EpisodeResult:
+    assert _WORKER_PLAYER is not None, "worker used before _init_worker"
+    return _WORKER_PLAYER(job)
+
+
+def _print_table(record: dict[str, Any], out: Path) -> None:
+    for task, agents in record["tasks"].items():
+        cells = "  ".join(f"{a} {v['success_rate']:.0%} (return {v['mean_return']:.0f})" for a, v in agents.items())
+        print(f"{task}: {cells}")
+    print(f"plan: report written to {(out / 'report.html').resolve()}")
