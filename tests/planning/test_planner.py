@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ivideogpt.planning import Imagined, ObjectiveConfig, Planner, PlannerConfig, goal_distance, make_objective
+from ivideogpt.planning import (
+    Imagined,
+    ObjectiveConfig,
+    Planner,
+    PlannerConfig,
+    goal_distance,
+    make_objective,
+)
 
 HORIZON, DIM = 4, 2
 # a*, (T, A): smooth in time, like a real best plan (correlated sampling noise is a smoothness prior)
@@ -60,7 +67,7 @@ def test_mppi_one_round_per_step_converges_by_warm_start() -> None:
         errors.append(np.abs(plan.actions - TARGET).mean())
         planner.advance(0)  # nothing executed: the next plan starts from this one
     start = np.abs(TARGET).mean()  # error of the first mean (zeros)
-    assert np.mean(errors[-4:]) < 0.12 < 0.3 < start and max(errors) < 0.2
+    assert np.mean(errors[-4:]) < 0.12 and start > 0.3 and max(errors) < 0.2
 
 
 def test_goal_image_objective_steers_the_plan() -> None:

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from ivideogpt.world_model import WorldModel
 
 AGENTS = ("world_model", "simulator", "random", "expert")
-SEED_OFFSET = 20_000  # scenes use seed + this: disjoint from training data and from the demo's episodes
+SEED_OFFSET = 30_000  # scenes use seed + this: disjoint from training data, the demo and bench/actions.py
 
 
 @dataclass
@@ -56,7 +56,7 @@ class PlanConfig:
 
     out: Path = Path("plan")  # output folder: plan.json, report.html, videos/
     model: Path | None = None  # world-model folder; None: the pretrained model shipped in the package
-    tasks: tuple[str, ...] = ("reach", "push", "button-press-topdown")  # Meta-World tasks: --tasks push reach
+    tasks: tuple[str, ...] = ("reach", "button-press-topdown", "drawer-close")  # Meta-World tasks: --tasks push reach
     episodes: int = 10  # episodes (scenes) per task, played by every agent
     agents: tuple[str, ...] = AGENTS  # which of world_model, simulator, random, expert to run
     planner: PlannerConfig = field(default_factory=PlannerConfig)  # --planner.horizon, --planner.samples, ...
@@ -66,7 +66,7 @@ class PlanConfig:
     camera: str | None = None  # Meta-World camera; None: as in the model's training data, else corner
     videos: int = 1  # episodes per task and planner written as videos (real | imagined plan)
     workers: int = 1  # episode processes; each loads its own world model
-    seed: int = 0  # scenes use seeds derived from seed + 20000, the task and the episode index
+    seed: int = 0  # scenes use seeds derived from seed + 30000, the task and the episode index
     device: str = "auto"  # world model device: "auto" (CUDA if available), "cpu", "cuda", "cuda:N"
     overwrite: bool = False  # replace an earlier plan output at `out`
 
