@@ -62,7 +62,8 @@ class BenchConfig:
 def main(cfg: BenchConfig) -> dict[str, Any]:
     planner = PlannerConfig(method=cfg.method, horizon=cfg.horizon, samples=cfg.samples,
                             iterations=cfg.iterations, replan_every=cfg.replan_every)
-    plan_cfg = PlanConfig(out=cfg.work, model=cfg.model, tasks=cfg.tasks, episodes=cfg.episodes, planner=planner,
+    plan_cfg = PlanConfig(out=cfg.work, model=cfg.model, tasks=cfg.tasks, episodes=cfg.episodes,
+                          planner=planner,
                           objective=ObjectiveConfig(kind=cfg.objective), max_steps=cfg.max_steps,
                           workers=cfg.workers, device=cfg.device, seed=cfg.seed, overwrite=True)
     start = time.perf_counter()

@@ -62,7 +62,8 @@ def _commands() -> list[Command]:
                 EvalConfig, evaluate_predictions),
         Command(("eval", "report"), "Re-render report.html and plots from a metrics.json.",
                 ReportConfig, render_report),
-        Command(("plan",), "Control Meta-World with CEM/MPPI in the world model's imagination, beside baselines.",
+        Command(("plan",), "Control Meta-World with CEM/MPPI in the world model's imagination, beside "
+                "baselines.",
                 PlanConfig, run_plan),
         Command(("export",), "Copy a world model to share it: float16 weights, its default sampling set.",
                 ExportConfig, export_world_model),

@@ -255,8 +255,8 @@ class WorldModel:
         """
         t = _horizon_of(actions, self.action_dim)
         action_seq = self._check_actions(actions, (state.batch_size, t, self.action_dim), "actions")
-        steps = [sampling.step(self.transformer, state.rollout, action_seq[:, i], state.temperature, state.top_k,
-                               state.generator)[:3] for i in range(t)]
+        steps = [sampling.step(self.transformer, state.rollout, action_seq[:, i], state.temperature,
+                               state.top_k, state.generator)[:3] for i in range(t)]
         codes, rewards, dones = zip(*steps, strict=True)
         codes = torch.stack(codes, dim=1)  # (B, T, n)
         rewards, dones = _stack_or_none(rewards), _stack_or_none(dones)  # (B, T) each, or None

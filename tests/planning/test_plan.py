@@ -24,7 +24,8 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_one_tiny_plan_episode_per_agent_end_to_end(model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "plan"
-    record = run_plan(PlanConfig(out=out, model=model_dir, tasks=("reach",), episodes=1, max_steps=3, planner=TINY))
+    record = run_plan(PlanConfig(out=out, model=model_dir, tasks=("reach",), episodes=1, max_steps=3,
+                                 planner=TINY))
     assert set(record["tasks"]["reach-v3"]) == set(AGENTS)
     wm = record["tasks"]["reach-v3"]["world_model"]
     assert wm["episodes"] == 1 and wm["plans_per_episode"] == 3 and wm["ms_per_plan"] > 0
@@ -39,7 +40,8 @@ def test_one_tiny_plan_episode_per_agent_end_to_end(model_dir: Path, tmp_path: P
     assert videos == ["reach-v3_simulator_ep0.mp4", "reach-v3_world_model_ep0.mp4"]
     assert "world_model planner" in (out / "report.html").read_text()
     with pytest.raises(FileExistsError, match="--overwrite"):  # an earlier output is never replaced silently
-        run_plan(PlanConfig(out=out, model=model_dir, tasks=("reach",), episodes=1, max_steps=3, planner=TINY))
+        run_plan(PlanConfig(out=out, model=model_dir, tasks=("reach",), episodes=1, max_steps=3,
+                            planner=TINY))
 
 
 def test_goal_image_task_and_the_simulator_planner_beats_nothing(model_dir: Path, tmp_path: Path) -> None:
@@ -54,7 +56,8 @@ def test_goal_image_task_and_the_simulator_planner_beats_nothing(model_dir: Path
 
 
 def test_workers_give_the_same_results(model_dir: Path, tmp_path: Path) -> None:
-    kwargs = {"model": model_dir, "tasks": ("reach",), "episodes": 2, "max_steps": 2, "agents": ("random", "simulator"),
+    kwargs = {"model": model_dir, "tasks": ("reach",), "episodes": 2, "max_steps": 2,
+              "agents": ("random", "simulator"),
               "planner": TINY, "videos": 0}
     one = run_plan(PlanConfig(out=tmp_path / "one", workers=1, **kwargs))
     two = run_plan(PlanConfig(out=tmp_path / "two", workers=2, **kwargs))
@@ -77,7 +80,8 @@ def test_bad_settings_are_named(kwargs: dict, match: str, tmp_path: Path) -> Non
 def test_a_model_with_the_wrong_action_size_is_refused(tmp_path: Path) -> None:
     model = make_world_model(tmp_path / "wm3", action_dim=3)
     with pytest.raises(ValueError, match="3-dim actions .* Meta-World's are 4-dim"):
-        run_plan(PlanConfig(out=tmp_path / "out", model=model, tasks=("reach",), episodes=1, max_steps=2, planner=TINY))
+        run_plan(PlanConfig(out=tmp_path / "out", model=model, tasks=("reach",), episodes=1, max_steps=2,
+                            planner=TINY))
     assert not (tmp_path / "out").exists()  # refused before anything is written
 
 
@@ -100,7 +104,8 @@ def test_command_line_errors_name_the_setting(args: list[str], message: str, tmp
     assert not (tmp_path / "x").exists()
 
 
-def test_command_line_refuses_to_overwrite(model_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_command_line_refuses_to_overwrite(model_dir: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture) -> None:
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "plan.json").write_text("{}")
     with pytest.raises(SystemExit):

@@ -43,7 +43,8 @@ def reward_sum(frames: np.ndarray | None, rewards: np.ndarray | None) -> np.ndar
 
 
 @pytest.mark.parametrize("cfg, target, atol", [
-    (PlannerConfig(method="cem", horizon=HORIZON, samples=200, iterations=6, elite_fraction=0.05), TARGET, 0.12),
+    (PlannerConfig(method="cem", horizon=HORIZON, samples=200, iterations=6, elite_fraction=0.05), TARGET,
+     0.12),
     (PlannerConfig(method="mppi", horizon=HORIZON, samples=200, iterations=6), TARGET, 0.25),
     (PlannerConfig(method="cem", horizon=HORIZON, samples=200, iterations=6, beta=0.0), JAGGED, 0.1),
 ], ids=["cem", "mppi", "cem-white-noise-jagged"])
@@ -80,7 +81,8 @@ def test_goal_image_objective_steers_the_plan() -> None:
 
 
 def test_warm_start_shifts_the_plan_and_bounds_clip_it() -> None:
-    cfg = PlannerConfig(method="cem", horizon=HORIZON, samples=100, iterations=5, action_low=-0.5, action_high=0.5)
+    cfg = PlannerConfig(method="cem", horizon=HORIZON, samples=100, iterations=5, action_low=-0.5,
+                        action_high=0.5)
     planner = Planner(cfg, DIM, seed=0)
     plan = planner.plan(ToyModel(), reward_sum)
     assert plan.actions.min() >= -0.5 and plan.actions.max() <= 0.5

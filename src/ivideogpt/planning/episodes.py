@@ -33,7 +33,7 @@ class AgentStats:
 
 class Agent(Protocol):
     stats: AgentStats
-    imagined: np.ndarray | None  # uint8 (horizon, H, W, 3): the plan being executed, as imagined; None if none
+    imagined: np.ndarray | None  # uint8 (horizon, H, W, 3): the plan being executed, as imagined (or None)
 
     def reset(self, seed: int, goal: np.ndarray | None) -> None: ...
 
@@ -160,7 +160,7 @@ def run_episode(env: MetaWorldEnv, agent: Agent, name: str, index: int, seed: in
 
 
 def _video_row(real: np.ndarray, imagined: np.ndarray | None, goal: np.ndarray | None) -> np.ndarray:
-    """One video frame: [goal |] real frame | the imagined frames of the plan being executed (grey if none)."""
+    """One video frame: [goal |] real frame | the imagined frames of the plan in progress (grey if none)."""
     sep = np.full((real.shape[0], 2, 3), 255, np.uint8)
     parts = [] if goal is None else [goal, sep]
     parts += [real, sep]

@@ -30,7 +30,8 @@ class WorldModelRollouts:
     def __init__(self, wm: WorldModel, context: np.ndarray, seed: int = 0) -> None:
         tc = wm.num_context_frames
         if context.ndim != 4 or len(context) < 1:
-            raise ValueError(f"WorldModelRollouts: context must be uint8 (T >= 1, H, W, 3), got {context.shape}")
+            raise ValueError(f"WorldModelRollouts: context must be uint8 (T >= 1, H, W, 3), "
+                             f"got {context.shape}")
         if len(context) < tc:
             context = np.concatenate([np.repeat(context[:1], tc - len(context), axis=0), context])
         self.wm, self.context, self.seed = wm, context[None, -tc:], seed  # (1, Tc, H, W, 3)
@@ -38,13 +39,14 @@ class WorldModelRollouts:
 
     def imagine(self, actions: np.ndarray, frames: bool) -> Imagined:
         n = len(actions)
-        state = self.wm.reset(self.context, seed=self.seed).select(np.zeros(n, np.int64))  # one encoding, N rows
+        # one context encoding, fanned out to N rows
+        state = self.wm.reset(self.context, seed=self.seed).select(np.zeros(n, np.int64))
         out = self.wm.imagine(state, actions, decode=frames)
         return Imagined(out.frames, out.rewards)
 
 
 class SimulatorRollouts:
-    """Imagine action sequences by playing each one in the simulator from its current state, then restoring it."""
+    """Imagine action sequences by playing each in the simulator from its current state, then restoring it."""
 
     def __init__(self, env: MetaWorldEnv) -> None:
         self.env = env

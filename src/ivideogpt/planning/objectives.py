@@ -76,6 +76,7 @@ def make_objective(cfg: ObjectiveConfig, goal: np.ndarray | None = None) -> Scor
 def goal_distance(frames: np.ndarray, goal: np.ndarray) -> np.ndarray:
     """Mean pixel MSE of frames uint8 (N, T, H, W, 3) to goal float (H, W, 3) in [0, 1] -> (N,)."""
     if frames.shape[2:] != goal.shape:
-        raise ValueError(f"goal image of shape {goal.shape} does not match frames of shape {frames.shape[2:]}")
+        raise ValueError(f"goal image of shape {goal.shape} does not match frames of shape "
+                         f"{frames.shape[2:]}")
     diff = frames.astype(np.float32) / 255.0 - goal  # (N, T, H, W, 3)
     return np.square(diff).mean(axis=(1, 2, 3, 4))

@@ -26,7 +26,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-Score = Callable[[np.ndarray | None, np.ndarray | None], np.ndarray]  # (frames, rewards) -> (N,), higher better
+# score(frames, rewards) -> (N,), higher is better
+Score = Callable[[np.ndarray | None, np.ndarray | None], np.ndarray]
 
 
 @dataclass
@@ -82,14 +83,16 @@ class PlannerConfig:
                 raise ValueError(f"PlannerConfig: samples ({self.samples}) < elites ({self.elites}); "
                                  "CEM keeps its elites among the samples")
             if self.num_elites < 1:
-                raise ValueError(f"PlannerConfig: {self.samples} samples x elite_fraction {self.elite_fraction} "
+                raise ValueError(f"PlannerConfig: {self.samples} samples x elite_fraction "
+                                 f"{self.elite_fraction} "
                                  f"leaves no elite; use >= {math.ceil(1 / self.elite_fraction)} samples")
         if not self.temperature > 0:
             raise ValueError(f"PlannerConfig.temperature must be > 0, got {self.temperature}")
         if not 0.0 <= self.beta < 1.0:
             raise ValueError(f"PlannerConfig.beta must be in [0, 1), got {self.beta}")
         if not 0.0 <= self.min_std <= self.init_std:
-            raise ValueError(f"PlannerConfig: need 0 <= min_std <= init_std, got {self.min_std}, {self.init_std}")
+            raise ValueError(f"PlannerConfig: need 0 <= min_std <= init_std, got {self.min_std}, "
+                             f"{self.init_std}")
         if not self.action_low < self.action_high:
             raise ValueError(f"PlannerConfig: action_low ({self.action_low}) must be < action_high "
                              f"({self.action_high})")
@@ -151,8 +154,9 @@ class Planner:
             out = model.imagine(actions, needs_frames)
             scores = np.asarray(score(out.frames, out.rewards), np.float64)
             if scores.shape != (cfg.samples,) or not np.isfinite(scores).all():
-                raise ValueError(f"Planner: the score must be {cfg.samples} finite numbers (one per sample), got "
-                                 f"shape {scores.shape}" + ("" if scores.shape != (cfg.samples,) else " with NaN/inf"))
+                bad = "" if scores.shape != (cfg.samples,) else " with NaN/inf"
+                raise ValueError(f"Planner: the score must be {cfg.samples} finite numbers (one per sample), "
+                                 f"got shape {scores.shape}{bad}")
             best = float(scores.max())
             mean, std = self._refit(actions, scores, std)
         self.mean = mean
@@ -188,12 +192,14 @@ class Planner:
             actions[0] = mean  # keep the current mean among the samples: a refit never loses the best so far
         return np.clip(actions, cfg.action_low, cfg.action_high).astype(np.float32)
 
-    def _refit(self, actions: np.ndarray, scores: np.ndarray, std: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _refit(
+        self, actions: np.ndarray, scores: np.ndarray, std: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         cfg = self.cfg
         if cfg.method == "cem":
             elites = actions[np.argsort(-scores, kind="stable")[: cfg.num_elites]]  # (E, T, A)
             return elites.mean(0), np.maximum(elites.std(0), cfg.min_std).astype(np.float32)
-        z = (scores - scores.mean()) / (scores.std() + 1e-8)  # standardised: one temperature for any objective
+        z = (scores - scores.mean()) / (scores.std() + 1e-8)  # standardised: one temperature for all
         w = np.exp((z - z.max()) / cfg.temperature)
         w /= w.sum()
         mean = np.einsum("n,nta->ta", w, actions).astype(np.float32)

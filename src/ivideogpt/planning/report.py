@@ -86,7 +86,8 @@ def write_plan_outputs(out: Path, record: dict[str, Any], results: list[EpisodeR
         path = save_video(out / "videos" / f"{r.task}_{r.agent}_ep{r.index}.mp4", add_label(r.video, header),
                           fps=min(fps, 10.0), scale=VIDEO_SCALE)
         outcome = f"success at step {r.first_success}" if r.success else "no success"
-        media[f"{r.task}, episode {r.index}, {r.agent} planner: {outcome}, return {r.episode_return:.0f}"] = path
+        caption = f"{r.task}, episode {r.index}, {r.agent} planner: {outcome}, return {r.episode_return:.0f}"
+        media[caption] = path
     with atomic_path(out / PLAN_FILE) as tmp:
         tmp.write_text(json.dumps(record, indent=1) + "\n")
     sections = ["<h1>ivideogpt visual planning</h1>", _settings_section(record), _results_section(record)]
@@ -100,11 +101,13 @@ def write_plan_outputs(out: Path, record: dict[str, Any], results: list[EpisodeR
 
 def _settings_section(record: dict[str, Any]) -> str:
     s = record["settings"]
-    rows = {"model": record["model"]["path"], "tasks": ", ".join(s["tasks"]), "episodes per task": s["episodes"],
-            "env": json.dumps(s["env"]), "planner": json.dumps(s["planner"]), "objective": json.dumps(s["objective"]),
+    rows = {"model": record["model"]["path"], "tasks": ", ".join(s["tasks"]),
+            "episodes per task": s["episodes"], "env": json.dumps(s["env"]),
+            "planner": json.dumps(s["planner"]), "objective": json.dumps(s["objective"]),
             "imagined frames per plan": s["imagined_per_plan"], "seed": s["seed"],
             "wall time (s)": record["seconds"]}
-    body = "".join(f"<tr><th>{k}</th><td style='text-align:left'>{_esc(v)}</td></tr>" for k, v in rows.items())
+    body = "".join(f"<tr><th>{k}</th><td style='text-align:left'>{_esc(v)}</td></tr>"
+                   for k, v in rows.items())
     return f"<h2>Settings</h2>\n<table>{body}</table>"
 
 
@@ -118,7 +121,8 @@ def _results_section(record: dict[str, Any]) -> str:
             fps = f"{v['imagined_per_s']:.1f}" if "imagined_per_s" in v else ""
             rows.append(f"<tr><th>{_esc(task)}</th><td>{_esc(agent)}</td><td>{v['episodes']}</td>"
                         f"<td>{v['success_rate']:.0%}</td><td>{v['final_success_rate']:.0%}</td>"
-                        f"<td>{v['mean_return']:.1f} ± {v['std_return']:.1f}</td><td>{ms}</td><td>{fps}</td></tr>")
+                        f"<td>{v['mean_return']:.1f} ± {v['std_return']:.1f}</td><td>{ms}</td>"
+                        f"<td>{fps}</td></tr>")
     note = ("<p class='note'>success: the simulator's success flag at any step of the episode; final: at its "
             "last step. For the simulator planner, imagined frames are simulated steps.</p>")
     return f"<h2>Results</h2>\n<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>\n{note}"

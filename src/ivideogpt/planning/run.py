@@ -56,7 +56,8 @@ class PlanConfig:
 
     out: Path = Path("plan")  # output folder: plan.json, report.html, videos/
     model: Path | None = None  # world-model folder; None: the pretrained model shipped in the package
-    tasks: tuple[str, ...] = ("reach", "button-press-topdown", "drawer-close")  # Meta-World tasks: --tasks push reach
+    # Meta-World tasks ("push" or "push-v3"): --tasks push reach
+    tasks: tuple[str, ...] = ("reach", "button-press-topdown", "drawer-close")
     episodes: int = 10  # episodes (scenes) per task, played by every agent
     agents: tuple[str, ...] = AGENTS  # which of world_model, simulator, random, expert to run
     planner: PlannerConfig = field(default_factory=PlannerConfig)  # --planner.horizon, --planner.samples, ...
@@ -83,7 +84,8 @@ class PlanConfig:
                 raise ValueError(f"PlanConfig.{what} lists {repeated} more than once")
         unknown = [a for a in self.agents if a not in AGENTS]
         if unknown or not self.agents:
-            raise ValueError(f"PlanConfig.agents: unknown {unknown or 'none given'}; choose from {', '.join(AGENTS)}")
+            raise ValueError(f"PlanConfig.agents: unknown {unknown or 'none given'}; choose from "
+                             f"{', '.join(AGENTS)}")
         for name in ("episodes", "max_steps", "workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"PlanConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -205,7 +207,7 @@ def play(settings: Settings, jobs: list[Job], workers: int) -> Iterator[EpisodeR
 
 
 class Player:
-    """Plays jobs of any task and agent, keeping one env per task and one world model (loaded on first use)."""
+    """Plays jobs of any task and agent, keeping one env per task and one world model (loaded when needed)."""
 
     def __init__(self, settings: Settings) -> None:
         self.s = settings
@@ -227,7 +229,8 @@ class Player:
             return ExpertAgent(job.task)
         planner = Planner(self.s.planner, ACTION_DIM)
         if job.agent == "simulator":
-            return PlanningAgent(planner, lambda env, frames: SimulatorRollouts(env), self.s.objective, job.record)
+            return PlanningAgent(planner, lambda env, frames: SimulatorRollouts(env), self.s.objective,
+                                 job.record)
         wm = self.world_model()
         return PlanningAgent(planner, lambda env, frames: WorldModelRollouts(wm, frames, seed=job.seed),
                              self.s.objective, job.record)
@@ -252,7 +255,7 @@ _WORKER_PLAYER: Player | None = None  # one per worker process, built by `_init_
 
 def _init_worker(settings: Settings, workers: int) -> None:
     global _WORKER_PLAYER
-    if "OMP_NUM_THREADS" not in os.environ:  # share the cores between the workers instead of fighting over them
+    if "OMP_NUM_THREADS" not in os.environ:  # share the cores between the workers, not fight over them
         import torch
 
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
@@ -266,6 +269,7 @@ def _play_in_worker(job: Job) -> EpisodeResult:
 
 def _print_table(record: dict[str, Any], out: Path) -> None:
     for task, agents in record["tasks"].items():
-        cells = "  ".join(f"{a} {v['success_rate']:.0%} (return {v['mean_return']:.0f})" for a, v in agents.items())
+        cells = "  ".join(f"{a} {v['success_rate']:.0%} (return {v['mean_return']:.0f})"
+                          for a, v in agents.items())
         print(f"{task}: {cells}")
     print(f"plan: report written to {(out / 'report.html').resolve()}")
