@@ -129,15 +129,17 @@ def resolve_model(model: Path | None) -> Path:
 
 
 def recorded_collection(spec: WorldModelSpec) -> dict[str, Any]:
-    """How the model's training data was recorded: tasks, camera, action_repeat, max_steps, seed (known ones).
+    """How the model's training data was recorded: tasks, camera, action_repeat, max_steps, seed and the
+    behaviour policy (the known ones).
 
     Read from the provenance's "collect" entry, else from the meta.json of its training datasets (the
-    provenance's "sources") where they still exist on this machine.
+    provenance's "sources") where they still exist on this machine. A recorded policy mixture
+    (`{name: weight}`) is returned as the `--policy` string that draws it.
     """
-    keys = ("tasks", "camera", "action_repeat", "max_steps", "seed")
+    keys = ("tasks", "camera", "action_repeat", "max_steps", "seed", "policy")
     recorded = spec.provenance.get("collect")
     if isinstance(recorded, dict):
-        return {k: recorded[k] for k in keys if k in recorded}
+        return _policy_string({k: recorded[k] for k in keys if k in recorded})
     found: dict[str, Any] = {}
     for source in spec.provenance.get("sources") or []:
         try:
@@ -147,11 +149,21 @@ def recorded_collection(spec: WorldModelSpec) -> dict[str, Any]:
         tasks = found.get("tasks", [])
         tasks += [t for t in extra.get("tasks", []) if t not in tasks]  # the union over the sources
         found |= {k: extra[k] for k in keys if k in extra} | ({"tasks": tasks} if tasks else {})
-    return found
+    return _policy_string(found)
+
+
+def _policy_string(recorded: dict[str, Any]) -> dict[str, Any]:
+    policy = recorded.get("policy")
+    if isinstance(policy, dict):
+        recorded["policy"] = ",".join(f"{name}:{weight}" for name, weight in policy.items())
+    return recorded
 
 
 def fresh_episodes_config(cfg: DemoConfig, spec: WorldModelSpec) -> MetaworldCollectConfig:
-    """Test episodes like the training data (tasks, camera, repeat) but with seeds it never used."""
+    """Test episodes like the training data (tasks, camera, repeat, policy) but with seeds it never used.
+
+    Data recorded before collection drew policies from a mixture had no policy entry: it was the expert's.
+    """
     recorded = recorded_collection(spec)
     seed = cfg.seed + EVAL_SEED_OFFSET
     if recorded.get("seed") == seed:
@@ -159,6 +171,7 @@ def fresh_episodes_config(cfg: DemoConfig, spec: WorldModelSpec) -> MetaworldCol
                          f"test episodes; pass another --seed")
     tasks = cfg.tasks or tuple(recorded.get("tasks") or DEFAULT_TASKS)
     settings = {k: recorded[k] for k in ("camera", "action_repeat", "max_steps") if k in recorded}
+    settings["policy"] = recorded.get("policy", "expert")
     return MetaworldCollectConfig(out=cfg.out / "episodes", tasks=tasks, episodes=cfg.episodes,
                                   size=spec.image_size, workers=cfg.workers, seed=seed, overwrite=True,
                                   **settings)

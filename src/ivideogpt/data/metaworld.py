@@ -119,10 +119,12 @@ BRANCH_POLICIES = ("expert", "smooth_random", "random")
 
 
 def collect_metaworld(cfg: MetaworldCollectConfig) -> Path:
-    """Record `cfg.episodes` expert episodes per task into a new dataset at `cfg.out`.
+    """Record `cfg.episodes` episodes (or counterfactual scenes of `cfg.branches` episodes) per task into a
+    new dataset at `cfg.out`.
 
     Episodes are written in job order (episode index major, task minor), so an interrupted collection
-    still holds every task. `meta.json` extra records the settings and each episode's noise std.
+    still holds every task. `meta.json` records the settings, each episode's policy (and scene, branch)
+    and its expert noise std.
 
     Returns:
         `cfg.out`.
