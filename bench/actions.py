@@ -33,6 +33,7 @@ import tyro
 
 from ivideogpt.data.metaworld import MetaworldCollectConfig, collect_metaworld
 from ivideogpt.eval.predict import EvalConfig, evaluate_predictions
+from ivideogpt.eval.report import read_metrics_json
 from ivideogpt.sim.metaworld import DEFAULT_TASKS
 
 UNSEEN_TASKS = ("drawer-open", "button-press", "door-close", "window-close")  # not in DEFAULT_TASKS
@@ -52,6 +53,7 @@ class BenchConfig:
     clips: int = 128  # ordinary clips scored (spread over the episodes)
     horizon: int = 8  # imagined frames
     workers: int = 2  # recording processes
+    reuse: bool = False  # take finished evals in <work> (their metrics.json) instead of rerunning them
 
 
 def collect_sets(cfg: BenchConfig) -> dict[str, Path]:
@@ -81,6 +83,9 @@ def _complete(root: Path, jobs: int) -> bool:
 
 
 def evaluate(model: Path, data: Path, counterfactual: Path, out: Path, cfg: BenchConfig) -> dict[str, Any]:
+    if cfg.reuse and (out / "metrics.json").is_file():  # written last: only a finished eval has it
+        print(f"reusing {out / 'metrics.json'}")
+        return read_metrics_json(out / "metrics.json")
     return evaluate_predictions(EvalConfig(
         model=model, data=[data], counterfactual=counterfactual, out=out, split="all", clips=cfg.clips,
         horizon=cfg.horizon, counterfactual_scenes=10_000, overwrite=True,
