@@ -12,8 +12,8 @@ extra=${EXTRA:-}
 export MUJOCO_GL=egl
 
 # 1. 300 Meta-World episodes: the 10 default tasks x 30, scripted experts with small action noise (seed 0)
-[ -f data/metaworld/meta.json ] || ivideogpt collect metaworld --episodes 30 --out data/metaworld --workers 2 \
-    --policy expert
+[ -f data/metaworld/meta.json ] || ivideogpt collect metaworld --episodes 30 --out data/metaworld \
+    --workers 2 --policy expert
 # 2. compressive tokenizer with future_blend (README, "Tokenizer"); L2 pixel loss: PSNR is what is scored
 ivideogpt train-tokenizer --config tokenizer_metaworld64 --data data/metaworld --out "$work/tokenizer" \
     --tokenizer.future-blend --loss.recon l2 --train.steps 2400 --train.eval-every 200 \

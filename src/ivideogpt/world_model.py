@@ -20,7 +20,6 @@ import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -29,6 +28,7 @@ from torch import Tensor, nn
 from ivideogpt.data.frames import to_model, to_uint8
 from ivideogpt.tokenizer import ContextState, VideoTokenizer, build_tokenizer
 from ivideogpt.transformer import RolloutState, Transformer, sampling
+from ivideogpt.world_model_inputs import check_actions, check_context_frames, horizon_of
 from ivideogpt.world_model_io import (  # re-exported: the folder format is part of this API
     EXPORT_DIR,
     FORMAT,
@@ -223,7 +223,7 @@ class WorldModel:
                 raise ValueError(f"rollout: without actions, give horizon >= 1 (frames), got {horizon}")
             action_seq = None
         else:
-            t = horizon if horizon is not None else _horizon_of(actions, self.action_dim)
+            t = horizon if horizon is not None else horizon_of(actions, self.action_dim)
             action_seq = self._check_actions(actions, (b, t, self.action_dim), "actions")
             horizon = t
         temperature, top_k = self._sampling(temperature, top_k)
@@ -253,7 +253,7 @@ class WorldModel:
             `Rollout` with frames (B, T, H, W, 3) (or None), rewards and termination probabilities (B, T)
             where the model has the heads.
         """
-        t = _horizon_of(actions, self.action_dim)
+        t = horizon_of(actions, self.action_dim)
         action_seq = self._check_actions(actions, (state.batch_size, t, self.action_dim), "actions")
         steps = [sampling.step(self.transformer, state.rollout, action_seq[:, i], state.temperature,
                                state.top_k, state.generator)[:3] for i in range(t)]
@@ -292,20 +292,8 @@ class WorldModel:
 
     def _encode_context(self, frames: np.ndarray | Tensor) -> ContextState:
         """uint8 (B, T, H, W, 3), T >= Tc -> the tokenizer's context state of the last Tc frames."""
-        x = _as_tensor(frames, "context_frames", "uint8 frames")
-        h, tc = self.image_size, self.num_context_frames
-        if x.dtype != torch.uint8:
-            raise TypeError(
-                f"context_frames: expected uint8 frames (B, T, {h}, {h}, 3), got dtype {x.dtype}"
-            )
-        if x.ndim != 5 or tuple(x.shape[2:]) != (h, h, 3):
-            hint = " (add a batch axis: frames[None])" if x.ndim == 4 else ""
-            raise ValueError(
-                f"context_frames: expected shape (B, T, {h}, {h}, 3), got {tuple(x.shape)}{hint}"
-            )
-        if x.shape[1] < tc or x.shape[0] < 1:
-            raise ValueError(f"context_frames: this model needs at least {tc} context frame(s) and a batch "
-                             f"of >= 1, got shape {tuple(x.shape)}")
+        x = check_context_frames(frames, self.image_size, self.num_context_frames)
+        tc = self.num_context_frames
         with _eval(self.tokenizer):
             return self.tokenizer.encode_context(to_model(x[:, -tc:].to(self.device)))
 
@@ -342,24 +330,7 @@ class WorldModel:
         self, actions: np.ndarray | Tensor | None, shape: tuple[int, ...], name: str
     ) -> Tensor | None:
         """Validate and convert actions to float32 `shape` on the model's device (None stays None)."""
-        if actions is None:
-            return None
-        if self.action_dim == 0:
-            raise ValueError(f"{name}: this model is action-free (action_dim=0); pass actions=None")
-        a = _as_tensor(actions, name, "real-valued actions")
-        if a.dtype == torch.bool or a.is_complex():
-            raise TypeError(f"{name}: expected real-valued actions, got dtype {a.dtype}")
-        if a.ndim == len(shape) - 1 and tuple(a.shape) == shape[1:]:
-            raise ValueError(f"{name}: expected shape {shape} (batch first), got {tuple(a.shape)}: the batch "
-                             f"axis is missing (pass {name}[None] for one rollout)")
-        if tuple(a.shape) != shape:
-            raise ValueError(
-                f"{name}: expected shape {shape} (action_dim={self.action_dim}), got {tuple(a.shape)}"
-            )
-        a = a.to(self.device, torch.float32)
-        if not bool(torch.isfinite(a).all()):
-            raise ValueError(f"{name}: contains NaN or infinite values")
-        return a
+        return check_actions(actions, shape, self.action_dim, self.device, name)
 
     def _sampling(self, temperature: float | None, top_k: int | None) -> tuple[float, int | None]:
         """Per-call overrides on top of the spec's defaults (validated)."""
@@ -376,26 +347,6 @@ class WorldModel:
         else:
             generator.manual_seed(seed)
         return generator
-
-
-def _horizon_of(actions: Any, action_dim: int) -> int:
-    """T of actions (B, T, A); a 2-D (T, A) array is named as missing its batch axis, not read as (B, T)."""
-    shape = tuple(_as_tensor(actions, "actions", "real-valued actions").shape)
-    if len(shape) == 2 and shape[1] == action_dim:
-        raise ValueError(f"actions: expected shape (B, T, {action_dim}), got {shape}: the batch axis is "
-                         "missing (pass actions[None] for one rollout)")
-    if len(shape) != 3:
-        raise ValueError(f"actions: expected shape (B, T, {action_dim}), got {shape}")
-    return shape[1]
-
-
-def _as_tensor(x: Any, name: str, expected: str) -> Tensor:
-    """`torch.as_tensor(x)`, with an error naming the argument where torch cannot convert x (strings, ...)."""
-    try:
-        return torch.as_tensor(x)
-    except (TypeError, ValueError, RuntimeError) as e:
-        got = type(x).__name__ + (f" of dtype {x.dtype}" if isinstance(x, np.ndarray) else "")
-        raise TypeError(f"{name}: expected {expected} (a numpy array or tensor), got {got} ({e})") from None
 
 
 def _stack_or_none(xs: tuple[Tensor | None, ...]) -> Tensor | None:
