@@ -43,9 +43,9 @@ class KVCache:
                 f"KVCache: {t} new tokens after {self.length} cached exceed its capacity of "
                 f"{self.capacity}; allocate a larger cache or slide the window"
             )
-        if self._keys[layer] is None:
-            self._keys[layer] = k.new_empty(b, h, self.capacity, d)
-            self._values[layer] = v.new_empty(b, h, self.capacity, d)
+        if self._keys[layer] is None:  # zeros, not empty: see `buffers`
+            self._keys[layer] = k.new_zeros(b, h, self.capacity, d)
+            self._values[layer] = v.new_zeros(b, h, self.capacity, d)
         keys, values = self._keys[layer], self._values[layer]
         if keys.shape[0] != b:
             raise ValueError(f"KVCache: batch of {b} does not match the cached batch of {keys.shape[0]}")
@@ -61,9 +61,9 @@ class KVCache:
         The single-token decode step (fast_decode.py) writes position `length` itself and attends over the
         filled part; buffers not allocated yet are allocated with `like`'s dtype and device.
         """
-        if self._keys[layer] is None:
-            self._keys[layer] = like.new_empty(batch, heads, self.capacity, head_dim)
-            self._values[layer] = like.new_empty(batch, heads, self.capacity, head_dim)
+        if self._keys[layer] is None:  # zeros: `step_static` reads (masked) unfilled slots, and 0 * NaN = NaN
+            self._keys[layer] = like.new_zeros(batch, heads, self.capacity, head_dim)
+            self._values[layer] = like.new_zeros(batch, heads, self.capacity, head_dim)
         keys, values = self._keys[layer], self._values[layer]
         if keys.shape[0] != batch or self.length >= self.capacity:
             raise ValueError(
