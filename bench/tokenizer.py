@@ -10,6 +10,8 @@ the library's only training loop) and scores each on held-out episodes (the val 
                     frame with the last context frame; our addition, not the reference design)
     compressive_blend_8x8  the same with an 8x8 future grid (patch 2): 4x the tokens per future frame, so
                     4x the transformer steps per imagined frame; is what it buys on moving pixels worth it?
+    NAME=DIR        (--trained) a tokenizer trained elsewhere (the shipped world model's, a fine-tune), scored
+                    on the same clips without training
     copy_last       no tokenizer: the last context frame repeated, scored on the same clips (the bar a
                     future-frame code must clear to carry any motion)
 
@@ -18,6 +20,8 @@ truth differs from the last context frame: what the actions move), encode+decode
 perplexity and share of codes used, training time. Prints a table and writes JSON.
 
     python bench/tokenizer.py --data data/metaworld --preset tokenizer_metaworld64          # the real run
+    python bench/tokenizer.py --data data/mw-mix --reuse --json bench/results/tokenizer_grid.json \
+        --trained shipped=src/ivideogpt/pretrained/metaworld64      # a trained tokenizer beside the grid
     python bench/tokenizer.py --data /tmp/tiny --preset tokenizer_tiny --steps 5 --json /tmp/t.json  # smoke
 """
 
@@ -35,7 +39,7 @@ from typing import Any
 import torch
 import tyro
 
-from ivideogpt.artifacts import load_tokenizer
+from ivideogpt.artifacts import load_any_tokenizer
 from ivideogpt.config import load_yaml, merge
 from ivideogpt.data.clips import ClipDataset
 from ivideogpt.eval.baselines import copy_last_frame
@@ -59,6 +63,8 @@ class BenchConfig:
     overwrite: bool = False  # delete earlier runs in <work> first
     reuse: bool = False  # score finished runs in <work> again, not retrain them (train time from their log)
     only: tuple[str, ...] = ()  # variants to run (names as in the table); empty: all of them
+    # "NAME=DIR": tokenizers trained elsewhere (export, run or world-model folder), scored beside the variants
+    trained: tuple[str, ...] = ()
     eval_clips: int = 256  # validation clips scored per tokenizer (spread evenly over the val split)
     eval_batch_size: int = 16  # clips per forward pass when scoring and timing
     json: Path = Path("bench/results/tokenizer.json")  # where the results go
@@ -71,6 +77,12 @@ class BenchConfig:
         if unknown:
             raise ValueError(f"BenchConfig.only: unknown variant(s) {sorted(unknown)}; "
                              f"choose from {VARIANT_NAMES}")
+        for entry in self.trained:
+            name, sep, folder = entry.partition("=")
+            if not (sep and name and folder) or name in VARIANT_NAMES or name == "copy_last":
+                raise ValueError(f"BenchConfig.trained: {entry!r} is not NAME=DIR with a NAME of its own")
+            if not Path(folder).exists():
+                raise ValueError(f"BenchConfig.trained: {folder} does not exist")
         for name in ("eval_clips", "eval_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"BenchConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -106,7 +118,7 @@ def scored_batches(train_cfg: TokenizerTrainConfig, cfg: BenchConfig) -> list:
 def score(export: Path, train_cfg: TokenizerTrainConfig, cfg: BenchConfig) -> dict[str, float]:
     """Future-frame quality, codebook use and speed of an exported tokenizer on the val split."""
     device = init_runtime(cfg.device).device
-    tokenizer = load_tokenizer(export, device)
+    tokenizer = load_any_tokenizer(export, device)
     batches = scored_batches(train_cfg, cfg)
     sizes = {"future": tokenizer.future_vocab_size}
     num_context = train_cfg.clips.context_frames
@@ -149,7 +161,9 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     earlier = {}  # train seconds of the runs --reuse scores again, as the earlier JSON recorded them
     if cfg.reuse and cfg.json.exists():
         earlier = {r["name"]: r["train_time_s"] for r in json.loads(cfg.json.read_text())["rows"]}
-    for name, tokenizer in variants(merge(TokenizerTrainConfig(), load_yaml(cfg.preset)).tokenizer).items():
+    base = merge(TokenizerTrainConfig(), load_yaml(cfg.preset)).tokenizer
+    train_cfg = train_config(cfg, "copy_last", base)  # every row is scored on its clips (same for all)
+    for name, tokenizer in variants(base).items():
         if cfg.only and name not in cfg.only:
             continue
         train_cfg = train_config(cfg, name, tokenizer)
@@ -167,6 +181,12 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
             export = train_tokenizer(train_cfg)
             train_time = time.perf_counter() - t0
         rows.append({"name": name, **score(export, train_cfg, cfg), "train_time_s": train_time})
+    for entry in cfg.trained:
+        name, _, folder = entry.partition("=")
+        log = Path(folder) / "log.jsonl"  # a run folder's log gives its training time
+        train_time = logged_train_time(Path(folder)) if log.exists() else float("nan")
+        rows.append({"name": name, "source": folder, **score(Path(folder), train_cfg, cfg),
+                     "train_time_s": train_time})
     rows.append({"name": "copy_last", **score_copy_last(train_cfg, cfg)})
     result = {"command": " ".join(["python", *sys.argv]), "preset": cfg.preset, "steps": steps,
               "data": [str(d) for d in cfg.data], "device": cfg.device,

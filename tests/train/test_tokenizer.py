@@ -138,3 +138,7 @@ def test_bench_variants_share_the_preset_and_differ_in_future_tokens(monkeypatch
     assert tuple(bench.variants(base)) == bench.VARIANT_NAMES  # what --only accepts
     with pytest.raises(ValueError, match="unknown variant.*perframe8x8"):
         bench.BenchConfig(data=[Path("d")], only=("compressive", "perframe8x8"))
+    with pytest.raises(ValueError, match="NAME=DIR"):
+        bench.BenchConfig(data=[Path("d")], trained=("copy_last=.",))  # a name the table already has
+    with pytest.raises(ValueError, match="does not exist"):
+        bench.BenchConfig(data=[Path("d")], trained=("shipped=/no/such/folder",))
