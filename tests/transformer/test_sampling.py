@@ -213,3 +213,46 @@ def test_decode_engine_follows_weight_updates() -> None:
     gen = lambda: torch.Generator().manual_seed(5)
     cached = generate_frames(model, context, actions, 2, 0.8, 6, gen())
     assert torch.equal(cached[0], generate_frames_uncached(model, context, actions, 2, 0.8, 6, gen())[0])
+
+
+@pytest.mark.parametrize("compiled", [False, True])
+def test_one_context_fanned_out_shares_its_cache_and_samples_like_repeated_contexts(compiled: bool) -> None:
+    # select() with one row repeated keeps the context's keys once (a shared prefix read once per step)
+    # instead of once per sample; the samples must be what encoding the context n times gives
+    torch._dynamo.reset()
+    model = _model()
+    context, _ = _rollout_inputs(model, 1, b=1)
+    n, frames = 5, 7
+    actions = torch.randn(n, frames, model.cfg.action_dim, generator=torch.Generator().manual_seed(2))
+    options = DecodeOptions(compile=True, compile_mode=None, compile_backend="eager") if compiled else None
+
+    def rollout(shared: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        state = start(model, context if shared else context.expand(n, -1, -1), window_frames=3,
+                      slide_frames=1, options=options)
+        if shared:
+            state.select(torch.zeros(n, dtype=torch.long))
+            assert state.cache.prefix_length == state.context_length
+        generator, out = torch.Generator().manual_seed(3), []
+        for t in range(frames):  # 7 frames in a window of 3: the rollout slides
+            codes, reward, _, state = step(model, state, actions[:, t], 0.8, 6, generator)
+            out.append((codes, reward))
+            if t == 3:  # samples are dropped and reordered, as a planner's elites are
+                state.select(torch.tensor([4, 0, 1, 1, 3]))
+        return out
+
+    for (codes, reward), (codes_ref, reward_ref) in zip(rollout(True), rollout(False), strict=True):
+        assert torch.equal(codes, codes_ref)
+        torch.testing.assert_close(reward, reward_ref, rtol=1e-4, atol=1e-5)
+
+
+def test_a_shared_prefix_is_never_pruned() -> None:
+    cache = KVCache(num_layers=1, capacity=8)
+    k = torch.randn(1, 2, 3, 4)
+    cache.update(0, k, k)
+    cache.advance(3)
+    cache.select(torch.zeros(4, dtype=torch.long))
+    assert cache.prefix_length == 3 and cache.prefix(0)[0].shape == (1, 2, 3, 4)
+    with pytest.raises(ValueError, match="shared prefix"):
+        cache.truncate(2)
+    keys, _ = cache.update(0, torch.ones(4, 2, 1, 4), torch.ones(4, 2, 1, 4))  # a forward sees it all
+    assert keys.shape == (4, 2, 4, 4) and torch.equal(keys[2, :, :3], k[0]) and bool(keys[:, :, 3].eq(1).all())

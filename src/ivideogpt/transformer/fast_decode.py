@@ -130,7 +130,7 @@ class DecodeEngine:
             cache: written in place at its current length (advanced here by one).
             rotation: (hd, hd) the RoPE rotation of that position (`rotations`).
         """
-        b, pos = x.shape[0], cache.length
+        b, pos = x.shape[0], cache.length - cache.prefix_length  # pos: this token's slot in the row buffers
         h, hd, hidden = self.n_head, self.head_dim, self.hidden
         for i, (wqkv, wo, wgu, wd) in enumerate(self.layers):
             keys, values = cache.buffers(i, b, h, hd, x)
@@ -138,10 +138,13 @@ class DecodeEngine:
             qk = qkv[:, :2] @ rotation  # (B, 2, H, hd): rotated queries and keys
             keys[:, :, pos] = qk[:, 1]
             values[:, :, pos] = qkv[:, 2]
-            y = F.scaled_dot_product_attention(
-                qk[:, 0, :, None], keys[:, :, : pos + 1], values[:, :, : pos + 1]
-            )  # (B, H, 1, hd)
-            x = torch.addmm(x, y.view(b, h * hd), wo)
+            q, keys, values = qk[:, 0, :, None], keys[:, :, : pos + 1], values[:, :, : pos + 1]
+            prefix = cache.prefix(i)
+            if prefix is None:
+                y = F.scaled_dot_product_attention(q, keys, values)  # (B, H, 1, hd)
+            else:
+                y = _attend_with_prefix(q, *prefix, keys, values)
+            x = torch.addmm(x, y.reshape(b, h * hd), wo)
             gu = _rms(x, self.eps) @ wgu  # (B, 2h)
             x = torch.addmm(x, F.silu(gu[:, :hidden]) * gu[:, hidden:], wd)
         cache.advance(1)
@@ -169,6 +172,7 @@ class DecodeEngine:
         """`step`, or the compiled static step when the options ask for it."""
         if self._static_step is None:
             return self.step(x, cache, rotation)
+        cache.materialize()  # fixed shapes: every row holds its whole sequence
         b = x.shape[0]
         bufs = [cache.buffers(i, b, self.n_head, self.head_dim, x) for i in range(len(self.layers))]
         if x.is_cuda:  # CUDA graphs replay in-place writes only into buffers at fixed addresses
@@ -216,6 +220,25 @@ def gumbel_noise(shape: tuple[int, ...], generator: torch.Generator | None, devi
 
 
 # --------------------------------------------------------------------------------------- helpers
+
+
+def _attend_with_prefix(q: Tensor, prefix_keys: Tensor, prefix_values: Tensor, keys: Tensor, values: Tensor
+                        ) -> Tensor:
+    """Single-query attention over a prefix shared by all rows, then each row's own keys.
+
+    q (B, H, 1, hd); prefix keys/values (1, H, P, hd); own keys/values (B, H, t, hd) -> (B, H, 1, hd). The
+    prefix part is one (B, hd) x (hd, P) matmul per head, reading the prefix once for the whole batch; one
+    softmax spans both parts, so this is exactly attention over their concatenation.
+    """
+    scale = q.shape[-1] ** -0.5
+    q_heads = q[:, :, 0].transpose(0, 1)  # (H, B, hd)
+    prefix_scores = q_heads @ prefix_keys[0].transpose(1, 2)  # (H, B, P)
+    own_scores = (q @ keys.transpose(2, 3))[:, :, 0].transpose(0, 1)  # (H, B, t)
+    weights = torch.softmax(torch.cat([prefix_scores, own_scores], -1).float() * scale, -1).to(q.dtype)
+    p = prefix_scores.shape[-1]
+    y = weights[..., :p] @ prefix_values[0]  # (H, B, hd)
+    own = weights[..., p:].transpose(0, 1)[:, :, None] @ values  # (B, H, 1, hd)
+    return y.transpose(0, 1)[:, :, None] + own
 
 
 def _rms(x: Tensor, eps: float) -> Tensor:

@@ -6,10 +6,18 @@ hidden states of later tokens still reflect the dropped ones). The only pruning 
 `truncate`, which keeps a prefix: exact, because a causal model's prefix never depends on what follows.
 Sliding a long rollout (sampling.py) truncates back to the context frames and re-encodes the kept future
 frames once per slide.
+
+Shared prefix: planning encodes one context and fans it out to many action samples (`select` with one
+row repeated). Copying the context's keys into every row would make each decode step read them once per
+row, and at batch 32+ that read is most of the step's time (bench/rollout.py's profile). Instead the
+cached part becomes a shared prefix (1, H, P, hd) that every row attends to, read once per step, and the
+rows store only what follows it. Rows then differ only after position P, so the prefix is never pruned:
+`truncate` keeps at least P positions (sliding keeps the context, which is the prefix).
 """
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 
@@ -26,8 +34,11 @@ class KVCache:
         self.num_layers = num_layers
         self.capacity = capacity  # most tokens the cache can hold
         self.length = 0  # tokens cached so far (the position of the next token)
+        # per-row buffers (B, H, capacity - prefix_length, hd); position p lives at p - prefix_length
         self._keys: list[Tensor | None] = [None] * num_layers
         self._values: list[Tensor | None] = [None] * num_layers
+        self.prefix_length = 0  # P: positions shared by every row (0: none)
+        self._prefix: list[tuple[Tensor, Tensor]] = []  # per layer: keys, values (1, H, P, hd)
 
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Write this forward's keys/values (B, H, T, hd) of `layer` after the cached ones.
@@ -44,26 +55,33 @@ class KVCache:
                 f"{self.capacity}; allocate a larger cache or slide the window"
             )
         if self._keys[layer] is None:  # zeros, not empty: see `buffers`
-            self._keys[layer] = k.new_zeros(b, h, self.capacity, d)
-            self._values[layer] = v.new_zeros(b, h, self.capacity, d)
+            self._keys[layer] = k.new_zeros(b, h, self.capacity - self.prefix_length, d)
+            self._values[layer] = v.new_zeros(b, h, self.capacity - self.prefix_length, d)
         keys, values = self._keys[layer], self._values[layer]
         if keys.shape[0] != b:
             raise ValueError(f"KVCache: batch of {b} does not match the cached batch of {keys.shape[0]}")
-        keys[:, :, self.length : end] = k
-        values[:, :, self.length : end] = v
-        return keys[:, :, :end], values[:, :, :end]
+        p = self.prefix_length
+        keys[:, :, self.length - p : end - p] = k
+        values[:, :, self.length - p : end - p] = v
+        if not p:
+            return keys[:, :, :end], values[:, :, :end]
+        prefix_keys, prefix_values = self._prefix[layer]  # a multi-token forward (a slide's re-encode) is
+        expand = lambda t: t.expand(b, -1, -1, -1)  # rare: it may read the prefix once per row
+        return (torch.cat([expand(prefix_keys), keys[:, :, : end - p]], 2),
+                torch.cat([expand(prefix_values), values[:, :, : end - p]], 2))
 
     def buffers(
         self, layer: int, batch: int, heads: int, head_dim: int, like: Tensor
     ) -> tuple[Tensor, Tensor]:
-        """The whole preallocated key and value buffers (B, H, capacity, hd) of `layer`, for writing in place.
+        """Per-row key and value buffers (B, H, capacity - prefix_length, hd) of `layer`, to write in place.
 
-        The single-token decode step (fast_decode.py) writes position `length` itself and attends over the
-        filled part; buffers not allocated yet are allocated with `like`'s dtype and device.
+        The single-token decode step (fast_decode.py) writes position `length` (at `length - prefix_length`)
+        itself and attends over the filled part and the shared prefix (`prefix`); buffers not allocated yet
+        are allocated with `like`'s dtype and device.
         """
         if self._keys[layer] is None:  # zeros: `step_static` reads (masked) unfilled slots, and 0 * NaN = NaN
-            self._keys[layer] = like.new_zeros(batch, heads, self.capacity, head_dim)
-            self._values[layer] = like.new_zeros(batch, heads, self.capacity, head_dim)
+            self._keys[layer] = like.new_zeros(batch, heads, self.capacity - self.prefix_length, head_dim)
+            self._values[layer] = like.new_zeros(batch, heads, self.capacity - self.prefix_length, head_dim)
         keys, values = self._keys[layer], self._values[layer]
         if keys.shape[0] != batch or self.length >= self.capacity:
             raise ValueError(
@@ -71,6 +89,10 @@ class KVCache:
                 f"(batch {keys.shape[0]}, capacity {self.capacity})"
             )
         return keys, values
+
+    def prefix(self, layer: int) -> tuple[Tensor, Tensor] | None:
+        """The shared prefix's keys and values (1, H, P, hd) of `layer`, or None without one."""
+        return self._prefix[layer] if self.prefix_length else None
 
     def advance(self, count: int) -> None:
         """Commit `count` tokens written by `update` in every layer."""
@@ -80,17 +102,46 @@ class KVCache:
 
     def truncate(self, length: int) -> None:
         """Forget every position from `length` on (keep the prefix [0, length))."""
-        if not 0 <= length <= self.length:
-            raise ValueError(f"KVCache.truncate: length must be in [0, {self.length}], got {length}")
+        if not self.prefix_length <= length <= self.length:
+            raise ValueError(f"KVCache.truncate: length must be in [{self.prefix_length}, {self.length}] "
+                             f"(the shared prefix is kept), got {length}")
         self.length = length
 
     def reset(self) -> None:
-        """Empty the cache (buffers are kept for reuse)."""
+        """Empty the cache (per-row buffers are kept for reuse; a shared prefix is dropped)."""
+        if self.prefix_length:
+            self.materialize()
         self.length = 0
 
     def select(self, index: Tensor) -> None:
-        """Keep batch rows `index` (int (B',)), in place; repeats are allowed (one context, many samples)."""
+        """Keep batch rows `index` (int (B',)), in place; repeats are allowed.
+
+        One row repeated (one context, many samples) makes what is cached a shared prefix (module
+        docstring) instead of B' copies; later selects pick among the rows that follow it.
+        """
+        if self._keys[0] is None:
+            return
+        fan_out = len(index) > 1 and bool((index == index[0]).all()) and self.length > self.prefix_length
+        if fan_out and not self.prefix_length:
+            row, p = int(index[0]), self.length
+            self._prefix = [(k[row : row + 1, :, :p].clone(), v[row : row + 1, :, :p].clone())
+                            for k, v in zip(self._keys, self._values, strict=True)]
+            self._keys = [k.new_zeros(len(index), *k.shape[1:2], self.capacity - p, k.shape[3])
+                          for k in self._keys]
+            self._values = [torch.zeros_like(k) for k in self._keys]
+            self.prefix_length = p
+            return
         for i in range(self.num_layers):
-            if self._keys[i] is not None:
-                self._keys[i] = self._keys[i].index_select(0, index.to(self._keys[i].device))
-                self._values[i] = self._values[i].index_select(0, index.to(self._values[i].device))
+            self._keys[i] = self._keys[i].index_select(0, index.to(self._keys[i].device))
+            self._values[i] = self._values[i].index_select(0, index.to(self._values[i].device))
+
+    def materialize(self) -> None:
+        """Copy the shared prefix into every row (whole (B, H, capacity, hd) buffers, no prefix): for the
+        compiled static step, whose shapes are fixed."""
+        if not self.prefix_length:
+            return
+        for i, (prefix_keys, prefix_values) in enumerate(self._prefix):
+            b = self._keys[i].shape[0]
+            self._keys[i] = torch.cat([prefix_keys.expand(b, -1, -1, -1), self._keys[i]], 2)
+            self._values[i] = torch.cat([prefix_values.expand(b, -1, -1, -1), self._values[i]], 2)
+        self._prefix, self.prefix_length = [], 0
