@@ -18,6 +18,11 @@ frames, decoding); the per-frame schemes time frames at a few positions (the pre
 per-position times over the clip, interpolating linearly in between; the positions are recorded. They run
 at the anchor batch sizes (1 and 32): at 256 the prefix re-runs would take an hour.
 
+Planning's pattern (`fanout` cells): ONE context and B action sequences, as MPPI/CEM imagine them.
+kv_cached_shared encodes the context once and fans it out (`RolloutState.select`: the context's keys are a
+prefix shared by every row, read once per step); kv_cached encodes the context B times; the anchor, as the
+official planning code does, runs its per-frame scheme on the context repeated B times.
+
 Also: where kv_cached's time goes (transformer steps, sampling, decoder), the FLOP/s of its token steps
 against a same-shape matmul timed in the run, the 138M preset at batch 1, and the shipped model
 (`ivideogpt.pretrained_path()`) through `WorldModel.rollout` / `step`. `--device cuda` decodes in bf16 with
@@ -65,6 +70,7 @@ class RolloutBenchConfig:
     action_dim: int = 4  # actions on every slot (Meta-World's 4)
     batch_sizes: tuple[int, ...] = (1, 32, 256)  # rollouts imagined at once
     anchor_batch_sizes: tuple[int, ...] = (1, 32)  # where the per-frame schemes run too
+    fanout_batch_sizes: tuple[int, ...] = (32, 256)  # one context, this many action sequences (planning)
     clip_lengths: tuple[int, ...] = (8, 16)  # context + imagined frames per clip
     context_frames: int = 1  # real frames the clip starts from
     slow_positions: int = 3  # frame positions timed for the per-frame schemes (first and last included)
@@ -91,6 +97,7 @@ class RolloutBenchConfig:
         if self.quick:
             self.tokenizer, self.transformer, self.big_transformer = "tiny", "tiny", None
             self.batch_sizes, self.anchor_batch_sizes, self.clip_lengths = (1, 4), (1, 4), (4,)
+            self.fanout_batch_sizes = (4,)
             self.slow_positions, self.repeats, self.shipped_horizons = 2, 1, (2,)
 
     @property
@@ -140,17 +147,20 @@ def decode_seconds(wm: WorldModel, b: int, future: int, device: str) -> float:
 
 
 def kv_clip_seconds(cfg: RolloutBenchConfig, wm: WorldModel, b: int, future: int, gen: torch.Generator,
-                    forward: bool = False) -> float:
+                    forward: bool = False, fan_out: bool = False) -> float:
     """Seconds of one clip's transformer work: the context forward, then `future` frames.
 
     forward: run each token through `Transformer.forward` instead of the decode engine.
+    fan_out: one context encoded once and fanned out to the b rows (a shared cache prefix).
     """
     model, dev = wm.transformer, cfg.device
-    ctx = random_codes(model, b, cfg.context_frames, True, dev)
+    ctx = random_codes(model, 1 if fan_out else b, cfg.context_frames, True, dev)
     actions = torch.rand(b, future, cfg.action_dim, generator=gen, device=dev)
 
     def clip() -> None:
         state = sampling.start(model, ctx, options=cfg.decode_options)
+        if fan_out:
+            state.select(torch.zeros(b, dtype=torch.long, device=dev))
         for t in range(future):
             if forward:
                 forward_step(model, state, actions[:, t], cfg.top_k, gen)
@@ -298,6 +308,28 @@ def clip_cell(cfg: RolloutBenchConfig, wm: WorldModel, b: int, clip: int, gen: t
     return row
 
 
+def fanout_cell(cfg: RolloutBenchConfig, wm: WorldModel, b: int, clip: int, gen: torch.Generator,
+                anchor: hf_anchor.OfficialScheme | None) -> dict[str, Any]:
+    """One context, b action sequences: frames/s with a shared context cache, without, and the anchor's."""
+    future = clip - cfg.context_frames
+    decode_s = decode_seconds(wm, b, future, cfg.device)
+    kv_clip_seconds(cfg, wm, b, 1, gen, fan_out=True)  # warm-up
+    seconds = {"kv_cached_shared": kv_clip_seconds(cfg, wm, b, future, gen, fan_out=True),
+               "kv_cached": kv_clip_seconds(cfg, wm, b, future, gen)}
+    if anchor is not None and b in cfg.anchor_batch_sizes:
+        seconds[ANCHOR] = per_frame_seconds(cfg, wm, ANCHOR, b, future, gen, anchor)["seconds"]
+    row: dict[str, Any] = {
+        "frames_per_s": {s: b * future / (t + decode_s) for s, t in seconds.items()},
+        "transformer_frames_per_s": {s: b * future / t for s, t in seconds.items()},
+        "decode_seconds_per_clip": decode_s,
+        "shared_vs_repeated_context": seconds["kv_cached"] / seconds["kv_cached_shared"],
+    }
+    if ANCHOR in seconds:
+        row["speedup_vs_anchor"] = {s: r / row["frames_per_s"][ANCHOR]
+                                    for s, r in row["frames_per_s"].items()}
+    return row
+
+
 def flops_cell(cfg: RolloutBenchConfig, wm: WorldModel, b: int, clip: int,
                row: dict[str, Any]) -> dict[str, Any]:
     """Achieved FLOP/s of kv_cached's token steps at batch b against a same-shape matmul (m = b)."""
@@ -355,6 +387,7 @@ def run(cfg: RolloutBenchConfig) -> dict[str, Any]:
         print(f"{ANCHOR}: skipped, `transformers` is not installed (pip install -e '.[bench]')")
     cells: dict[str, Any] = {}
     flops: dict[str, Any] = {}
+    fanout: dict[str, Any] = {}
     anchor_info = None
     for clip in cfg.clip_lengths:
         wm = build_world_model(cfg, cfg.transformer, clip - cfg.context_frames)
@@ -367,6 +400,11 @@ def run(cfg: RolloutBenchConfig) -> dict[str, Any]:
             print(format_cell(f"clip {clip}, batch {b}", cells[f"clip{clip}_b{b}"]), flush=True)
         b = max(cfg.batch_sizes)
         flops[f"clip{clip}_b{b}"] = flops_cell(cfg, wm, b, clip, cells[f"clip{clip}_b{b}"])
+        if clip == min(cfg.clip_lengths):
+            for b in cfg.fanout_batch_sizes:
+                fanout[f"clip{clip}_b{b}"] = fanout_cell(cfg, wm, b, clip, gen, anchor)
+                print(format_fanout(f"one context, clip {clip}, {b} samples", fanout[f"clip{clip}_b{b}"]),
+                      flush=True)
     params = wm.transformer.num_params()
     out = {
         "command": " ".join(["python", *sys.argv]),
@@ -383,6 +421,7 @@ def run(cfg: RolloutBenchConfig) -> dict[str, Any]:
         "anchor": anchor_info or f"{ANCHOR} skipped: transformers not installed",
         "cells": cells,
         "flops": flops,
+        "fanout": fanout,
         "big_preset_batch1": big_cell(cfg, gen) if cfg.big_transformer else None,
         "shipped_model_batch1": shipped_cell(cfg) if cfg.shipped else None,
         "wall_time_s": 0.0,
@@ -398,15 +437,27 @@ def run(cfg: RolloutBenchConfig) -> dict[str, Any]:
     return out
 
 
-def format_cell(name: str, row: dict[str, Any]) -> str:
-    """One cell's schemes as aligned text."""
+def scheme_lines(name: str, row: dict[str, Any]) -> list[str]:
+    """A cell's name, then one line per scheme: frames/s and speed-up over the anchor."""
     lines = [name]
     for s, rate in row["frames_per_s"].items():
         speedup = row.get("speedup_vs_anchor", {}).get(s)
         lines.append(f"  {s:<24}{rate:>10.2f} frames/s" + (f"{speedup:>8.2f}x anchor" if speedup else ""))
+    return lines
+
+
+def format_cell(name: str, row: dict[str, Any]) -> str:
+    """One cell's schemes as aligned text."""
+    lines = scheme_lines(name, row)
     p = row["kv_cached_profile"]["fractions"]
     lines.append("  kv_cached time: " + ", ".join(f"{k} {v:.0%}" for k, v in p.items()))
     return "\n".join(lines)
+
+
+def format_fanout(name: str, row: dict[str, Any]) -> str:
+    """A fan-out cell as aligned text."""
+    ratio = row["shared_vs_repeated_context"]
+    return "\n".join([*scheme_lines(name, row), f"  shared context: transformer {ratio:.2f}x repeated"])
 
 
 def format_summary(out: dict[str, Any]) -> str:
