@@ -240,9 +240,9 @@ class WorldModel:
         """Continue `state` for T frames under `actions`, decoding the frames together at the end.
 
         What a planner needs: `reset` one context, `select` it into N rows (the context is encoded once,
-        its KV cache copied), then imagine N action sequences in one batch. Decoding all T frames in
-        batched passes is cheaper than `step`'s one pass per frame, and `decode=False` skips the decoder
-        (a third or more of the time) for consumers that score only the predicted rewards.
+        its KV cache shared by the N rows), then imagine N action sequences in one batch. Decoding all T
+        frames in batched passes is cheaper than `step`'s one pass per frame, and `decode=False` skips the
+        decoder (a third or more of the time) for consumers that score only the predicted rewards.
 
         Args:
             state: from `reset` (or earlier steps); advanced in place.

@@ -2,9 +2,10 @@
 
 `WorldModelRollouts` encodes the current context frames once and fans them out to all N samples
 (`WorldModel.reset` + `select` + `imagine`): the transformer's prefix and the tokenizer's context features
-are computed once per iteration, whatever N. `SimulatorRollouts` replays each sample in the real simulator
-from a snapshot of its state and restores it afterwards: the planner's upper bound, which has no model
-error, so the gap between the two isolates what the world model costs.
+are computed once per iteration, whatever N, and the prefix's keys are stored once and read once per
+decode step for all N rows (`KVCache`'s shared prefix). `SimulatorRollouts` replays each sample in the real
+simulator from a snapshot of its state and restores it afterwards: the planner's upper bound, which has no
+model error, so the gap between the two isolates what the world model costs.
 """
 
 from __future__ import annotations
