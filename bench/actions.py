@@ -32,6 +32,7 @@ from typing import Any
 import tyro
 
 from ivideogpt.data.metaworld import MetaworldCollectConfig, collect_metaworld
+from ivideogpt.data.store import read_meta
 from ivideogpt.eval.predict import EvalConfig, evaluate_predictions
 from ivideogpt.eval.report import read_metrics_json
 from ivideogpt.sim.metaworld import DEFAULT_TASKS
@@ -77,9 +78,8 @@ def collect_sets(cfg: BenchConfig) -> dict[str, Path]:
 
 
 def _complete(root: Path, jobs: int) -> bool:
-    meta = json.loads((root / "meta.json").read_text())
-    per_job = meta.get("extra", {}).get("branches", 1)
-    return len(meta["episodes"]) == jobs * per_job
+    meta = read_meta(root)
+    return meta.num_episodes == jobs * meta.extra.get("branches", 1)
 
 
 def evaluate(model: Path, data: Path, counterfactual: Path, out: Path, cfg: BenchConfig) -> dict[str, Any]:

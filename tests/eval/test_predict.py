@@ -17,9 +17,9 @@ from ivideogpt.data.store import DatasetWriter
 from ivideogpt.eval import predict
 from ivideogpt.eval.baselines import copy_last_frame, tokenizer_reconstruction
 from ivideogpt.eval.metrics import LPIPSMetric, MetricModels, MetricsConfig, psnr
-from ivideogpt.eval.predict import EvalConfig, evaluate_predictions, spread_indices
+from ivideogpt.eval.predict import EvalConfig, evaluate_predictions
 from ivideogpt.eval.report import read_metrics_json
-from ivideogpt.eval.scores import reward_metrics
+from ivideogpt.eval.scores import reward_metrics, spread_indices
 from ivideogpt.tokenizer import tokenizer_preset
 from ivideogpt.transformer.config import transformer_preset
 from ivideogpt.world_model import WorldModel, WorldModelSpec, layout_fields

@@ -35,7 +35,7 @@ from tqdm import tqdm
 from ivideogpt.data.store import EpisodeStore, read_meta
 from ivideogpt.eval.baselines import tokenizer_reconstruction
 from ivideogpt.eval.metrics import finite_mean, moving_psnr, psnr, ssim
-from ivideogpt.eval.scores import reward_metrics
+from ivideogpt.eval.scores import reward_metrics, spread_indices
 from ivideogpt.media import add_label, hstack_videos, tile_videos
 from ivideogpt.world_model import WorldModel
 
@@ -205,8 +205,7 @@ def evaluate_counterfactual(wm: WorldModel, root: str | Path, *, scenes: int = 6
     """
     tc = wm.num_context_frames
     all_scenes = load_scenes(root, tc, horizon, wm.action_dim)
-    spread = np.linspace(0, len(all_scenes) - 1, min(scenes, len(all_scenes))).round().astype(int)
-    picked = [all_scenes[i] for i in np.unique(spread)]
+    picked = [all_scenes[i] for i in spread_indices(len(all_scenes), scenes)]
     k = min(sc.frames.shape[0] for sc in picked)
     picked = [_first_branches(sc, k) for sc in picked]
     sheet, videos = CounterfactualSheet(), []

@@ -35,7 +35,7 @@ from ivideogpt.eval.baselines import copy_last_frame, tokenizer_reconstruction
 from ivideogpt.eval.counterfactual import evaluate_counterfactual
 from ivideogpt.eval.metrics import Aggregate, MetricsConfig, load_metric_models
 from ivideogpt.eval.report import format_metric, write_report
-from ivideogpt.eval.scores import Predictions, ScoreSheet
+from ivideogpt.eval.scores import Predictions, ScoreSheet, spread_indices
 from ivideogpt.media import add_label, hstack_videos, save_video, tile_videos
 from ivideogpt.world_model import WorldModel
 
@@ -185,13 +185,6 @@ def open_clips(cfg: EvalConfig, wm: WorldModel) -> ClipDataset:
         print(f"eval: skipped {data.skipped_episodes} episode(s) shorter than a clip "
               f"({clip_cfg.span} frames)")
     return data
-
-
-def spread_indices(count: int, n: int) -> np.ndarray:
-    """`min(n, count)` distinct indices of `range(count)`, evenly spread from the first to the last."""
-    if count < 1:
-        raise ValueError(f"spread_indices: nothing to pick from (count={count})")
-    return np.unique(np.linspace(0, count - 1, min(n, count)).round().astype(np.int64))
 
 
 def _check_source(root: Path, wm: WorldModel) -> None:

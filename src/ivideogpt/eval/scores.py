@@ -119,3 +119,11 @@ def reward_metrics(pred: np.ndarray, true: np.ndarray) -> tuple[dict[str, float]
         return out, {"reward_pearson": f"undefined: the {side} rewards are constant over the test clips"}
     out["reward_pearson"] = float(np.corrcoef(pred, true)[0, 1])
     return out, {}
+
+
+def spread_indices(count: int, n: int) -> np.ndarray:
+    """`min(n, count)` distinct indices of `range(count)`, evenly spread from the first to the last: the
+    clips (or scenes) an evaluation scores and shows, the same ones in every run."""
+    if count < 1:
+        raise ValueError(f"spread_indices: nothing to pick from (count={count})")
+    return np.unique(np.linspace(0, count - 1, min(n, count)).round().astype(np.int64))
