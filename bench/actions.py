@@ -14,7 +14,8 @@ and writes `bench/results/actions.json` with, per model and set: action discrimi
 averaged over steps 5-8, PSNR/SSIM of the model (own actions), copy-last and the tokenizer's
 reconstruction, each on whole frames and on moving pixels, Genie's Delta-PSNR, the branches' own
 distance, the reward correlation under own vs other actions, and the issue's targets as pass/fail.
-Anchors: `copy_last` (repeat the last context frame) and `tokenizer_recon` (the model's ceiling).
+Anchors: `copy_last` (repeat the last context frame) and `tokenizer_recon` (the model's ceiling). Each
+model is scored on sets recorded at its own control rate (the action repeat its training data recorded).
 
     python bench/actions.py --models src/ivideogpt/pretrained/metaworld64 runs/actions/transformer \
         --work runs/bench_actions                  # ~15 min per model on 2 CPU cores
@@ -33,9 +34,11 @@ import tyro
 
 from ivideogpt.data.metaworld import MetaworldCollectConfig, collect_metaworld
 from ivideogpt.data.store import read_meta
+from ivideogpt.demo import recorded_collection
 from ivideogpt.eval.predict import EvalConfig, evaluate_predictions
 from ivideogpt.eval.report import read_metrics_json
 from ivideogpt.sim.metaworld import DEFAULT_TASKS
+from ivideogpt.world_model_io import read_spec
 
 UNSEEN_TASKS = ("drawer-open", "button-press", "door-close", "window-close")  # not in DEFAULT_TASKS
 LATE_STEPS = slice(4, 8)  # steps 5-8, where the context alone no longer tells where the arm goes
@@ -57,8 +60,9 @@ class BenchConfig:
     reuse: bool = False  # take finished evals in <work> (their metrics.json) instead of rerunning them
 
 
-def collect_sets(cfg: BenchConfig) -> dict[str, Path]:
-    """Record the four test sets under `cfg.work` (each once: a finished set is reused)."""
+def collect_sets(cfg: BenchConfig, action_repeat: int = 2) -> dict[str, Path]:
+    """Record the four test sets under `cfg.work` (each once: a finished set is reused), at a model's
+    control rate (`action_repeat` simulator steps per frame; sets of other repeats get their own folder)."""
     default, unseen = list(DEFAULT_TASKS), list(UNSEEN_TASKS)
     plans = {
         "cf_default": (default, cfg.scenes_per_task, {"branches": cfg.branches, "policy": "expert"}),
@@ -68,11 +72,11 @@ def collect_sets(cfg: BenchConfig) -> dict[str, Path]:
     }
     paths = {}
     for name, (tasks, episodes, extra) in plans.items():
-        out = cfg.work / "data" / name
+        out = cfg.work / "data" / (name if action_repeat == 2 else f"{name}-r{action_repeat}")
         if not (out / "meta.json").is_file() or not _complete(out, len(tasks) * episodes):
             collect_metaworld(MetaworldCollectConfig(out=out, tasks=tasks, episodes=episodes,
                                                      seed=SEEDS[name], workers=cfg.workers, overwrite=True,
-                                                     **extra))
+                                                     action_repeat=action_repeat, **extra))
         paths[name] = out
     return paths
 
@@ -128,11 +132,13 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     if not cfg.models:
         raise ValueError("give the world models to compare with --models DIR [DIR ...]")
     start = time.perf_counter()
-    sets = collect_sets(cfg)
     results: dict[str, Any] = {}
     for model in cfg.models:
         tag = model.name if model.name != "world_model" else model.parent.name
+        action_repeat = recorded_collection(read_spec(model)).get("action_repeat", 2)
+        sets = collect_sets(cfg, action_repeat)
         results[str(model)] = {
+            "action_repeat": action_repeat,
             "default_tasks": summarize(evaluate(model, sets["ordinary"], sets["cf_default"],
                                                 cfg.work / f"eval-{tag}-default", cfg)),
             "unseen_tasks": summarize(evaluate(model, sets["unseen"], sets["cf_unseen"],
@@ -154,6 +160,8 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     cfg.json.write_text(json.dumps(out, indent=2) + "\n")
     for model, r in results.items():
         for where, s in r.items():
+            if where == "action_repeat":
+                continue
             c = s["counterfactual"]
             print(f"{model} [{where}]: discrimination (steps 5-8) "
                   f"{c['action_discrimination_steps_5_8']:.3f}; moving-pixel PSNR model "
