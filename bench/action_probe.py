@@ -12,7 +12,7 @@ the action in a consistent way. Each probe is a small network trained to recover
 R^2 near 0 on held-out data means the probe found nothing that generalises: whatever the codes hold about
 the action is not learnable from this much data, so a transformer trained on them has little to learn.
 
-    python bench/action_probe.py --tokens runs/actions-r4/tokens --data data/mw-mix-r4
+    python bench/action_probe.py --tokens runs/actions/tokens runs/actions-r4/tokens --data data/mw-mix-r4
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from ivideogpt.data.store import EpisodeStore
 @dataclass
 class ProbeConfig:
     tokens: list[Path] = field(default_factory=list)  # token shard folders (with train/ and val/)
-    data: Path | None = None  # episode folder for the pixel probe (None: skip it)
+    data: list[Path] = field(default_factory=list)  # episode folders for the pixel probe
     steps: int = 4000  # optimizer steps per probe
     batch_size: int = 256  # code probes
     pixel_batch_size: int = 64  # the pixel probe (a CNN on 64x64 frame pairs: slower per row)
@@ -116,15 +116,15 @@ def pixel_probe(root: Path, cfg: ProbeConfig) -> dict[str, Any]:
 
 
 def run(cfg: ProbeConfig) -> dict[str, Any]:
-    if not cfg.tokens and cfg.data is None:
+    if not cfg.tokens and not cfg.data:
         raise ValueError("give --tokens SHARD [SHARD ...] and/or --data EPISODES")
     torch.manual_seed(cfg.seed)
     start, results = time.perf_counter(), {}
     for shard in cfg.tokens:
         results[str(shard)] = {"codes_step": code_probe(shard, False, cfg),
                                "codes_cum": code_probe(shard, True, cfg)}
-    if cfg.data is not None:
-        results[str(cfg.data)] = {"pixels_step": pixel_probe(cfg.data, cfg)}
+    for root in cfg.data:
+        results[str(root)] = {"pixels_step": pixel_probe(root, cfg)}
     out = {"command": " ".join(["python", *sys.argv]), "steps": cfg.steps,
            "batch_size": {"codes": cfg.batch_size, "pixels": cfg.pixel_batch_size},
            "anchor": "pixels_step: the same question asked of the real frames",
