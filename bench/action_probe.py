@@ -170,7 +170,8 @@ def run(cfg: ProbeConfig) -> dict[str, Any]:
         results[str(root)] = {"pixels_step": pixel_probe(root, cfg)}
     for tokenizer in cfg.recon:
         results[f"{cfg.data[0]} reconstructed by {tokenizer}"] = recon_probe(cfg.data[0], tokenizer, cfg)
-    out = {"command": " ".join(["python", *sys.argv]), "steps": {"codes": cfg.steps, "pixels": cfg.pixel_steps},
+    out = {"command": " ".join(["python", *sys.argv]),
+           "steps": {"codes": cfg.steps, "pixels": cfg.pixel_steps},
            "batch_size": {"codes": cfg.batch_size, "pixels": cfg.pixel_batch_size},
            "anchor": "pixels_step: the same question asked of the real frames",
            "torch_threads": torch.get_num_threads(), "wall_time_s": time.perf_counter() - start,
