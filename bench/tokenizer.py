@@ -160,7 +160,8 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     rows, steps = [], None
     earlier = {}  # train seconds of the runs --reuse scores again, as the earlier JSON recorded them
     if cfg.reuse and cfg.json.exists():
-        earlier = {r["name"]: r["train_time_s"] for r in json.loads(cfg.json.read_text())["rows"]}
+        earlier = {r["name"]: r["train_time_s"] for r in json.loads(cfg.json.read_text())["rows"]
+                   if "train_time_s" in r}  # copy_last has none
     base = merge(TokenizerTrainConfig(), load_yaml(cfg.preset)).tokenizer
     train_cfg = train_config(cfg, "copy_last", base)  # every row is scored on its clips (same for all)
     for name, tokenizer in variants(base).items():
