@@ -257,3 +257,8 @@ def test_a_shared_prefix_is_never_pruned() -> None:
     keys, _ = cache.update(0, torch.ones(4, 2, 1, 4), torch.ones(4, 2, 1, 4))  # a forward sees it all
     assert keys.shape == (4, 2, 4, 4) and torch.equal(keys[2, :, :3], k[0])
     assert bool(keys[:, :, 3].eq(1).all())
+    cache.reset()  # drops the prefix: a fresh sequence of the full capacity fits again
+    assert cache.prefix_length == 0 and cache.prefix(0) is None
+    full = torch.randn(4, 2, 8, 4)
+    keys, _ = cache.update(0, full, full)
+    assert torch.equal(keys, full)

@@ -108,9 +108,11 @@ class KVCache:
         self.length = length
 
     def reset(self) -> None:
-        """Empty the cache (per-row buffers are kept for reuse; a shared prefix is dropped)."""
+        """Empty the cache. Per-row buffers are kept for reuse, unless a shared prefix was cut from them:
+        then they are dropped with it (they are short by the prefix) and allocated again on next use."""
         if self.prefix_length:
-            self.materialize()
+            self._keys, self._values = [None] * self.num_layers, [None] * self.num_layers
+            self._prefix, self.prefix_length = [], 0
         self.length = 0
 
     def select(self, index: Tensor) -> None:
@@ -121,12 +123,11 @@ class KVCache:
         """
         if self._keys[0] is None:
             return
-        fan_out = len(index) > 1 and bool((index == index[0]).all()) and self.length > self.prefix_length
-        if fan_out and not self.prefix_length:
-            row, p = int(index[0]), self.length
+        if not self.prefix_length and self.length and len(index) > 1 and bool((index == index[0]).all()):
+            row, p = int(index[0]), self.length  # fan out: what is cached becomes the shared prefix
             self._prefix = [(k[row : row + 1, :, :p].clone(), v[row : row + 1, :, :p].clone())
                             for k, v in zip(self._keys, self._values, strict=True)]
-            self._keys = [k.new_zeros(len(index), *k.shape[1:2], self.capacity - p, k.shape[3])
+            self._keys = [k.new_zeros(len(index), k.shape[1], self.capacity - p, k.shape[3])
                           for k in self._keys]
             self._values = [torch.zeros_like(k) for k in self._keys]
             self.prefix_length = p
