@@ -100,6 +100,7 @@ def summarize(metrics: dict[str, Any]) -> dict[str, Any]:
     """The figures the issue asks for, from one eval's metrics."""
     methods, cf = metrics["methods"], metrics["counterfactual"]
     late = cf["per_step"]["action_discrimination"][LATE_STEPS]
+    recon_late = cf["per_step"]["tokenizer_recon_discrimination"][LATE_STEPS]
     mean = cf["mean"]
     out = {
         "ordinary": {m: {k: methods[m].get(k) for k in ("psnr", "ssim", "psnr_moving")} for m in methods}
@@ -107,6 +108,7 @@ def summarize(metrics: dict[str, Any]) -> dict[str, Any]:
         "counterfactual": {
             "scenes": cf["protocol"]["scenes"], "branches": cf["protocol"]["branches"],
             "action_discrimination_steps_5_8": sum(late) / len(late),
+            "tokenizer_recon_discrimination_steps_5_8": sum(recon_late) / len(recon_late),
             "delta_psnr_own_minus_other_actions": mean["model_psnr"] - mean["model_psnr_other_actions"],
             **mean, **{k: cf[k] for k in cf if k.startswith("reward_")},
             "per_step": cf["per_step"],
@@ -164,7 +166,8 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
                 continue
             c = s["counterfactual"]
             print(f"{model} [{where}]: discrimination (steps 5-8) "
-                  f"{c['action_discrimination_steps_5_8']:.3f}; moving-pixel PSNR model "
+                  f"{c['action_discrimination_steps_5_8']:.3f} (tokenizer ceiling "
+                  f"{c['tokenizer_recon_discrimination_steps_5_8']:.3f}); moving-pixel PSNR model "
                   f"{c['model_psnr_moving']:.2f} / copy {c['copy_last_psnr_moving']:.2f} / "
                   f"tokenizer {c['tokenizer_recon_psnr_moving']:.2f}; ordinary PSNR model "
                   f"{s['ordinary']['model']['psnr']:.2f} vs copy {s['ordinary']['copy_last']['psnr']:.2f}")

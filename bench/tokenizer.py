@@ -17,11 +17,18 @@ the library's only training loop) and scores each on held-out episodes (the val 
 
 Rows: tokens per future frame, PSNR/SSIM of FUTURE frames only, PSNR on their moving pixels (where the
 truth differs from the last context frame: what the actions move), encode+decode frames/s, future-codebook
-perplexity and share of codes used, training time. Prints a table and writes JSON.
+perplexity and share of codes used, training time. With `--counterfactual DIR` (branched scenes, e.g.
+bench/actions.py's `cf_default`) also each tokenizer's reconstruction discrimination: how often its
+reconstruction of a branch is closer to that branch's truth than its reconstruction of another branch, per
+step and over steps 5-8; the most a world model on its codes can reach on the counterfactual test. Prints
+a table and writes JSON.
 
     python bench/tokenizer.py --data data/metaworld --preset tokenizer_metaworld64          # the real run
     python bench/tokenizer.py --data data/mw-mix --reuse --json bench/results/tokenizer_grid.json \
         --trained shipped=src/ivideogpt/pretrained/metaworld64      # a trained tokenizer beside the grid
+    python bench/tokenizer.py --data data/mw-mix-r4 --no-variants --json bench/results/tokenizer_cf.json \
+        --counterfactual runs/bench_actions/data/cf_default \
+        --trained shipped=src/ivideogpt/pretrained/metaworld64
     python bench/tokenizer.py --data /tmp/tiny --preset tokenizer_tiny --steps 5 --json /tmp/t.json  # smoke
 """
 
@@ -43,6 +50,7 @@ from ivideogpt.artifacts import load_any_tokenizer
 from ivideogpt.config import load_yaml, merge
 from ivideogpt.data.clips import ClipDataset
 from ivideogpt.eval.baselines import copy_last_frame
+from ivideogpt.eval.counterfactual import tokenizer_discrimination
 from ivideogpt.eval.metrics import finite_mean, moving_psnr, psnr, ssim
 from ivideogpt.tokenizer import TokenizerConfig
 from ivideogpt.train.distributed import init_runtime
@@ -63,8 +71,11 @@ class BenchConfig:
     overwrite: bool = False  # delete earlier runs in <work> first
     reuse: bool = False  # score finished runs in <work> again, not retrain them (train time from their log)
     only: tuple[str, ...] = ()  # variants to run (names as in the table); empty: all of them
+    variants: bool = True  # --no-variants: score only the --trained tokenizers and copy-last
     # "NAME=DIR": tokenizers trained elsewhere (export, run or world-model folder), scored beside the variants
     trained: tuple[str, ...] = ()
+    counterfactual: Path | None = None  # branched scenes to score reconstruction discrimination on
+    counterfactual_scenes: int = 64  # scenes of it scored (spread evenly)
     eval_clips: int = 256  # validation clips scored per tokenizer (spread evenly over the val split)
     eval_batch_size: int = 16  # clips per forward pass when scoring and timing
     json: Path = Path("bench/results/tokenizer.json")  # where the results go
@@ -124,6 +135,12 @@ def score(export: Path, train_cfg: TokenizerTrainConfig, cfg: BenchConfig) -> di
     num_context = train_cfg.clips.context_frames
     evaluate_tokenizer(tokenizer, batches[:1], num_context, sizes, device)  # warm-up: allocations, kernels
     metrics = evaluate_tokenizer(tokenizer, batches, num_context, sizes, device)
+    discrimination = {}
+    if cfg.counterfactual is not None:
+        per_step = tokenizer_discrimination(tokenizer, cfg.counterfactual, num_context,
+                                            scenes=cfg.counterfactual_scenes)
+        discrimination = {"recon_discrimination_per_step": per_step,
+                          "recon_discrimination_steps_5_8": sum(per_step[4:8]) / len(per_step[4:8])}
     return {
         "tokens_per_future_frame": tokenizer.tokens_per_future_frame,
         "psnr": metrics["future_psnr"],
@@ -133,6 +150,7 @@ def score(export: Path, train_cfg: TokenizerTrainConfig, cfg: BenchConfig) -> di
         "codebook_perplexity": metrics["future_perplexity"],
         "codes_used_share": metrics["future_used_share"],
         "val_clips": sum(len(b.frames) for b in batches),
+        **discrimination,
     }
 
 
@@ -165,7 +183,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     base = merge(TokenizerTrainConfig(), load_yaml(cfg.preset)).tokenizer
     train_cfg = train_config(cfg, "copy_last", base)  # every row is scored on its clips (same for all)
     for name, tokenizer in variants(base).items():
-        if cfg.only and name not in cfg.only:
+        if not cfg.variants or (cfg.only and name not in cfg.only):
             continue
         train_cfg = train_config(cfg, name, tokenizer)
         steps = train_cfg.train.steps
@@ -210,7 +228,7 @@ def logged_train_time(run_dir: Path) -> float:
 def format_table(rows: list[dict[str, Any]]) -> str:
     """The result rows as a fixed-width text table."""
     header = f"{'tokenizer':<22}{'tokens/future frame':>21}{'PSNR':>8}{'SSIM':>8}{'PSNR mov':>10}" \
-             f"{'frames/s':>10}{'perplexity':>12}{'codes used':>12}{'train s':>9}"
+             f"{'frames/s':>10}{'perplexity':>12}{'codes used':>12}{'train s':>9}{'discr 5-8':>11}"
     lines = [header, "-" * len(header)]
     for r in rows:
         moving = "n/a" if r.get("psnr_moving") is None else f"{r['psnr_moving']:.2f}"
@@ -219,6 +237,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         if "frames_per_s" in r:  # a tokenizer (copy_last has quality only)
             line += (f"{r['frames_per_s']:>10.1f}{r['codebook_perplexity']:>12.1f}"
                      f"{r['codes_used_share']:>12.1%}{r['train_time_s']:>9.0f}")
+            discr = r.get("recon_discrimination_steps_5_8")
+            line += f"{'n/a' if discr is None else f'{discr:.3f}':>11}"
         lines.append(line)
     return "\n".join(lines)
 

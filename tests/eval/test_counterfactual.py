@@ -10,7 +10,13 @@ import torch
 
 from ivideogpt.data.episode import Episode
 from ivideogpt.data.store import DatasetWriter
-from ivideogpt.eval.counterfactual import BranchPredictions, CounterfactualSheet, load_scenes
+from ivideogpt.eval import counterfactual
+from ivideogpt.eval.counterfactual import (
+    BranchPredictions,
+    CounterfactualSheet,
+    load_scenes,
+    tokenizer_discrimination,
+)
 from ivideogpt.eval.metrics import moving_psnr, score_frames
 
 from .test_predict import ACTION_DIM, SIZE, TC, make_world_model, run_eval, smooth_videos
@@ -48,10 +54,13 @@ def test_discrimination_is_one_when_predictions_follow_the_actions_and_half_when
     follows = CounterfactualSheet()
     follows.add(BranchPredictions(truth, context, truth.copy(), truth.copy(), None), None)
     blind = CounterfactualSheet()  # the same future whatever the action: branch 0's for all
-    blind.add(BranchPredictions(truth, context, np.repeat(truth[:, :1], 3, axis=1), truth.copy(), None), None)
+    same = np.repeat(truth[:, :1], 3, axis=1)
+    blind.add(BranchPredictions(truth, context, same, same.copy(), None), None)  # a tokenizer as blind too
     m_follows, m_blind = follows.metrics()["mean"], blind.metrics()["mean"]
     assert m_follows["action_discrimination"] == 1.0
     assert m_blind["action_discrimination"] == 0.5
+    assert m_follows["tokenizer_recon_discrimination"] == 1.0
+    assert m_blind["tokenizer_recon_discrimination"] == 0.5
     assert m_blind["model_branch_psnr"] == 80.0 and m_follows["model_branch_psnr"] < 30
     assert m_follows["model_psnr_moving"] == 80.0
     assert m_follows["model_psnr"] > m_follows["model_psnr_other_actions"]
@@ -100,3 +109,23 @@ def test_a_dataset_without_branches_is_refused_by_name(tmp_path: Path) -> None:
         load_scenes(data, TC, None, ACTION_DIM)
     with pytest.raises(ValueError, match="horizon must be 1..3"):
         load_scenes(write_branched(tmp_path / "cf"), TC, 5, ACTION_DIM)
+
+
+def test_tokenizer_discrimination_is_one_for_faithful_codes_and_half_for_codes_blind_to_the_branch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = write_branched(tmp_path / "cf", scenes=3, k=3)
+    # reconstructions of (S*K, Tc + H) clips: the truth itself, or branch 0's future for every branch of a
+    # scene (what a tokenizer would give if its codes could not tell branches apart)
+    def faithful(tok, clips, tc):
+        return clips[:, tc:].numpy()
+    monkeypatch.setattr(counterfactual, "tokenizer_reconstruction", faithful)
+    per_step = tokenizer_discrimination(None, root, TC, scenes=3, batch_scenes=2)
+    assert len(per_step) == BRANCH_STEPS and all(v == 1.0 for v in per_step)
+
+    def blind(tok, clips, tc):
+        futures = clips[:, tc:].numpy()
+        by_scene = futures.reshape(-1, 3, *futures.shape[1:])[:, :1]
+        return np.repeat(by_scene, 3, axis=1).reshape(futures.shape)
+    monkeypatch.setattr(counterfactual, "tokenizer_reconstruction", blind)
+    assert all(v == 0.5 for v in tokenizer_discrimination(None, root, TC, scenes=3, batch_scenes=2))

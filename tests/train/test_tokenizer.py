@@ -16,7 +16,7 @@ from ivideogpt.artifacts import load_tokenizer
 from ivideogpt.config import PRESET_DIR, load_yaml, merge
 from ivideogpt.tokenizer import build_tokenizer, tokenizer_preset
 from ivideogpt.train.monitor import read_log
-from ivideogpt.train.tokenizer import TokenizerTrainConfig, train_tokenizer
+from ivideogpt.train.tokenizer import TokenizerTrainConfig, _load_parent, train_tokenizer
 
 from .helpers import write_moving_squares
 
@@ -142,3 +142,23 @@ def test_bench_variants_share_the_preset_and_differ_in_future_tokens(monkeypatch
         bench.BenchConfig(data=[Path("d")], trained=("copy_last=.",))  # a name the table already has
     with pytest.raises(ValueError, match="does not exist"):
         bench.BenchConfig(data=[Path("d")], trained=("shipped=/no/such/folder",))
+
+
+def test_reshape_changes_the_future_grid_and_keeps_the_parents_weights_where_they_fit(
+    dataset: Path, tmp_path: Path
+) -> None:
+    parent = train_tokenizer(_cfg(dataset, tmp_path / "parent"))
+    finer = {"init_from": str(parent), "tokenizer": {"patch_size": 2}}
+    with pytest.raises(ValueError, match=r"tokenizer.patch_size=2 \(init_from: 4\).*--reshape"):
+        train_tokenizer(_cfg(dataset, tmp_path / "refused", **finer))
+    asked = _cfg(dataset, tmp_path / "x", **finer).tokenizer
+    child, lineage = _load_parent(parent, asked, reshape=True)
+    theirs, mine = load_tokenizer(parent).state_dict(), child.state_dict()
+    fresh = {k for k in mine if k not in theirs or theirs[k].shape != mine[k].shape}
+    assert fresh == {"future_vqgan.to_code.weight", "future_vqgan.from_code.weight",
+                     "future_vqgan.from_code.bias"}
+    for key in mine.keys() - fresh:
+        torch.testing.assert_close(mine[key], theirs[key], rtol=0, atol=0, msg=key)
+    assert lineage and child.future_grid == (2, 2)
+    export = train_tokenizer(_cfg(dataset, tmp_path / "reshaped", reshape=True, **finer))
+    assert load_tokenizer(export).future_grid == (2, 2)

@@ -15,6 +15,8 @@ imagines every branch under that branch's actions, and is scored per predicted s
   a model that ignores its actions scores exactly 0.5.
 - `model_psnr_other_actions`: PSNR of the prediction under another branch's actions against a branch's
   truth; `model_psnr` minus it is Genie's Delta-PSNR controllability.
+- `tokenizer_recon_discrimination`: the discrimination test on the tokenizer's reconstructions of the
+  branches, the ceiling a transformer on its codes can reach.
 - `branch_psnr`: the real branches against each other (how different the futures really are), and
   `model_branch_psnr`: the model's predictions against each other (how different it imagines them).
 - Rewards: Pearson correlation of the predicted rewards with a branch's real ones under its own actions
@@ -37,6 +39,7 @@ from ivideogpt.eval.baselines import tokenizer_reconstruction
 from ivideogpt.eval.metrics import finite_mean, moving_psnr, psnr, ssim
 from ivideogpt.eval.scores import reward_metrics, spread_indices
 from ivideogpt.media import add_label, hstack_videos, tile_videos
+from ivideogpt.tokenizer import VideoTokenizer
 from ivideogpt.world_model import WorldModel
 
 SHOWN_BRANCHES = 3  # branches per scene in the video grid
@@ -53,8 +56,10 @@ class Scene:
     policies: list[str]  # each branch's policy
 
 
-def load_scenes(root: str | Path, num_context: int, horizon: int | None, action_dim: int) -> list[Scene]:
-    """The scenes of a counterfactual dataset, cut to `num_context` context frames + `horizon` steps.
+def load_scenes(root: str | Path, num_context: int, horizon: int | None, action_dim: int | None = None
+                ) -> list[Scene]:
+    """The scenes of a counterfactual dataset, cut to `num_context` context frames + `horizon` steps, actions
+    zero-padded to `action_dim` (None: the data's own size).
 
     Raises:
         ValueError: the folder is not a counterfactual dataset (no `branch_steps`, no scenes), the horizon
@@ -71,6 +76,7 @@ def load_scenes(root: str | Path, num_context: int, horizon: int | None, action_
     if not 1 <= horizon <= steps:
         raise ValueError(f"{root}: branches are {steps} steps long; the horizon must be 1..{steps}, "
                          f"got {horizon}")
+    action_dim = meta.action_dim if action_dim is None else action_dim
     if meta.action_dim is None or meta.action_dim > action_dim:
         raise ValueError(f"{root}: actions have {meta.action_dim} dims but the world model takes "
                          f"{action_dim}")
@@ -150,14 +156,12 @@ class CounterfactualSheet:
             self._put(f"{method}_psnr", psnr(truth, frames))
             self._put(f"{method}_ssim", ssim(truth, frames))
             self._put(f"{method}_psnr_moving", moving_psnr(truth, frames, last))
-        # mse[s, k, j, t]: branch k's truth against the prediction under branch j's actions
-        diff = (truth[:, :, None].double() - model[:, None].double()).div(255.0)  # (S, K, K, H, h, w, 3)
-        mse = diff.square().mean(dim=(-3, -2, -1))
-        own = torch.diagonal(mse, dim1=1, dim2=2).permute(0, 2, 1)  # (S, K, H)
-        off = ~torch.eye(k, dtype=torch.bool)  # ordered pairs k != j
-        closer = (own[:, :, None] < mse).double() + 0.5 * (own[:, :, None] == mse).double()  # (S, K, K, H)
-        self._put("action_discrimination", closer[:, off])
-        self._put("model_psnr_other_actions", 10.0 * torch.log10(1.0 / (mse[:, off] + 1e-8)))
+        closer, mse_other = _discrimination(truth, model)
+        self._put("action_discrimination", closer)
+        self._put("model_psnr_other_actions", 10.0 * torch.log10(1.0 / (mse_other + 1e-8)))
+        # the same test on the tokenizer's reconstructions of the branches: the most a transformer on
+        # these codes could reach (a perfect one would imagine exactly these frames)
+        self._put("tokenizer_recon_discrimination", _discrimination(truth, methods["tokenizer_recon"])[0])
         pairs = torch.triu(torch.ones(k, k, dtype=torch.bool), diagonal=1)  # unordered pairs k < j
         ii, jj = pairs.nonzero(as_tuple=True)
         self._put("branch_psnr", psnr(truth[:, ii], truth[:, jj]))
@@ -231,6 +235,45 @@ def evaluate_counterfactual(wm: WorldModel, root: str | Path, *, scenes: int = 6
                            "horizon": picked[0].actions.shape[1], "seed": seed,
                            "tasks": sorted({sc.task for sc in picked if sc.task})}
     return metrics, videos
+
+
+def tokenizer_discrimination(tokenizer: VideoTokenizer, root: str | Path, num_context: int = 2,
+                             horizon: int | None = None, scenes: int = 64, batch_scenes: int = 8
+                             ) -> list[float]:
+    """Per step, the `tokenizer_recon_discrimination` of a tokenizer alone on a counterfactual dataset: how
+    often its reconstruction of a branch is closer to that branch's truth than its reconstruction of another
+    branch is (0.5: the codes lose what the actions did; 1: they keep it)."""
+    picked = load_scenes(root, num_context, horizon)
+    picked = [picked[i] for i in spread_indices(len(picked), scenes)]
+    k = min(sc.frames.shape[0] for sc in picked)
+    closer = []
+    for start in range(0, len(picked), batch_scenes):
+        frames = np.stack([sc.frames[:k] for sc in picked[start : start + batch_scenes]])  # (S, K, T, ...)
+        recon = tokenizer_reconstruction(tokenizer, torch.from_numpy(frames.reshape(-1, *frames.shape[2:])),
+                                         num_context)
+        truth = torch.from_numpy(frames[:, :, num_context:])
+        closer.append(_discrimination(truth, torch.from_numpy(recon.reshape(truth.shape)))[0].flatten(0, 1))
+    return [finite_mean(v) for v in torch.cat(closer).T.numpy()]
+
+
+def _discrimination(truth: torch.Tensor, pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Over ordered branch pairs (k, j), k != j: whether the prediction for k is closer (MSE) to k's truth
+    than the prediction for j is (1, ties 0.5), and that MSE of j's prediction against k's truth.
+
+    Args:
+        truth, pred: uint8 `(S, K, H, h, w, 3)`.
+
+    Returns:
+        Two `(S, K*(K-1), H)` tensors.
+    """
+    k = truth.shape[1]
+    # mse[s, k, j, t]: branch k's truth against the prediction for branch j
+    diff = (truth[:, :, None].double() - pred[:, None].double()).div(255.0)  # (S, K, K, H, h, w, 3)
+    mse = diff.square().mean(dim=(-3, -2, -1))
+    own = torch.diagonal(mse, dim1=1, dim2=2).permute(0, 2, 1)  # (S, K, H)
+    off = ~torch.eye(k, dtype=torch.bool)
+    closer = (own[:, :, None] < mse).double() + 0.5 * (own[:, :, None] == mse).double()  # (S, K, K, H)
+    return closer[:, off], mse[:, off]
 
 
 def _first_branches(scene: Scene, k: int) -> Scene:

@@ -63,6 +63,10 @@ class TokenizerTrainConfig:
     # fine-tune this tokenizer (export/run/checkpoint folder, or a world model's) instead of starting from
     # scratch: its weights and architecture; the optimizer and step start afresh (docs/method.md §3)
     init_from: Path | None = None
+    # with init_from: take the architecture fields set here over the parent's and load its weights wherever a
+    # name and shape match (e.g. `--tokenizer.patch-size 2`, a finer future grid: only the patch
+    # projections start fresh); without it such a clash is refused
+    reshape: bool = False
     resume: bool = False  # continue the run in `out` from its last checkpoint
     config: str | None = None  # the preset this config came from (recorded, not used)
 
@@ -91,7 +95,7 @@ class TokenizerJob(TrainJob):
         self.val = self._val_batches() if runtime.is_main else []
         self.lineage: list[str] = []  # fingerprints of the tokenizers this one descends from, nearest first
         if cfg.init_from is not None:
-            self.tokenizer, self.lineage = _load_parent(cfg.init_from, cfg.tokenizer)
+            self.tokenizer, self.lineage = _load_parent(cfg.init_from, cfg.tokenizer, cfg.reshape)
             self.cfg = cfg = dataclasses.replace(cfg, tokenizer=self.tokenizer.cfg)  # recorded as trained
         else:
             self.tokenizer = build_tokenizer(cfg.tokenizer)
@@ -212,22 +216,35 @@ def train_tokenizer(cfg: TokenizerTrainConfig) -> Path:
     return export
 
 
-def _load_parent(path: Path, asked: TokenizerConfig) -> tuple[VideoTokenizer, list[str]]:
+def _load_parent(path: Path, asked: TokenizerConfig, reshape: bool = False
+                 ) -> tuple[VideoTokenizer, list[str]]:
     """The tokenizer to fine-tune (in train mode) and its lineage: its fingerprint, then its ancestors'.
 
     Raises:
-        ValueError: `asked` sets an architecture (away from the defaults) other than the parent's.
+        ValueError: `asked` sets an architecture (away from the defaults) other than the parent's, and
+            `reshape` is off.
     """
     parent = load_any_tokenizer(path)
     default = TokenizerConfig()
-    clash = [f"tokenizer.{f.name}={getattr(asked, f.name)!r} (init_from: {getattr(parent.cfg, f.name)!r})"
-             for f in dataclasses.fields(TokenizerConfig)
-             if getattr(asked, f.name) not in (getattr(default, f.name), getattr(parent.cfg, f.name))]
-    if clash:
+    changed = {f.name: getattr(asked, f.name) for f in dataclasses.fields(TokenizerConfig)
+               if getattr(asked, f.name) not in (getattr(default, f.name), getattr(parent.cfg, f.name))}
+    clash = [f"tokenizer.{k}={v!r} (init_from: {getattr(parent.cfg, k)!r})" for k, v in changed.items()]
+    lineage = [tokenizer_fingerprint(parent), *tokenizer_lineage(path)]
+    if not clash:
+        print(f"tokenizer: fine-tuning {path}")
+        return parent.train(), lineage
+    if not reshape:
         raise ValueError(f"init_from {path}: the architecture comes from the tokenizer being fine-tuned, but "
-                         f"{', '.join(clash)}; leave those fields unset or use the parent's preset")
-    print(f"tokenizer: fine-tuning {path}")
-    return parent.train(), [tokenizer_fingerprint(parent), *tokenizer_lineage(path)]
+                         f"{', '.join(clash)}; leave those fields unset, use the parent's preset, or pass "
+                         "--reshape to change them and keep the parent's weights where they fit")
+    child = build_tokenizer(dataclasses.replace(parent.cfg, **changed))
+    own = child.state_dict()
+    fitting = {k: v for k, v in parent.state_dict().items() if k in own and own[k].shape == v.shape}
+    child.load_state_dict(fitting, strict=False)
+    fresh = sorted(k for k in own if k not in fitting)
+    print(f"tokenizer: fine-tuning {path} reshaped ({', '.join(clash)}); {len(fitting)} tensors kept, "
+          f"{len(fresh)} start fresh: {', '.join(fresh[:6])}{' ...' if len(fresh) > 6 else ''}")
+    return child.train(), lineage
 
 
 def _check_resolution(data: ClipDataset, cfg: TokenizerConfig) -> None:

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Fine-tune the shipped tokenizer so that its future codes keep what the actions move (README, "Teaching the
+# model to use its actions"): moving pixels weighted in the loss, on the behaviour-policy data at action
+# repeat 4, optionally with a finer future grid (PATCH=2: 8x8 = 64 tokens per future frame, the patch
+# projections start fresh, everything else from the shipped weights). Resumable (checkpoints every 100 steps).
+#
+#   PATCH=2 bash scripts/finetune_tokenizer_motion.sh runs/tok-motion-p2
+#
+# Environment: STEPS (1000), PATCH (4: the shipped grid), MOTION (20), LR (3e-4), DATA (data/mw-mix-r4),
+# EXTRA (more `ivideogpt train-tokenizer` overrides).
+set -euo pipefail
+out=${1:-runs/tok-motion}
+patch=${PATCH:-4}
+data=${DATA:-data/mw-mix-r4}
+shipped=src/ivideogpt/pretrained/metaworld64
+export MUJOCO_GL=egl
+
+[ -f "$data/meta.json" ] || ivideogpt collect metaworld --episodes 40 --out "$data" --workers 2 --action-repeat 4
+resume=""
+[ -f "$out/ckpt/last.txt" ] && resume="--resume"
+reshape=""
+[ "$patch" = 4 ] || reshape="--reshape --tokenizer.patch-size $patch"
+ivideogpt train-tokenizer --config tokenizer_metaworld64 --data "$data" --out "$out" --init-from "$shipped" \
+    $reshape --loss.recon l2 --loss.motion-weight "${MOTION:-20}" --train.lr "${LR:-3e-4}" \
+    --train.warmup-steps 50 --train.steps "${STEPS:-1000}" --train.eval-every 100 --train.ckpt-every 100 \
+    --train.num-workers 0 $resume ${EXTRA:-}
