@@ -84,3 +84,24 @@ def test_cross_attention_matches_per_frame_attention_and_starts_as_identity() ->
     assert block(x, torch.randn(2, 5, 8, 4, 4)).shape == x.shape
     with pytest.raises(ValueError, match="do not fit"):
         block(torch.randn(5, 8, 4, 4), context)
+
+
+def test_windowed_cross_attention_sees_only_its_window_and_equals_full_attention_when_it_covers_all() -> None:
+    torch.manual_seed(0)
+    x, context = torch.randn(2 * 3, 8, 6, 6), torch.randn(2, 2, 8, 6, 6)
+    local = CrossAttnBlock(channels=8, size=6, groups=2, heads=4, window=3)
+    assert torch.equal(local(x, context), x)  # starts as the identity, like the full block
+    torch.nn.init.normal_(local.attn.out.weight)
+    local.norm_kv = torch.nn.Identity()  # GroupNorm mixes the whole map; without it locality is exact
+    moved = context.clone()
+    moved[..., 3:, 3:] += 10.0  # context changes two or more positions away from the corner
+    change = local(x, moved) - local(x, context)
+    assert change[..., :2, :2].abs().max() == 0 and change[..., 3, 3].abs().max() > 1
+    # a window spanning the map from any position, with no position embeddings, is full attention
+    wide, full = CrossAttnBlock(8, 6, 2, 4, window=11), CrossAttnBlock(8, 6, 2, 4)
+    torch.nn.init.normal_(wide.attn.out.weight)
+    full.load_state_dict({k: v for k, v in wide.state_dict().items() if not k.startswith("pos_")}, strict=False)
+    for block in (wide, full):
+        torch.nn.init.zeros_(block.pos_q)
+        torch.nn.init.zeros_(block.pos_kv)
+    torch.testing.assert_close(wide(x, context), full(x, context), atol=1e-5, rtol=1e-5)

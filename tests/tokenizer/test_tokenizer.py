@@ -199,8 +199,30 @@ def test_invalid_configs_name_the_field() -> None:
         TokenizerConfig(cross_attn_resolutions=(8,))
     with pytest.raises(ValueError, match=r"norm_groups=8 must divide every channel count, but not \[12\]"):
         TokenizerConfig(channels=(12, 24, 48))
+    with pytest.raises(ValueError, match=r"local_cross_attn_resolutions=\(8,\)"):
+        TokenizerConfig(local_cross_attn_resolutions=(8,))
+    with pytest.raises(ValueError, match=r"sizes \[16\] are in both"):
+        TokenizerConfig(local_cross_attn_resolutions=(16,))
+    with pytest.raises(ValueError, match="cross_attn_window must be odd"):
+        TokenizerConfig(cross_attn_window=4)
     with pytest.raises(KeyError, match="unknown tokenizer preset"):
         tokenizer_preset("huge")
+
+
+def test_local_cross_attention_at_a_finer_scale_conditions_both_future_nets_and_trains() -> None:
+    cfg = dataclasses.replace(tiny_config(), local_cross_attn_resolutions=(32,), cross_attn_window=3)
+    tok = build_tokenizer(cfg)
+    windowed = [m for m in tok.modules() if isinstance(m, CrossAttnBlock) and m.window == 3]
+    assert len(windowed) == cfg.encoder_cross_blocks + cfg.decoder_cross_blocks  # in E_p and D_p, at 32x32
+    assert all(m.size == 32 for m in windowed)
+    for block in windowed:  # open the zero-initialised outputs so the context can flow through them
+        torch.nn.init.normal_(block.attn.out.weight, std=0.1)
+    loss, _, out = tok.compute_loss(random_clip(2, 4), 2, TokenizerLoss(TokenizerLossConfig()))
+    loss.backward()
+    assert out.recon.shape == (2, 4, 3, 64, 64)
+    assert all(m.attn.q.weight.grad.abs().sum() > 0 for m in windowed)
+    state = tok.context_from_codes(tok.tokenize(random_clip(1, 3), 2)[0])
+    assert 32 in state.features  # decoding a rollout's frames needs the 32x32 context maps too
 
 
 def test_future_blend_mixes_the_real_last_context_frame_into_future_frames() -> None:

@@ -104,17 +104,21 @@ class AttnBlock(nn.Module):
 class CrossAttnBlock(nn.Module):
     """Residual cross-attention from a frame's feature map to the same-scale maps of its context frames.
 
-    GroupNorm on queries and on keys/values, learned spatial position embeddings (shared by all context
-    frames, so any number of context frames works), multi-head attention, zero-initialised output.
+    GroupNorm on queries and on keys/values, multi-head attention, zero-initialised output. With `window`
+    None every position attends to every position of every context frame, with learned spatial position
+    embeddings (shared by all context frames, so any number of them works). With an odd `window` each
+    position attends only to the window x window neighbourhood of its own position in each context frame,
+    with learned embeddings of the offset: cost linear in the map's area, for fine scales.
     """
 
-    def __init__(self, channels: int, size: int, groups: int, heads: int) -> None:
+    def __init__(self, channels: int, size: int, groups: int, heads: int, window: int | None = None) -> None:
         super().__init__()
-        self.size = size
+        self.size, self.window = size, window
         self.norm_q = group_norm(channels, groups)
         self.norm_kv = group_norm(channels, groups)
         self.pos_q = nn.Parameter(torch.randn(size * size, channels) * 0.02)
-        self.pos_kv = nn.Parameter(torch.randn(size * size, channels) * 0.02)
+        keys = size * size if window is None else window * window  # positions, or offsets in the window
+        self.pos_kv = nn.Parameter(torch.randn(keys, channels) * 0.02)
         self.attn = MultiHeadAttention(channels, heads, zero_init_out=True)
 
     def forward(self, x: Tensor, context: Tensor) -> Tensor:
@@ -132,10 +136,30 @@ class CrossAttnBlock(nn.Module):
             raise ValueError(f"CrossAttnBlock({self.size}x{self.size}): queries {tuple(x.shape)} do not fit "
                              f"context {tuple(context.shape)}")
         q = rearrange(self.norm_q(x), "n c h w -> n (h w) c") + self.pos_q  # (B*F, hw, C)
+        kv = self.norm_kv(context.flatten(0, 1))  # (B*Tc, C, h, w)
+        y = self._global(q, kv, b) if self.window is None else self._local(q, kv, b)
+        return x + rearrange(y, "n (h w) c -> n c h w", h=h, w=w)
+
+    def _global(self, q: Tensor, kv: Tensor, b: int) -> Tensor:
         # Every query attends to the same keys of its clip, independently of the other queries, so all
         # F frames of a clip share one query sequence and the context is never copied per frame.
         q = rearrange(q, "(b f) l c -> b (f l) c", b=b)  # (B, F*hw, C)
-        kv = rearrange(self.norm_kv(context.flatten(0, 1)), "n c h w -> n (h w) c") + self.pos_kv
-        kv = rearrange(kv, "(b t) l c -> b (t l) c", b=b)  # (B, Tc*hw, C)
-        y = rearrange(self.attn(q, kv), "b (f h w) c -> (b f) c h w", h=h, w=w)
-        return x + y
+        kv = rearrange(kv, "(b t) c h w -> b (t h w) c", b=b) + self.pos_kv.repeat(kv.shape[0] // b, 1)
+        return rearrange(self.attn(q, kv), "b (f l) c -> (b f) l c", l=self.size * self.size)
+
+    def _local(self, q: Tensor, kv: Tensor, b: int) -> Tensor:
+        attn, k2, pad, size = self.attn, self.window * self.window, self.window // 2, self.size
+        # Project the maps once, then cut each position's window out of every context frame (projecting
+        # the windows would repeat the projection k2 times). The offset embedding enters the keys and values
+        # as pos_kv @ W_kv, which is what adding it before the (linear) projection gives.
+        projected = rearrange(attn.kv(rearrange(kv, "n c h w -> n (h w) c")), "n (h w) c -> n c h w", h=size)
+        windows = F.unfold(projected, self.window, padding=pad)  # (B*Tc, 2C*k2, hw); zeros outside the map
+        windows = rearrange(windows, "(b t) (c k) l -> b l t k c", b=b, k=k2) + F.linear(self.pos_kv, attn.kv.weight)
+        # one attention problem per (clip, position): the F frames' queries against that position's windows
+        k, v = rearrange(windows, "b l t k (two h d) -> two (b l) h (t k) d", two=2, h=attn.heads)
+        inside = F.unfold(kv.new_ones(1, 1, size, size), self.window, padding=pad)[0] > 0  # (k2, hw)
+        inside = inside.t().repeat(1, kv.shape[0] // b)  # (hw, Tc*k2), in the keys' (t k) order
+        mask = inside[None, :, None, None].expand(b, -1, -1, -1, -1).flatten(0, 1)  # (B*hw, 1, 1, Tc*k2)
+        qh = rearrange(attn.q(q), "(b f) l (h d) -> (b l) h f d", b=b, h=attn.heads)
+        y = F.scaled_dot_product_attention(qh, k, v, attn_mask=mask)  # (B*hw, heads, F, d)
+        return attn.out(rearrange(y, "(b l) h f d -> (b f) l (h d)", b=b))

@@ -241,7 +241,7 @@ class VideoTokenizer(nn.Module):
         """Per-frame features `(B*Tc, C, s, s)` -> `(B, Tc, C, s, s)` at the sizes E_p/D_p attend to."""
         if not self.future_vqgan.conditional:
             return None
-        return {s: features[s].unflatten(0, (batch, -1)) for s in self.cfg.cross_attn_resolutions}
+        return {s: features[s].unflatten(0, (batch, -1)) for s in self.cfg.conditioned_sizes}
 
     def _check_frames(self, frames: Tensor, name: str) -> None:
         if not isinstance(frames, Tensor):

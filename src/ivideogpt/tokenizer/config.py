@@ -65,6 +65,12 @@ class TokenizerConfig:
     encoder_cross_blocks: int = 2  # compressive: cross-attention blocks per such level in E_p
     decoder_cross_blocks: int = 1  # compressive: cross-attention blocks per such level in D_p
     cross_attn_heads: int = 4  # heads of every (cross- and self-) attention block
+    # compressive: finer feature-map sizes with LOCAL cross-attention, each position attending to the
+    # cross_attn_window x cross_attn_window neighbourhood of its own position in every context frame. Fine
+    # scales carry the detail a moved arm is drawn with; full attention there costs (h w)^2 per frame
+    # (32x32 made a training step 7x slower on a CPU), while motion between frames a few steps apart is local.
+    local_cross_attn_resolutions: tuple[int, ...] = ()
+    cross_attn_window: int = 5
     # compressive: D_p also outputs a per-pixel mask that blends its frame with the last context frame (its
     # real pixels when encoded from frames). Not in the reference; lets a small CPU-trained tokenizer keep
     # static pixels exactly and spend its 16 tokens on what moved.
@@ -73,6 +79,7 @@ class TokenizerConfig:
     def __post_init__(self) -> None:
         self.channels = tuple(self.channels)
         self.cross_attn_resolutions = tuple(self.cross_attn_resolutions)
+        self.local_cross_attn_resolutions = tuple(self.local_cross_attn_resolutions)
         if self.kind not in ("compressive", "per_frame"):
             raise ValueError(f"TokenizerConfig.kind must be 'compressive' or 'per_frame', got {self.kind!r}")
         if self.future_blend and self.kind != "compressive":
@@ -109,10 +116,23 @@ class TokenizerConfig:
             raise ValueError(f"TokenizerConfig.patch_size={self.patch_size} must divide the latent grid "
                              f"{self.latent_grid} (resolution {self.resolution}, channels {self.channels})")
         sizes = self.level_sizes
-        bad = [r for r in self.cross_attn_resolutions if r not in sizes]
-        if bad:
-            raise ValueError(f"TokenizerConfig.cross_attn_resolutions={self.cross_attn_resolutions}: {bad} "
-                             f"are not feature-map sizes of this network (sizes: {sizes})")
+        for name in ("cross_attn_resolutions", "local_cross_attn_resolutions"):
+            bad = [r for r in getattr(self, name) if r not in sizes]
+            if bad:
+                raise ValueError(f"TokenizerConfig.{name}={getattr(self, name)}: {bad} are not feature-map "
+                                 f"sizes of this network (sizes: {sizes})")
+        both = set(self.cross_attn_resolutions) & set(self.local_cross_attn_resolutions)
+        if both:
+            raise ValueError(f"TokenizerConfig: sizes {sorted(both)} are in both cross_attn_resolutions (full "
+                             "attention) and local_cross_attn_resolutions (windowed); pick one")
+        if self.cross_attn_window < 1 or self.cross_attn_window % 2 == 0:
+            raise ValueError(f"TokenizerConfig.cross_attn_window must be odd and >= 1 (a window centred on "
+                             f"each position), got {self.cross_attn_window}")
+
+    @property
+    def conditioned_sizes(self) -> tuple[int, ...]:
+        """Feature-map sizes E_p / D_p attend to the context at (full or windowed)."""
+        return self.cross_attn_resolutions + self.local_cross_attn_resolutions
 
     @property
     def level_sizes(self) -> tuple[int, ...]:

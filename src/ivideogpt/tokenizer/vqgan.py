@@ -26,7 +26,8 @@ Features = dict[int, Tensor]
 
 
 class Level(nn.Module):
-    """One resolution level: residual blocks, then (conditional nets only) cross-attention blocks."""
+    """One resolution level: residual blocks, then (conditional nets only) cross-attention blocks, windowed
+    at the sizes in `cfg.local_cross_attn_resolutions`."""
 
     def __init__(self, cfg: TokenizerConfig, channels: int, size: int, cross_blocks: int) -> None:
         super().__init__()
@@ -34,8 +35,10 @@ class Level(nn.Module):
         self.res = nn.ModuleList(
             ResBlock(channels, channels, cfg.norm_groups, cfg.dropout) for _ in range(cfg.num_res_blocks)
         )
+        window = cfg.cross_attn_window if size in cfg.local_cross_attn_resolutions else None
         self.cross = nn.ModuleList(
-            CrossAttnBlock(channels, size, cfg.norm_groups, cfg.cross_attn_heads) for _ in range(cross_blocks)
+            CrossAttnBlock(channels, size, cfg.norm_groups, cfg.cross_attn_heads, window)
+            for _ in range(cross_blocks)
         )
 
     def forward(self, x: Tensor, context: Features | None) -> Tensor:
@@ -51,9 +54,9 @@ class Level(nn.Module):
 
 
 def _levels(cfg: TokenizerConfig, ch: tuple[int, ...], sizes: tuple[int, ...], cross: int) -> nn.ModuleList:
-    """Levels in processing order; `cross` blocks only at the sizes in `cfg.cross_attn_resolutions`."""
+    """Levels in processing order; `cross` blocks only at the sizes in `cfg.conditioned_sizes`."""
     return nn.ModuleList(
-        Level(cfg, c, s, cross if s in cfg.cross_attn_resolutions else 0)
+        Level(cfg, c, s, cross if s in cfg.conditioned_sizes else 0)
         for c, s in zip(ch, sizes, strict=True)
     )
 
