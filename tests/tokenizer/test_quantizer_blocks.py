@@ -100,7 +100,8 @@ def test_windowed_cross_attention_sees_only_its_window_and_equals_full_attention
     # a window spanning the map from any position, with no position embeddings, is full attention
     wide, full = CrossAttnBlock(8, 6, 2, 4, window=11), CrossAttnBlock(8, 6, 2, 4)
     torch.nn.init.normal_(wide.attn.out.weight)
-    full.load_state_dict({k: v for k, v in wide.state_dict().items() if not k.startswith("pos_")}, strict=False)
+    shared = {k: v for k, v in wide.state_dict().items() if not k.startswith("pos_")}
+    full.load_state_dict(shared, strict=False)
     for block in (wide, full):
         torch.nn.init.zeros_(block.pos_q)
         torch.nn.init.zeros_(block.pos_kv)

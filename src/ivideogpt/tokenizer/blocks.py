@@ -154,7 +154,8 @@ class CrossAttnBlock(nn.Module):
         # as pos_kv @ W_kv, which is what adding it before the (linear) projection gives.
         projected = rearrange(attn.kv(rearrange(kv, "n c h w -> n (h w) c")), "n (h w) c -> n c h w", h=size)
         windows = F.unfold(projected, self.window, padding=pad)  # (B*Tc, 2C*k2, hw); zeros outside the map
-        windows = rearrange(windows, "(b t) (c k) l -> b l t k c", b=b, k=k2) + F.linear(self.pos_kv, attn.kv.weight)
+        offsets = F.linear(self.pos_kv, attn.kv.weight)  # (k2, 2C)
+        windows = rearrange(windows, "(b t) (c k) l -> b l t k c", b=b, k=k2) + offsets
         # one attention problem per (clip, position): the F frames' queries against that position's windows
         k, v = rearrange(windows, "b l t k (two h d) -> two (b l) h (t k) d", two=2, h=attn.heads)
         inside = F.unfold(kv.new_ones(1, 1, size, size), self.window, padding=pad)[0] > 0  # (k2, hw)

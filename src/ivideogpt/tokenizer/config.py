@@ -123,8 +123,8 @@ class TokenizerConfig:
                                  f"sizes of this network (sizes: {sizes})")
         both = set(self.cross_attn_resolutions) & set(self.local_cross_attn_resolutions)
         if both:
-            raise ValueError(f"TokenizerConfig: sizes {sorted(both)} are in both cross_attn_resolutions (full "
-                             "attention) and local_cross_attn_resolutions (windowed); pick one")
+            raise ValueError(f"TokenizerConfig: sizes {sorted(both)} are in both cross_attn_resolutions "
+                             "(full attention) and local_cross_attn_resolutions (windowed); pick one")
         if self.cross_attn_window < 1 or self.cross_attn_window % 2 == 0:
             raise ValueError(f"TokenizerConfig.cross_attn_window must be odd and >= 1 (a window centred on "
                              f"each position), got {self.cross_attn_window}")
