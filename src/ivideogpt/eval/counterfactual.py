@@ -208,10 +208,8 @@ def evaluate_counterfactual(wm: WorldModel, root: str | Path, *, scenes: int = 6
         video `(Tc + H, h, w', 3)`: one row per branch, truth | model under that branch's actions.
     """
     tc = wm.num_context_frames
-    all_scenes = load_scenes(root, tc, horizon, wm.action_dim)
-    picked = [all_scenes[i] for i in spread_indices(len(all_scenes), scenes)]
-    k = min(sc.frames.shape[0] for sc in picked)
-    picked = [_first_branches(sc, k) for sc in picked]
+    picked = _pick_scenes(root, tc, horizon, wm.action_dim, scenes)
+    k = picked[0].frames.shape[0]
     sheet, videos = CounterfactualSheet(), []
     for n, start in enumerate(tqdm(range(0, len(picked), batch_scenes), desc="counterfactual", unit="batch")):
         batch = picked[start : start + batch_scenes]
@@ -243,12 +241,10 @@ def tokenizer_discrimination(tokenizer: VideoTokenizer, root: str | Path, num_co
     """Per step, the `tokenizer_recon_discrimination` of a tokenizer alone on a counterfactual dataset: how
     often its reconstruction of a branch is closer to that branch's truth than its reconstruction of another
     branch is (0.5: the codes lose what the actions did; 1: they keep it)."""
-    picked = load_scenes(root, num_context, horizon)
-    picked = [picked[i] for i in spread_indices(len(picked), scenes)]
-    k = min(sc.frames.shape[0] for sc in picked)
+    picked = _pick_scenes(root, num_context, horizon, None, scenes)
     closer = []
     for start in range(0, len(picked), batch_scenes):
-        frames = np.stack([sc.frames[:k] for sc in picked[start : start + batch_scenes]])  # (S, K, T, ...)
+        frames = np.stack([sc.frames for sc in picked[start : start + batch_scenes]])  # (S, K, T, ...)
         recon = tokenizer_reconstruction(tokenizer, torch.from_numpy(frames.reshape(-1, *frames.shape[2:])),
                                          num_context)
         truth = torch.from_numpy(frames[:, :, num_context:])
@@ -274,6 +270,15 @@ def _discrimination(truth: torch.Tensor, pred: torch.Tensor) -> tuple[torch.Tens
     off = ~torch.eye(k, dtype=torch.bool)
     closer = (own[:, :, None] < mse).double() + 0.5 * (own[:, :, None] == mse).double()  # (S, K, K, H)
     return closer[:, off], mse[:, off]
+
+
+def _pick_scenes(root: str | Path, num_context: int, horizon: int | None, action_dim: int | None,
+                 scenes: int) -> list[Scene]:
+    """Up to `scenes` scenes spread evenly over the dataset, each cut to the branch count they all have."""
+    all_scenes = load_scenes(root, num_context, horizon, action_dim)
+    picked = [all_scenes[i] for i in spread_indices(len(all_scenes), scenes)]
+    k = min(sc.frames.shape[0] for sc in picked)
+    return [_first_branches(sc, k) for sc in picked]
 
 
 def _first_branches(scene: Scene, k: int) -> Scene:
