@@ -15,7 +15,8 @@ data=${DATA:-data/mw-mix-r4}
 shipped=src/ivideogpt/pretrained/metaworld64
 export MUJOCO_GL=egl
 
-[ -f "$data/meta.json" ] || ivideogpt collect metaworld --episodes 40 --out "$data" --workers 2 --action-repeat 4
+[ -f "$data/meta.json" ] || ivideogpt collect metaworld --episodes 40 --out "$data" --workers 2 \
+    --action-repeat 4
 resume=""
 [ -f "$out/ckpt/last.txt" ] && resume="--resume"
 reshape=""
