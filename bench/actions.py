@@ -109,6 +109,9 @@ def summarize(metrics: dict[str, Any]) -> dict[str, Any]:
             "scenes": cf["protocol"]["scenes"], "branches": cf["protocol"]["branches"],
             "action_discrimination_steps_5_8": sum(late) / len(late),
             "tokenizer_recon_discrimination_steps_5_8": sum(recon_late) / len(recon_late),
+            # teacher-forced, no sampling: up to the last trained future frame (counterfactual.py)
+            "likelihood_discrimination_last_step":
+                cf["per_step"].get("likelihood_discrimination", [None])[-1],
             "delta_psnr_own_minus_other_actions": mean["model_psnr"] - mean["model_psnr_other_actions"],
             **mean, **{k: cf[k] for k in cf if k.startswith("reward_")},
             "per_step": cf["per_step"],

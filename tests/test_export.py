@@ -25,19 +25,21 @@ def saved(tmp_path: Path) -> Path:
 
 def test_export_casts_weights_and_sets_sampling(saved: Path, tmp_path: Path) -> None:
     out = export_world_model(ExportConfig(saved, tmp_path / "shipped", "float16", temperature=0.0,
-                                          top_k=None))
+                                          top_k=None, action_guidance=1.5))
     stored = load_file(str(out / TRANSFORMER_FILE))
     assert {t.dtype for t in stored.values() if t.is_floating_point()} == {torch.float16}
     assert folder_bytes(out) < 0.6 * folder_bytes(saved)
 
     shipped, original = WorldModel.load(out), WorldModel.load(saved)
     assert (shipped.spec.sampling.temperature, shipped.spec.sampling.top_k) == (0.0, None)
+    assert shipped.spec.sampling.action_guidance == 1.5
     assert shipped.spec.provenance["export"]["dtype"] == "float16"
-    assert shipped.spec.provenance["export"]["sampling_before"] == {"temperature": 1.0, "top_k": 100}
+    assert shipped.spec.provenance["export"]["sampling_before"] == {"temperature": 1.0, "top_k": 100,
+                                                                   "action_guidance": 0.0}
     # greedy rollouts of the fp16 copy match the float32 original given the same (greedy) sampling
     ctx, act = frames(2, 1), actions(2, 3)
     a = shipped.rollout(ctx, act, seed=0)
-    b = original.rollout(ctx, act, seed=0, temperature=0.0, top_k=None)
+    b = original.rollout(ctx, act, seed=0, temperature=0.0, top_k=None, action_guidance=1.5)
     assert (a.frames == b.frames).mean() > 0.95
 
 

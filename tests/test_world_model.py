@@ -102,11 +102,11 @@ def test_actions_reach_the_model(wm: WorldModel) -> None:
     assert not np.allclose(a.rewards, b.rewards)
 
 
-@pytest.mark.parametrize("horizon", [3, 7])  # 7 > the trained 3 future frames: the window slides
-def test_cached_rollout_equals_uncached(wm: WorldModel, horizon: int) -> None:
+@pytest.mark.parametrize("horizon,guidance", [(3, None), (7, None), (7, 2.0)])  # 7 > 3 trained frames: slides
+def test_cached_rollout_equals_uncached(wm: WorldModel, horizon: int, guidance: float | None) -> None:
     ctx, acts = frames(2, 1), actions(2, horizon)
-    cached = wm.rollout(ctx, acts, seed=11)
-    uncached = wm.rollout(ctx, acts, seed=11, cached=False)
+    cached = wm.rollout(ctx, acts, seed=11, action_guidance=guidance)
+    uncached = wm.rollout(ctx, acts, seed=11, cached=False, action_guidance=guidance)
     np.testing.assert_array_equal(cached.frames, uncached.frames)
     np.testing.assert_allclose(cached.rewards, uncached.rewards, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(cached.dones, uncached.dones, rtol=1e-4, atol=1e-5)
@@ -133,6 +133,17 @@ def test_torch_inputs_and_greedy_sampling_are_deterministic(wm: WorldModel) -> N
     a = wm.rollout(ctx, acts, seed=0, temperature=0.0)
     b = wm.rollout(ctx, acts, seed=1, temperature=0.0)
     np.testing.assert_array_equal(a.frames, b.frames)  # greedy: the seed does not matter
+
+
+def test_action_guidance_is_a_sampling_setting_that_step_and_rollout_share(wm: WorldModel) -> None:
+    ctx, acts = frames(2, 1), actions(2, 4)
+    guided = wm.rollout(ctx, acts, seed=2, action_guidance=3.0)
+    assert not np.array_equal(guided.frames, wm.rollout(ctx, acts, seed=2).frames)
+    state = wm.reset(ctx, seed=2, action_guidance=3.0)
+    stepped = np.stack([wm.step(state, acts[:, t])[0] for t in range(4)], 1)
+    np.testing.assert_array_equal(stepped, guided.frames)
+    with pytest.raises(ValueError, match="action_guidance must be >= 0"):
+        wm.rollout(ctx, acts, action_guidance=-0.5)
 
 
 def test_select_fans_one_context_out(wm: WorldModel) -> None:

@@ -34,6 +34,7 @@ class ExportConfig:
     dtype: Literal["float32", "float16", "bfloat16"] = "float16"  # storage type of floating weights
     temperature: float | None = None  # new default sampling temperature (0: greedy); None: keep the model's
     top_k: int | None = UNSET  # new default top-k; None: the whole codebook; -1: keep the model's
+    action_guidance: float | None = None  # new default action guidance (transformer/sampling.py); None: keep
 
     def __post_init__(self) -> None:
         self.model, self.out = Path(self.model), Path(self.out)
@@ -46,8 +47,9 @@ class ExportConfig:
 
     def sampling(self, current: SamplingConfig) -> SamplingConfig:
         """`current` with this export's overrides."""
+        guidance = current.action_guidance if self.action_guidance is None else self.action_guidance
         return SamplingConfig(current.temperature if self.temperature is None else self.temperature,
-                              current.top_k if self.top_k == UNSET else self.top_k)
+                              current.top_k if self.top_k == UNSET else self.top_k, guidance)
 
 
 def export_world_model(cfg: ExportConfig) -> Path:
@@ -66,5 +68,5 @@ def export_world_model(cfg: ExportConfig) -> Path:
     out = wm.save(cfg.out, DTYPES[cfg.dtype])
     size = sum(f.stat().st_size for f in out.iterdir()) / 2**20
     print(f"export: {cfg.model} -> {out} ({cfg.dtype}, {size:.1f} MiB; sampling temperature "
-          f"{sampling.temperature}, top-k {sampling.top_k})")
+          f"{sampling.temperature}, top-k {sampling.top_k}, action guidance {sampling.action_guidance})")
     return out

@@ -66,8 +66,7 @@ class WorldModelState:
     context: ContextState  # context codes and the decoder features every imagined frame attends to
     rollout: RolloutState  # transformer KV cache and the future codes in the window
     generator: torch.Generator  # seeded source of all sampling noise of these rollouts
-    temperature: float  # softmax temperature of every step
-    top_k: int | None  # top-k of every step
+    sampling: SamplingConfig  # temperature, top-k (action guidance lives in `rollout`) of every step
 
     @property
     def batch_size(self) -> int:
@@ -153,22 +152,23 @@ class WorldModel:
         *,
         temperature: float | None = None,
         top_k: int | None = None,
+        action_guidance: float | None = None,
     ) -> WorldModelState:
         """Start B rollouts from real context frames.
 
         Args:
             context_frames: uint8 (B, T, H, W, 3) with T >= `num_context_frames`; the last Tc are used.
             seed: seeds all sampling of these rollouts (None: a random seed).
-            temperature, top_k: override the spec's sampling defaults.
+            temperature, top_k, action_guidance: override the spec's sampling defaults (`SamplingConfig`).
 
         Returns:
             The state to pass to `step`.
         """
         context = self._encode_context(context_frames)
+        how = self._sampling(temperature, top_k, action_guidance)
         rollout = sampling.start(self.transformer, self._context_tokens(context), self.window_frames,
-                                 self.slide_frames)
-        temperature, top_k = self._sampling(temperature, top_k)
-        return WorldModelState(context, rollout, self._generator(seed), temperature, top_k)
+                                 self.slide_frames, guidance=how.action_guidance)
+        return WorldModelState(context, rollout, self._generator(seed), how)
 
     def step(
         self, state: WorldModelState, actions: np.ndarray | Tensor | None
@@ -186,8 +186,9 @@ class WorldModel:
         """
         b = state.batch_size
         action = self._check_actions(actions, (b, self.action_dim), "actions")
-        codes, reward, done, _ = sampling.step(self.transformer, state.rollout, action, state.temperature,
-                                               state.top_k, state.generator)
+        how = state.sampling
+        codes, reward, done, _ = sampling.step(self.transformer, state.rollout, action, how.temperature,
+                                               how.top_k, state.generator)
         frames = self._decode(codes, state.context)
         rewards = np.zeros(b, np.float32) if reward is None else reward.cpu().numpy().astype(np.float32)
         dones = np.zeros(b, bool) if done is None else (done > 0.5).cpu().numpy()
@@ -202,6 +203,7 @@ class WorldModel:
         temperature: float | None = None,
         top_k: int | None = None,
         *,
+        action_guidance: float | None = None,
         cached: bool = True,
     ) -> Rollout:
         """Imagine T frames after the context in one call.
@@ -211,7 +213,7 @@ class WorldModel:
             actions: float (B, T, A); row t produces imagined frame t. None: action-free (give `horizon`).
             horizon: T; must match `actions` when both are given.
             seed: seeds the sampling (None: random); the same seed gives the same frames.
-            temperature, top_k: override the spec's sampling defaults.
+            temperature, top_k, action_guidance: override the spec's sampling defaults (`SamplingConfig`).
             cached: False runs the reference path that re-runs the whole window for every token (same
                 samples, far slower; for tests and benchmarks).
 
@@ -229,11 +231,11 @@ class WorldModel:
             t = horizon if horizon is not None else horizon_of(actions, self.action_dim)
             action_seq = self._check_actions(actions, (b, t, self.action_dim), "actions")
             horizon = t
-        temperature, top_k = self._sampling(temperature, top_k)
+        how = self._sampling(temperature, top_k, action_guidance)
         generate = sampling.generate_frames if cached else sampling.generate_frames_uncached
         codes, rewards, dones = generate(self.transformer, self._context_tokens(context), action_seq, horizon,
-                                         temperature, top_k, self._generator(seed), self.window_frames,
-                                         self.slide_frames)
+                                         how.temperature, how.top_k, self._generator(seed),
+                                         self.window_frames, self.slide_frames, guidance=how.action_guidance)
         frames = self._decode_frames(codes, context)  # (B, T, H, W, 3)
         return Rollout(frames, _numpy_or_none(rewards), _numpy_or_none(dones))
 
@@ -258,8 +260,8 @@ class WorldModel:
         """
         t = horizon_of(actions, self.action_dim)
         action_seq = self._check_actions(actions, (state.batch_size, t, self.action_dim), "actions")
-        steps = [sampling.step(self.transformer, state.rollout, action_seq[:, i], state.temperature,
-                               state.top_k, state.generator)[:3] for i in range(t)]
+        steps = [sampling.step(self.transformer, state.rollout, action_seq[:, i], state.sampling.temperature,
+                               state.sampling.top_k, state.generator)[:3] for i in range(t)]
         codes, rewards, dones = zip(*steps, strict=True)
         codes = torch.stack(codes, dim=1)  # (B, T, n)
         rewards, dones = _stack_or_none(rewards), _stack_or_none(dones)  # (B, T) each, or None
@@ -335,13 +337,13 @@ class WorldModel:
         """Validate and convert actions to float32 `shape` on the model's device (None stays None)."""
         return check_actions(actions, shape, self.action_dim, self.device, name)
 
-    def _sampling(self, temperature: float | None, top_k: int | None) -> tuple[float, int | None]:
+    def _sampling(self, temperature: float | None, top_k: int | None, action_guidance: float | None
+                  ) -> SamplingConfig:
         """Per-call overrides on top of the spec's defaults (validated)."""
         s = self.spec.sampling
-        merged = SamplingConfig(
-            s.temperature if temperature is None else temperature, s.top_k if top_k is None else top_k
-        )
-        return merged.temperature, merged.top_k
+        return SamplingConfig(s.temperature if temperature is None else temperature,
+                              s.top_k if top_k is None else top_k,
+                              s.action_guidance if action_guidance is None else action_guidance)
 
     def _generator(self, seed: int | None) -> torch.Generator:
         generator = torch.Generator(self.device)

@@ -43,12 +43,15 @@ class SamplingConfig:
 
     temperature: float = 1.0  # softmax temperature; 0 samples greedily
     top_k: int | None = 100  # sample among the k likeliest codes; None: the whole codebook
+    action_guidance: float = 0.0  # w: sample from l_a + w (l_a - l_0) (transformer/sampling.py); 0: off
 
     def __post_init__(self) -> None:
         if not self.temperature >= 0:
             raise ValueError(f"SamplingConfig.temperature must be >= 0, got {self.temperature}")
         if self.top_k is not None and self.top_k < 1:
             raise ValueError(f"SamplingConfig.top_k must be >= 1 or None, got {self.top_k}")
+        if not self.action_guidance >= 0:
+            raise ValueError(f"SamplingConfig.action_guidance must be >= 0, got {self.action_guidance}")
 
 
 @dataclass

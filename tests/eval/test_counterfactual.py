@@ -14,12 +14,14 @@ from ivideogpt.eval import counterfactual
 from ivideogpt.eval.counterfactual import (
     BranchPredictions,
     CounterfactualSheet,
+    likelihood_discrimination,
     load_scenes,
     tokenizer_discrimination,
 )
 from ivideogpt.eval.metrics import moving_psnr, score_frames
+from ivideogpt.world_model import WorldModel
 
-from .test_predict import ACTION_DIM, SIZE, TC, make_world_model, run_eval, smooth_videos
+from .test_predict import ACTION_DIM, SIZE, TC, TF, make_world_model, run_eval, smooth_videos
 
 BRANCH_STEPS = 3
 
@@ -94,6 +96,8 @@ def test_eval_reports_the_counterfactual_figures(tmp_path: Path) -> None:
                 "tokenizer_recon_psnr_moving", "branch_psnr", "model_psnr_other_actions"):
         assert len(cf["per_step"][key]) == BRANCH_STEPS and cf["mean"][key] is not None, key
     assert 0.0 <= cf["mean"]["action_discrimination"] <= 1.0
+    for key in ("likelihood_discrimination", "action_nll_gain"):  # teacher-forced: the trained frames only
+        assert len(cf["per_step"][key]) == min(BRANCH_STEPS, TF) and cf["mean"][key] is not None, key
     assert "reward_pearson_own" in cf and "reward_pearson_other" in cf
     assert "psnr_moving" in metrics["methods"]["model"]
     for name in ("counterfactual.gif", "counterfactual.mp4", "counterfactual_per_step.png"):
@@ -129,3 +133,23 @@ def test_tokenizer_discrimination_is_one_for_faithful_codes_and_half_for_codes_b
         return np.repeat(by_scene, 3, axis=1).reshape(futures.shape)
     monkeypatch.setattr(counterfactual, "tokenizer_reconstruction", blind)
     assert all(v == 0.5 for v in tokenizer_discrimination(None, root, TC, scenes=3, batch_scenes=2))
+
+
+def test_likelihood_discrimination_pairs_each_branch_with_its_own_actions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    wm = WorldModel.load(make_world_model(tmp_path / "wm"))
+    scenes = load_scenes(write_branched(tmp_path / "cf", scenes=2, k=3), TC, None, ACTION_DIM)
+    rows = np.concatenate([sc.actions[:, :TF] for sc in scenes])  # (S*K, T, A) in the order rows are scored
+    truth = torch.from_numpy(rows)
+
+    def follows(context, future, actions):  # NLL: how far the actions are from the row's own
+        return (actions - truth).square().sum(-1)
+    monkeypatch.setattr(wm.transformer, "frame_nll", follows)
+    closer, gain = likelihood_discrimination(wm, scenes)
+    assert closer.shape == gain.shape == (2, 6, min(BRANCH_STEPS, TF))
+    assert bool((closer == 1).all()) and bool((gain > 0).all())
+
+    monkeypatch.setattr(wm.transformer, "frame_nll", lambda c, f, a: torch.ones(a.shape[:2]))
+    closer, gain = likelihood_discrimination(wm, scenes)
+    assert bool((closer == 0.5).all()) and bool((gain == 0).all())  # actions ignored: exactly chance

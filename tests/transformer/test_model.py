@@ -91,6 +91,18 @@ def test_loss_metrics_and_reward_gradient_reaches_head() -> None:
     assert model.heads.reward.weight.grad.abs().sum() == 0  # unlabelled clips do not train the heads
 
 
+def test_frame_nll_is_the_training_cross_entropy_per_frame() -> None:
+    model = Transformer(tiny_config(action_dim=3, action_to="frame")).eval()
+    randomize_zero_init(model)
+    batch = random_batch(model.cfg, 2, 2, 3)
+    nll = model.frame_nll(batch.context_codes, batch.future_codes, batch.actions[:, 2:])
+    assert nll.shape == (2, 3) and bool((nll > 0).all())
+    ce = model.compute_loss(batch)[1]["ce"]  # mean over every target token
+    assert float(nll.sum()) / nll.numel() / model.cfg.tokens_per_future_frame == pytest.approx(ce, rel=1e-5)
+    other = model.frame_nll(batch.context_codes, batch.future_codes, batch.actions[:, 2:].flip(0))
+    assert not torch.allclose(nll, other)  # the actions are read, frame by frame
+
+
 def test_symlog_reward_targets() -> None:
     model = Transformer(tiny_config(reward_head=True, reward_symlog=True))
     batch = random_batch(model.cfg, 2, 1, 2)

@@ -30,14 +30,16 @@ def _rollout_inputs(model: Transformer, frames: int, b: int = 2) -> tuple[torch.
     )
 
 
-@pytest.mark.parametrize("frames,window,slide,action_to", [
-    (3, None, None, "slot"), (8, None, None, "slot"), (7, 3, 1, "slot"), (5, 2, 2, "slot"),
-    (3, None, None, "frame"), (7, 3, 1, "frame")])
+@pytest.mark.parametrize("frames,window,slide,action_to,guidance", [
+    (3, None, None, "slot", 0.0), (8, None, None, "slot", 0.0), (7, 3, 1, "slot", 0.0),
+    (5, 2, 2, "slot", 0.0), (3, None, None, "frame", 0.0), (7, 3, 1, "frame", 0.0),
+    (7, 3, 1, "slot", 1.5), (5, 2, 2, "frame", 2.0)])
 def test_cached_and_uncached_sampling_agree(frames: int, window: int | None, slide: int | None,
-                                            action_to: str) -> None:
+                                            action_to: str, guidance: float) -> None:
     model = _model(action_to=action_to)
     context, actions = _rollout_inputs(model, frames)
-    kwargs = {"temperature": 0.8, "top_k": 6, "window_frames": window, "slide_frames": slide}
+    kwargs = {"temperature": 0.8, "top_k": 6, "window_frames": window, "slide_frames": slide,
+              "guidance": guidance}
     cached = generate_frames(
         model, context, actions, frames, generator=torch.Generator().manual_seed(3), **kwargs
     )
@@ -215,8 +217,35 @@ def test_decode_engine_follows_weight_updates() -> None:
     assert torch.equal(cached[0], generate_frames_uncached(model, context, actions, 2, 0.8, 6, gen())[0])
 
 
-@pytest.mark.parametrize("compiled", [False, True])
-def test_one_context_fanned_out_shares_its_cache_and_samples_like_repeated_contexts(compiled: bool) -> None:
+def test_action_guidance_samples_from_the_logits_pushed_away_from_zero_actions() -> None:
+    model = _model(action_to="frame")
+    context, actions = _rollout_inputs(model, 1)
+    state = start(model, context, guidance=2.0)
+    codes, reward, _, _ = step(model, state, actions[:, 0], temperature=0.0, top_k=None)
+    assert state.guided_rows  # the zero-action rows run beside the two rollouts
+    # greedy: code j is the argmax of l_a + 2 (l_a - l_0), both teacher-forced on the codes before it
+    layout = model.layout
+    tokens = layout.build(context, codes[:, None])
+    rows = layout.action_rows(torch.cat([torch.zeros(2, 2, 3), actions[:, :1]], 1), 2)
+    at = layout.target_positions(2, 1)
+    vc, vf = layout.context_vocab_size, layout.future_vocab_size
+    with torch.no_grad():
+        out = model(tokens, rows)
+        with_a = out.logits[:, at, vc : vc + vf]
+        without = model(tokens, torch.zeros_like(rows), logit_positions=at).logits[..., vc : vc + vf]
+    assert torch.equal(codes, (3 * with_a - 2 * without).argmax(-1))
+    assert not torch.equal(codes, with_a.argmax(-1))  # guidance changed the samples (w = 2 is large here)
+    plain = step(model, start(model, context), actions[:, 0], temperature=0.0, top_k=None)
+    assert torch.equal(plain[0], with_a.argmax(-1))
+    ends = layout.frame_end_positions(2, 1)
+    torch.testing.assert_close(reward, out.reward_pred[:, ends[0]], rtol=1e-4, atol=1e-5)  # the action rows'
+    with pytest.raises(ValueError, match="guidance must be >= 0"):
+        start(model, context, guidance=-1.0)
+
+
+@pytest.mark.parametrize("compiled,guidance", [(False, 0.0), (True, 0.0), (False, 1.5)])
+def test_one_context_fanned_out_shares_its_cache_and_samples_like_repeated_contexts(compiled: bool,
+                                                                                   guidance: float) -> None:
     # select() with one row repeated keeps the context's keys once (a shared prefix read once per step)
     # instead of once per sample; the samples must be what encoding the context n times gives
     torch._dynamo.reset()
@@ -228,7 +257,7 @@ def test_one_context_fanned_out_shares_its_cache_and_samples_like_repeated_conte
 
     def rollout(shared: bool) -> list[tuple[torch.Tensor, torch.Tensor]]:
         state = start(model, context if shared else context.expand(n, -1, -1), window_frames=3,
-                      slide_frames=1, options=options)
+                      slide_frames=1, options=options, guidance=guidance)
         if shared:
             state.select(torch.zeros(n, dtype=torch.long))
             assert state.cache.prefix_length == state.context_length

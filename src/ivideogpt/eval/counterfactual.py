@@ -17,6 +17,10 @@ imagines every branch under that branch's actions, and is scored per predicted s
   truth; `model_psnr` minus it is Genie's Delta-PSNR controllability.
 - `tokenizer_recon_discrimination`: the discrimination test on the tokenizer's reconstructions of the
   branches, the ceiling a transformer on its codes can reach.
+- `likelihood_discrimination` / `action_nll_gain`: the test without sampling, over the trained future
+  frames: is each branch's real future (as codes) likelier under its own actions than under another
+  branch's (`likelihood_discrimination`), and by how many nats per step. Noise-free, it shows whether
+  training is teaching the actions long before the samples do.
 - `branch_psnr`: the real branches against each other (how different the futures really are), and
   `model_branch_psnr`: the model's predictions against each other (how different it imagines them).
 - Rewards: Pearson correlation of the predicted rewards with a branch's real ones under its own actions
@@ -34,6 +38,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from ivideogpt.data.frames import to_model
 from ivideogpt.data.store import EpisodeStore, read_meta
 from ivideogpt.eval.baselines import tokenizer_reconstruction
 from ivideogpt.eval.metrics import finite_mean, moving_psnr, psnr, ssim
@@ -123,15 +128,16 @@ class BranchPredictions:
     rewards: np.ndarray | None  # float (S, K, H) predicted under branch k's actions
 
 
-def predict_scenes(wm: WorldModel, scenes: list[Scene], seed: int, temperature: float | None,
-                   top_k: int | None) -> BranchPredictions:
-    """Imagine every branch of `scenes` (same K) in one batched rollout from their shared contexts."""
+def predict_scenes(wm: WorldModel, scenes: list[Scene], seed: int, sampling: dict[str, Any] | None = None
+                   ) -> BranchPredictions:
+    """Imagine every branch of `scenes` (same K) in one batched rollout from their shared contexts;
+    `sampling` overrides the model's defaults (`WorldModel.rollout`'s temperature, top_k, action_guidance)."""
     tc = wm.num_context_frames
     s, k = len(scenes), scenes[0].frames.shape[0]
     frames = np.stack([sc.frames for sc in scenes])  # (S, K, Tc + H, h, w, 3)
     context = frames[:, 0, :tc]
     actions = np.stack([sc.actions for sc in scenes]).reshape(s * k, *scenes[0].actions.shape[1:])
-    out = wm.rollout(context.repeat(k, axis=0), actions, seed=seed, temperature=temperature, top_k=top_k)
+    out = wm.rollout(context.repeat(k, axis=0), actions, seed=seed, **(sampling or {}))
     horizon = actions.shape[1]
     clips = torch.from_numpy(frames.reshape(s * k, *frames.shape[2:]))  # (S*K, Tc + H, h, w, 3)
     recon = tokenizer_reconstruction(wm.tokenizer, clips, tc)
@@ -147,7 +153,12 @@ class CounterfactualSheet:
         self.values: dict[str, list[np.ndarray]] = defaultdict(list)  # name -> [(N, H) per batch]
         self.rewards: list[tuple[np.ndarray, np.ndarray]] = []  # (predicted (S, K, H), true (S, K, H))
 
-    def add(self, pred: BranchPredictions, true_rewards: np.ndarray | None) -> None:
+    def add(self, pred: BranchPredictions, true_rewards: np.ndarray | None,
+            likelihood: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+        """One batch: its predictions, real rewards (S, K, H) and `likelihood_discrimination`'s result."""
+        if likelihood is not None:
+            self._put("likelihood_discrimination", likelihood[0])
+            self._put("action_nll_gain", likelihood[1])
         truth, model = torch.from_numpy(pred.truth), torch.from_numpy(pred.model)
         k = truth.shape[1]
         last = torch.from_numpy(pred.context[:, -1])[:, None, None].expand_as(truth)  # (S, K, H, ...)
@@ -198,10 +209,10 @@ class CounterfactualSheet:
 
 
 def evaluate_counterfactual(wm: WorldModel, root: str | Path, *, scenes: int = 64, horizon: int | None = None,
-                            batch_scenes: int = 8, seed: int = 0, temperature: float | None = None,
-                            top_k: int | None = None, video_scenes: int = 4
-                            ) -> tuple[dict[str, Any], list[np.ndarray]]:
-    """Score `wm` on up to `scenes` scenes of the counterfactual dataset `root`.
+                            batch_scenes: int = 8, seed: int = 0, sampling: dict[str, Any] | None = None,
+                            video_scenes: int = 4) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """Score `wm` on up to `scenes` scenes of the counterfactual dataset `root` (`sampling`: overrides of
+    the model's default sampling, as `predict_scenes` takes them).
 
     Returns:
         The metrics (see `CounterfactualSheet.metrics`, plus a "protocol" entry), and per shown scene a
@@ -213,10 +224,10 @@ def evaluate_counterfactual(wm: WorldModel, root: str | Path, *, scenes: int = 6
     sheet, videos = CounterfactualSheet(), []
     for n, start in enumerate(tqdm(range(0, len(picked), batch_scenes), desc="counterfactual", unit="batch")):
         batch = picked[start : start + batch_scenes]
-        pred = predict_scenes(wm, batch, seed + n, temperature, top_k)
+        pred = predict_scenes(wm, batch, seed + n, sampling)
         has_rewards = all(sc.rewards is not None for sc in batch)
         true_rewards = np.stack([sc.rewards for sc in batch]) if has_rewards else None
-        sheet.add(pred, true_rewards)
+        sheet.add(pred, true_rewards, likelihood_discrimination(wm, batch) if wm.action_dim else None)
         for i, sc in enumerate(batch):
             if len(videos) < video_scenes:
                 rows = []
@@ -250,6 +261,42 @@ def tokenizer_discrimination(tokenizer: VideoTokenizer, root: str | Path, num_co
         truth = torch.from_numpy(frames[:, :, num_context:])
         closer.append(_discrimination(truth, torch.from_numpy(recon.reshape(truth.shape)))[0].flatten(0, 1))
     return [finite_mean(v) for v in torch.cat(closer).T.numpy()]
+
+
+def likelihood_discrimination(wm: WorldModel, scenes: list[Scene]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Action discrimination without sampling: does the transformer find each branch's true codes likelier
+    under that branch's actions than under another's?
+
+    Each branch's real frames are tokenized and scored teacher-forced (`Transformer.frame_nll`) under the
+    actions of every branch of its scene, over the first min(H, trained future frames) steps. Free of
+    sampling noise, this shows an action dependence too weak (or too diffuse over the codes) to change a
+    sample, and so tells whether training is getting anywhere before the rollouts do.
+
+    Returns:
+        Over ordered branch pairs (k, j), k != j, per step t, two (S, K*(K-1), T) tensors: whether branch
+        k's codes up to step t are likelier (summed NLL) under k's actions than under j's (1, ties 0.5),
+        and by how many nats (the NLL under j's actions minus under k's, of step t alone).
+    """
+    tc, k = wm.num_context_frames, scenes[0].frames.shape[0]
+    steps = min(scenes[0].actions.shape[1], wm.spec.future_frames)
+    model, device = wm.transformer, wm.device
+    clips = torch.from_numpy(np.stack([sc.frames[:, : tc + steps] for sc in scenes]))  # (S, K, T', h, w, 3)
+    was_training = (wm.tokenizer.training, model.training)
+    wm.tokenizer.eval(), model.eval()
+    try:
+        context, future = wm.tokenizer.tokenize(to_model(clips.flatten(0, 1).to(device)), tc)
+        context, future = context.flatten(2), future.flatten(2)  # (S*K, Tc, N), (S*K, T, n)
+        actions = torch.from_numpy(np.stack([sc.actions[:, :steps] for sc in scenes])).to(device)
+        nll = torch.stack([  # nll[s, k, j, t]: branch k's codes under branch j's actions
+            model.frame_nll(context, future, actions[:, j : j + 1].expand(-1, k, -1, -1).flatten(0, 1))
+            .view(len(scenes), k, steps) for j in range(k)], dim=2).double().cpu()
+    finally:
+        wm.tokenizer.train(was_training[0]), model.train(was_training[1])
+    own = torch.diagonal(nll, dim1=1, dim2=2).permute(0, 2, 1)[:, :, None]  # (S, K, 1, T)
+    own_cum, cum = own.cumsum(-1), nll.cumsum(-1)
+    closer = (own_cum < cum).double() + 0.5 * (own_cum == cum).double()
+    off = ~torch.eye(k, dtype=torch.bool)
+    return closer[:, off], (nll - own)[:, off]
 
 
 def _discrimination(truth: torch.Tensor, pred: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

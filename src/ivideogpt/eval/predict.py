@@ -69,6 +69,7 @@ class EvalConfig:
     seed: int = 0  # seeds the sampling; the same seed and batch size give the same report
     temperature: float | None = None  # sampling temperature; None: the model's default
     top_k: int | None = None  # top-k sampling; None: the model's default
+    action_guidance: float | None = None  # action guidance w (transformer/sampling.py); None: the model's
     metrics: MetricsConfig = field(default_factory=MetricsConfig)  # LPIPS/I3D weights (aggregate unused)
     video_clips: int = 8  # clips shown in the video grid
     video_fps: float = 8.0  # playback rate of the video grid
@@ -97,8 +98,14 @@ class EvalConfig:
             raise ValueError(f"EvalConfig.temperature must be >= 0 or None, got {self.temperature}")
         if self.top_k is not None and self.top_k < 1:
             raise ValueError(f"EvalConfig.top_k must be >= 1 or None, got {self.top_k}")
+        if self.action_guidance is not None and not self.action_guidance >= 0:
+            raise ValueError(f"EvalConfig.action_guidance must be >= 0 or None, got {self.action_guidance}")
         if not self.video_fps > 0:
             raise ValueError(f"EvalConfig.video_fps must be > 0, got {self.video_fps}")
+
+    def sampling_overrides(self) -> dict[str, Any]:
+        """The sampling settings given here, as `WorldModel.rollout` keywords (None keeps the model's)."""
+        return {"temperature": self.temperature, "top_k": self.top_k, "action_guidance": self.action_guidance}
 
 
 def evaluate_predictions(cfg: EvalConfig) -> dict[str, Any]:
@@ -139,7 +146,7 @@ def evaluate_predictions(cfg: EvalConfig) -> dict[str, Any]:
     if cfg.counterfactual is not None:
         metrics["counterfactual"], videos = evaluate_counterfactual(
             wm, cfg.counterfactual, scenes=cfg.counterfactual_scenes, horizon=cfg.horizon, seed=cfg.seed,
-            batch_scenes=max(1, cfg.batch_size // 4), temperature=cfg.temperature, top_k=cfg.top_k)
+            batch_scenes=max(1, cfg.batch_size // 4), sampling=cfg.sampling_overrides())
         grid = tile_videos(videos, cols=2)
         saved = [save_video(cfg.out / f"counterfactual{suffix}", grid, cfg.video_fps, scale)
                  for suffix, scale in VIDEO_SCALE.items()]
@@ -223,15 +230,14 @@ def predict_batch(wm: WorldModel, batch: ClipBatch, cfg: EvalConfig, seed: int) 
     Args:
         wm: the world model.
         batch: clips of Tc context + T future frames; actions row t produced frame t.
-        cfg: samples, temperature, top_k.
+        cfg: samples and the sampling overrides.
         seed: seeds this batch's sampling.
     """
     tc, k = wm.num_context_frames, cfg.samples
     context = batch.frames[:, :tc].numpy()  # (B, Tc, H, W, 3)
     b, t = context.shape[0], batch.frames.shape[1] - tc
     actions = batch.actions[:, tc:].numpy().repeat(k, axis=0) if wm.action_dim else None  # (B*K, T, A)
-    out = wm.rollout(context.repeat(k, axis=0), actions, horizon=t, seed=seed, temperature=cfg.temperature,
-                     top_k=cfg.top_k)
+    out = wm.rollout(context.repeat(k, axis=0), actions, horizon=t, seed=seed, **cfg.sampling_overrides())
     frames = {
         "model": out.frames.reshape(b, k, t, *out.frames.shape[2:]),
         "copy_last": copy_last_frame(context, t)[:, None],
@@ -257,9 +263,7 @@ def _claim_output(out: Path, overwrite: bool) -> None:
 
 
 def _protocol(cfg: EvalConfig, wm: WorldModel, data: ClipDataset, clips: int) -> dict[str, Any]:
-    sampling = wm.spec.sampling
-    temperature = sampling.temperature if cfg.temperature is None else cfg.temperature
-    top_k = sampling.top_k if cfg.top_k is None else cfg.top_k
+    sampling = wm._sampling(cfg.temperature, cfg.top_k, cfg.action_guidance)
     return {
         "context": wm.num_context_frames,
         "horizon": data.cfg.future_frames,
@@ -270,7 +274,8 @@ def _protocol(cfg: EvalConfig, wm: WorldModel, data: ClipDataset, clips: int) ->
         "data": ", ".join(str(d) for d in cfg.data),
         "split": f"{cfg.split} (val_fraction {data.cfg.val_fraction}, split_seed {data.cfg.split_seed})",
         "trained_future_frames": wm.spec.future_frames,
-        "sampling": f"temperature {temperature}, top_k {top_k}, seed {cfg.seed}",
+        "sampling": f"temperature {sampling.temperature}, top_k {sampling.top_k}, action guidance "
+                    f"{sampling.action_guidance}, seed {cfg.seed}",
         "scoring": "only predicted frames are scored; copy_last repeats the last context frame; "
                    "tokenizer_recon encodes and decodes the true future given the true context (the ceiling)",
     } | ({"note": cfg.note} if cfg.note else {})

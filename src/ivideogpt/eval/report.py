@@ -281,6 +281,9 @@ def _plots_section(metrics: Mapping[str, Any]) -> str:
 # counterfactual figures in the report: key in metrics["counterfactual"]["mean"] -> label
 COUNTERFACTUAL_ROWS = {
     "action_discrimination": "action discrimination (0.5 = actions ignored, 1 = always the right branch)",
+    "tokenizer_recon_discrimination": "action discrimination of the tokenizer's reconstructions (ceiling)",
+    "likelihood_discrimination": "likelihood discrimination (teacher-forced, no sampling; 0.5 = ignored)",
+    "action_nll_gain": "nats per step the own actions save over another branch's (teacher-forced)",
     "model_psnr": "PSNR, model under the branch's own actions",
     "model_psnr_other_actions": "PSNR, model under another branch's actions",
     "copy_last_psnr": "PSNR, copy last frame",
@@ -315,6 +318,10 @@ def _counterfactual_png(cf: Mapping[str, Any]) -> bytes:
     left, right = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     steps = range(1, len(per_step["action_discrimination"]) + 1)
     left.plot(steps, per_step["action_discrimination"], marker="o", markersize=3, label="model")
+    for key, label in (("tokenizer_recon_discrimination", "tokenizer (ceiling)"),
+                       ("likelihood_discrimination", "likelihood (no sampling)")):
+        if key in per_step:  # absent from reports written before they were measured
+            left.plot(range(1, len(per_step[key]) + 1), per_step[key], marker="o", markersize=3, label=label)
     left.axhline(0.5, color="gray", linestyle="--", label="actions ignored")
     left.set_ylim(0.0, 1.02)
     left.set_title("action discrimination per step (↑)")

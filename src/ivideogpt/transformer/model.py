@@ -158,6 +158,23 @@ class Transformer(nn.Module):
         values = torch.stack([value.detach().float() for value in metrics.values()]).tolist()  # one sync
         return loss, dict(zip(metrics, values, strict=True)), out
 
+    @torch.no_grad()
+    def frame_nll(self, context_codes: Tensor, future_codes: Tensor, actions: Tensor | None) -> Tensor:
+        """Negative log-likelihood (nats) of each future frame's codes, teacher-forced: float32 (B, Tf).
+
+        Args:
+            context_codes: int (B, Tc, N); future_codes: int (B, Tf, n).
+            actions: float (B, Tf, A), row t producing future frame t; None for an action-free model.
+        """
+        (b, tc), tf = context_codes.shape[:2], future_codes.shape[1]
+        tokens = self.layout.build(context_codes, future_codes)
+        targets_at = self.layout.target_positions(tc, tf, tokens.device)
+        rows = None if actions is None else self.layout.action_rows(
+            torch.cat([actions.new_zeros(b, tc, actions.shape[2]), actions], 1), tc)
+        logits = self(tokens, rows, logit_positions=targets_at).logits.float()  # (B, Tf * n, V)
+        nll = F.cross_entropy(logits.transpose(1, 2), tokens[:, targets_at + 1], reduction="none")
+        return nll.view(b, tf, -1).sum(-1)
+
     def _clip_actions(self, actions: Tensor, has_actions: Tensor, b: int, tc: int, tf: int) -> Tensor | None:
         """Clip actions (B, Tc + Tf, A) -> per-position rows (B, L, A); None for action-free input."""
         if self.action_proj is None and actions.shape[-1] == 0:

@@ -20,6 +20,12 @@ When the window is full, the oldest `slide` future frames are dropped; the conte
 kept. RoPE keys carry absolute positions, so the cache is truncated back to the context (exact: the
 context's keys never depend on what follows) and the kept future frames are re-encoded once, at their new
 positions. With `slide` = window / 2 that costs one window-sized forward every window / 2 frames.
+
+Action guidance (`guidance` w > 0, classifier-free-style): every row also runs with zero actions (what the
+model sees when no action is given) and codes are drawn from l_a + w (l_a - l_0), the logits under the
+actions pushed away from those without them. A model whose actions shift each code's odds only a little
+(docs/method.md §6) then shows that shift in its samples. The zero-action rows share the sampled codes and
+live in the same KV cache (2B rows from the first step on), so a guided frame costs one doubled batch.
 """
 
 from __future__ import annotations
@@ -49,6 +55,8 @@ class RolloutState:
     slide: int  # oldest future frames dropped when the window is full
     num_generated: int = 0  # frames generated since `start`
     options: DecodeOptions | None = None  # how the decode step runs (None: float32 eager, `DecodeOptions()`)
+    guidance: float = 0.0  # action guidance w (module docstring); 0: plain sampling
+    guided_rows: bool = False  # the cache holds the B zero-action rows after the B rows (set by `step`)
 
     @property
     def batch_size(self) -> int:
@@ -56,7 +64,8 @@ class RolloutState:
 
     def select(self, index: Tensor) -> None:
         """Keep batch rows `index` (int (B',)), repeats allowed: encode one context, then fan out samples."""
-        self.cache.select(index)
+        index = index.to(self.frames.device)
+        self.cache.select(torch.cat([index, index + self.batch_size]) if self.guided_rows else index)
         self.frames = self.frames.index_select(0, index.to(self.frames.device))
         if self.actions is not None:
             self.actions = self.actions.index_select(0, index.to(self.actions.device))
@@ -69,6 +78,7 @@ def start(
     window_frames: int | None = None,
     slide_frames: int | None = None,
     options: DecodeOptions | None = None,
+    guidance: float = 0.0,
 ) -> RolloutState:
     """Encode the context frames into a fresh KV cache.
 
@@ -78,10 +88,12 @@ def start(
         window_frames: future frames attended to at once (default `cfg.max_future_frames`).
         slide_frames: frames dropped per slide (default half the window, at least 1).
         options: how `step` decodes (dtype, compile); the context runs in the same dtype.
+        guidance: action guidance w >= 0 of every `step` (module docstring); ignored by action-free models.
 
     Returns:
         The state to pass to `step`.
     """
+    _check_guidance(guidance)
     layout = model.layout
     window, slide = _window(model, window_frames, slide_frames)
     tokens = layout.encode_context(context_codes)  # (B, Lc)
@@ -93,7 +105,8 @@ def start(
     actions = (
         tokens.new_zeros(b, 0, model.cfg.action_dim, dtype=torch.float32) if model.cfg.action_dim else None
     )
-    return RolloutState(cache, lc, frames, actions, window, slide, options=options)
+    return RolloutState(cache, lc, frames, actions, window, slide, options=options,
+                        guidance=guidance if model.cfg.action_dim else 0.0)
 
 
 @torch.no_grad()
@@ -128,23 +141,27 @@ def step(
         act = _frame_action(model, action, b, state.frames.device)  # (B, A); None if action-free
         if act is not None:  # the forward's own check: frames run the engine, not the forward
             model._check_inputs(state.frames.new_full((b, 1), layout.slot_id), act[:, None])
+        if state.guidance and not state.guided_rows:  # the zero-action rows start from the same cache
+            cache.select(torch.arange(b, device=state.frames.device).repeat(2))
+            state.guided_rows = True
+        rows_act = torch.cat([act, torch.zeros_like(act)]) if state.guided_rows else act  # (B or 2B, A)
         rotations = engine.rotations(cache.length, n + 1)  # (1 + n, hd, hd)
         noise = None if temperature == 0 else gumbel_noise((n, b, layout.future_vocab_size), generator,
                                                            state.frames.device)
-        x = engine.slot_input(act, b)  # (B, d)
+        x = engine.slot_input(rows_act, len(rows_act) if rows_act is not None else b)  # (B or 2B, d)
         codes = []
         for j in range(n):
             x = engine.run_step(x, cache, rotations[j])
-            codes.append(sample_from_logits(engine.logits(x), None if noise is None else noise[j],
-                                            temperature, top_k))
-            x = engine.code_input(codes[-1], act)
+            logits = _guide(engine.logits(x), state.guidance, b)
+            codes.append(sample_from_logits(logits, None if noise is None else noise[j], temperature, top_k))
+            x = engine.code_input(codes[-1].repeat(len(x) // b), rows_act)
         x = engine.run_step(x, cache, rotations[n])  # feed the last code only to read the frame's heads
     codes = torch.stack(codes, dim=1)  # (B, n)
     state.frames = torch.cat([state.frames, codes[:, None]], dim=1)
     if act is not None:
         state.actions = torch.cat([state.actions, act[:, None]], dim=1)
     state.num_generated += 1
-    reward, done = engine.read_heads(x)
+    reward, done = engine.read_heads(x[:b])
     return codes, reward, done, state
 
 
@@ -160,6 +177,7 @@ def generate_frames(
     window_frames: int | None = None,
     slide_frames: int | None = None,
     options: DecodeOptions | None = None,
+    guidance: float = 0.0,
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """Sample `num_frames` future frames after the context, KV-cached across frames.
 
@@ -170,14 +188,14 @@ def generate_frames(
             action-free.
         num_frames: frames to generate (may exceed the window: the rollout slides).
         temperature, top_k, generator: as in `step`.
-        window_frames, slide_frames, options: as in `start`.
+        window_frames, slide_frames, options, guidance: as in `start`.
 
     Returns:
         Future codes int64 (B, num_frames, n), rewards (B, num_frames) and done probabilities
         (B, num_frames), each None when the model lacks that head.
     """
     _check_rollout(model, context_codes, actions, num_frames)
-    state = start(model, context_codes, window_frames, slide_frames, options)
+    state = start(model, context_codes, window_frames, slide_frames, options, guidance)
     results = [
         step(model, state, None if actions is None else actions[:, t], temperature, top_k, generator)[:3]
         for t in range(num_frames)
@@ -196,6 +214,7 @@ def generate_frames_uncached(
     generator: torch.Generator | None = None,
     window_frames: int | None = None,
     slide_frames: int | None = None,
+    guidance: float = 0.0,
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """Reference path: same arguments, results and windowing as `generate_frames`, no cache.
 
@@ -204,6 +223,7 @@ def generate_frames_uncached(
     the rollout benchmark only.
     """
     _check_rollout(model, context_codes, actions, num_frames)
+    _check_guidance(guidance)
     layout = model.layout
     window, slide = _window(model, window_frames, slide_frames)
     context = layout.encode_context(context_codes)  # (B, Lc)
@@ -231,9 +251,12 @@ def generate_frames_uncached(
                 tokens, rows = _window_inputs(layout, context, torch.cat([frames, codes], 1), frame_actions)
                 out = model(tokens[:, :length], None if rows is None else rows[:, :length])
                 if j < layout.future_tokens:
+                    logits = out.logits[:, -1]
+                    if guidance and rows is not None:  # the same window with every action zero
+                        unguided = model(tokens[:, :length], torch.zeros_like(rows[:, :length])).logits[:, -1]
+                        logits = _guide(torch.cat([logits, unguided]), guidance, b)
                     noise_j = None if noise is None else noise[j]
-                    codes[:, 0, j] = sample_codes(out.logits[:, -1], layout, temperature, top_k,
-                                                  noise=noise_j)
+                    codes[:, 0, j] = sample_codes(logits, layout, temperature, top_k, noise=noise_j)
             frames = torch.cat([frames, codes], dim=1)
             results.append((codes[:, 0], *_read_heads(model, out)))
     return _stack_results(results)
@@ -282,8 +305,11 @@ def _slide(model: Transformer, state: RolloutState) -> None:
     state.actions = None if state.actions is None else state.actions[:, state.slide :]
     state.cache.truncate(state.context_length)
     if state.frames.shape[1]:
-        tokens = layout.encode_future(state.frames)  # (B, k * (n + 1))
-        rows = None if state.actions is None else layout.future_action_rows(state.actions)
+        frames, actions = state.frames, state.actions
+        if state.guided_rows:  # the zero-action rows hold the same codes
+            frames, actions = frames.repeat(2, 1, 1), torch.cat([actions, torch.zeros_like(actions)])
+        tokens = layout.encode_future(frames)  # (B or 2B, k * (n + 1))
+        rows = None if actions is None else layout.future_action_rows(actions)
         with _autocast(model, state.options):
             model(tokens, rows, state.cache, _NO_POSITIONS.to(tokens.device))
 
@@ -307,6 +333,20 @@ def _window(model: Transformer, window_frames: int | None, slide_frames: int | N
             f"rollout: need window_frames >= 1 and 1 <= slide_frames <= window, got {window}, {slide}"
         )
     return window, slide
+
+
+def _guide(logits: Tensor, guidance: float, b: int) -> Tensor:
+    """Logits (B, V) to sample from: rows [0, B) as they are, or, with 2B rows (the zero-action rows after
+    them), l_a + w (l_a - l_0) (module docstring). Softmax ignores per-row shifts, so raw logits will do."""
+    if len(logits) == b:
+        return logits
+    with_actions, without = logits[:b].float(), logits[b:].float()
+    return with_actions + guidance * (with_actions - without)
+
+
+def _check_guidance(guidance: float) -> None:
+    if not guidance >= 0:
+        raise ValueError(f"rollout: action guidance must be >= 0, got {guidance}")
 
 
 def _check_sampling(temperature: float, top_k: int | None) -> None:
