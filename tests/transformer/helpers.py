@@ -23,11 +23,12 @@ def tiny_config(**overrides: object) -> TransformerConfig:
 
 
 def randomize_zero_init(model: Transformer, seed: int = 0) -> None:
-    """Give the zero-initialised parts (action projection, heads) random weights so tests can see them."""
+    """Give the zero-initialised parts (action projection, learned positions, heads) random weights so tests
+    can see them."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.startswith(("action_proj.", "heads.")):
+            if name.startswith(("action_proj.", "heads.", "pos_emb.")):
                 p.copy_(torch.randn(p.shape, generator=g) * 0.5)
 
 

@@ -103,6 +103,15 @@ def test_frame_nll_is_the_training_cross_entropy_per_frame() -> None:
     assert not torch.allclose(nll, other)  # the actions are read, frame by frame
 
 
+def test_learned_positions_start_at_zero_so_a_parent_without_them_computes_the_same() -> None:
+    parent = Transformer(tiny_config(action_dim=3))
+    child = Transformer(tiny_config(action_dim=3, learned_positions=True))
+    missing = child.load_state_dict(parent.state_dict(), strict=False).missing_keys
+    assert missing == ["pos_emb.weight"] and child.pos_emb.weight.shape[0] == child.cfg.max_sequence_length
+    tokens, actions = _tokens_and_actions(parent)
+    torch.testing.assert_close(child.eval()(tokens, actions).logits, parent.eval()(tokens, actions).logits)
+
+
 def test_symlog_reward_targets() -> None:
     model = Transformer(tiny_config(reward_head=True, reward_symlog=True))
     batch = random_batch(model.cfg, 2, 1, 2)

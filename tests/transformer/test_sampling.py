@@ -55,6 +55,28 @@ def test_cached_and_uncached_sampling_agree(frames: int, window: int | None, sli
     assert int(cached[0].min()) >= 0 and int(cached[0].max()) < model.cfg.future_vocab_size
 
 
+@pytest.mark.parametrize("compiled", [False, True])
+def test_learned_positions_decode_like_the_uncached_path_and_across_fan_out(compiled: bool) -> None:
+    torch._dynamo.reset()
+    model = _model(action_to="frame", learned_positions=True, max_future_frames=3)
+    context, actions = _rollout_inputs(model, 7)
+    options = DecodeOptions(compile=True, compile_mode=None, compile_backend="eager") if compiled else None
+    kwargs = {"temperature": 0.8, "top_k": 6, "window_frames": 3, "slide_frames": 1}
+    cached = generate_frames(model, context, actions, 7, generator=torch.Generator().manual_seed(3),
+                             options=options, **kwargs)  # 7 frames in a window of 3: slides
+    uncached = generate_frames_uncached(model, context, actions, 7,
+                                        generator=torch.Generator().manual_seed(3), **kwargs)
+    assert torch.equal(cached[0], uncached[0])
+    torch.testing.assert_close(cached[1], uncached[1], rtol=1e-4, atol=1e-5)
+    without = _model(action_to="frame", max_future_frames=3)
+    without.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("pos_emb.")})
+    other = generate_frames(without, context, actions, 7, generator=torch.Generator().manual_seed(3),
+                            **kwargs)
+    assert not torch.equal(cached[0], other[0])  # the positions are really added
+    with pytest.raises(ValueError, match="learned positions cover the trained window"):
+        start(model, context, window_frames=4)  # beyond the trained window: a clear error, not an index
+
+
 def test_rewards_are_read_at_each_frames_last_token() -> None:
     model = _model()
     context, actions = _rollout_inputs(model, 3)

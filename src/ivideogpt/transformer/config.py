@@ -28,6 +28,9 @@ class TransformerConfig:
     attn_dropout: float = 0.1  # dropout on attention probabilities (docs/method.md §2: 0.1)
     rope_theta: float = 10000.0  # RoPE base; positions are computed, so sequences may outgrow training
     tie_embeddings: bool = False  # share the token embedding with the LM head (the reference does not)
+    # learned absolute position embeddings over the trained window, added beside RoPE (IRIS, nanoGPT): each
+    # position is a fixed frame and grid cell, so a code knows where in the image it sits (docs/method.md §6)
+    learned_positions: bool = False
     context_vocab_size: int = 8192  # codes of the context-frame codebook: token ids [0, Vc)
     future_vocab_size: int = 8192  # codes of the future-frame codebook: token ids [Vc, Vc + Vf)
     tokens_per_context_frame: int = 256  # N: codes per context frame (16x16 grid at 64x64)

@@ -74,6 +74,7 @@ class DecodeEngine:
             self.future_embedding = pack(model.tok_emb.weight[vc : vc + vf])  # (Vf, d) codes j -> rows
             self.action = None if model.action_proj is None else pack(model.action_proj.weight.t())  # (A, d)
             self.action_every_token = cfg.action_to == "frame"
+            self.positions = None if model.pos_emb is None else pack(model.pos_emb.weight)  # (L, d)
             self.layers = [
                 (
                     pack(b.attn_norm.weight[:, None] * b.attn.qkv.weight.t()),  # (d, 3d)
@@ -132,6 +133,8 @@ class DecodeEngine:
         """
         b, pos = x.shape[0], cache.length - cache.prefix_length  # pos: this token's slot in the row buffers
         h, hd, hidden = self.n_head, self.head_dim, self.hidden
+        if self.positions is not None:
+            x = x + self.positions[cache.length]
         for i, (wqkv, wo, wgu, wd) in enumerate(self.layers):
             keys, values = cache.buffers(i, b, h, hd, x)
             qkv = (_rms(x, self.eps) @ wqkv).view(b, 3, h, hd)
@@ -157,6 +160,8 @@ class DecodeEngine:
         b = x.shape[0]
         h, hd, hidden = self.n_head, self.head_dim, self.hidden
         mask = (torch.arange(keys[0].shape[2], device=x.device) <= pos)[None]  # (1, capacity)
+        if self.positions is not None:
+            x = x + self.positions.index_select(0, pos)
         for (wqkv, wo, wgu, wd), k_buf, v_buf in zip(self.layers, keys, values, strict=True):
             qkv = (_rms(x, self.eps) @ wqkv).view(b, 3, h, hd)
             qk = qkv[:, :2] @ rotation

@@ -28,7 +28,7 @@ from ivideogpt.transformer.layout import TokenLayout
 logger = logging.getLogger(__name__)
 
 # Keys a pretrained (action-free, head-less) checkpoint may lack: they belong to parts fine-tuning adds.
-OPTIONAL_PREFIXES = ("action_proj.", "heads.")
+OPTIONAL_PREFIXES = ("action_proj.", "heads.", "pos_emb.")
 
 
 @dataclass
@@ -50,6 +50,7 @@ class Transformer(nn.Module):
         self.layout = TokenLayout(cfg)
         self.tok_emb = nn.Embedding(cfg.padded_vocab_size, cfg.n_embd)
         self.action_proj = nn.Linear(cfg.action_dim, cfg.n_embd, bias=False) if cfg.action_dim else None
+        self.pos_emb = nn.Embedding(cfg.max_sequence_length, cfg.n_embd) if cfg.learned_positions else None
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
         self.norm = RMSNorm(cfg.n_embd)
@@ -70,8 +71,8 @@ class Transformer(nn.Module):
         for block in self.blocks:  # residual projections scaled down with depth (GPT-2)
             for proj in (block.attn.proj, block.mlp.down):
                 nn.init.normal_(proj.weight, mean=0.0, std=0.02 / math.sqrt(2 * self.cfg.n_layer))
-        # zero: adding actions changes nothing at first; heads start at "reward 0, done p=0.5"
-        for head in (self.action_proj, self.heads.reward, self.heads.done):
+        # zero: adding actions or positions changes nothing at first; heads start at "reward 0, done p=0.5"
+        for head in (self.action_proj, self.pos_emb, self.heads.reward, self.heads.done):
             if head is not None:
                 nn.init.zeros_(head.weight)
 
@@ -103,6 +104,8 @@ class Transformer(nn.Module):
             if self.cfg.action_to == "slot":  # the layout's rows are zero elsewhere; a caller's may not be
                 projected = projected * (tokens == self.cfg.slot_id).unsqueeze(-1)
             x = x + projected
+        if self.pos_emb is not None:
+            x = x + self.pos_emb(self._learned_positions(start, t, tokens.device))
         x = self.drop(x)
         rope = rope_cos_sin(torch.arange(start, start + t, device=tokens.device), self.inv_freq)
         mask = _offset_causal_mask(start, t, tokens.device)  # None: plain causal (or a single query)
@@ -187,6 +190,16 @@ class Transformer(nn.Module):
             )
         actions = actions * has_actions.to(actions.dtype)[:, None, None]
         return self.layout.action_rows(actions, tc)
+
+    def _learned_positions(self, start: int, t: int, device: torch.device) -> Tensor:
+        """Positions [start, start + t) for `pos_emb`, which covers the trained window only."""
+        if start + t > self.cfg.max_sequence_length:
+            raise ValueError(
+                f"Transformer: learned positions cover the trained window of {self.cfg.max_sequence_length} "
+                f"tokens ({self.cfg.max_context_frames} context + {self.cfg.max_future_frames} future "
+                f"frames); got tokens up to position {start + t}: slide the window (rollouts do)"
+            )
+        return torch.arange(start, start + t, device=device)
 
     def _check_inputs(self, tokens: Tensor, actions: Tensor | None) -> int:
         if tokens.ndim != 2 or tokens.dtype != torch.long:

@@ -98,6 +98,7 @@ def start(
     window, slide = _window(model, window_frames, slide_frames)
     tokens = layout.encode_context(context_codes)  # (B, Lc)
     b, lc = tokens.shape
+    _check_positions(model, lc, window)
     cache = KVCache(model.cfg.n_layer, lc + window * layout.frame_length)
     with _eval_mode(model), _autocast(model, options):
         model(tokens, kv_cache=cache, logit_positions=_NO_POSITIONS.to(tokens.device))
@@ -228,6 +229,7 @@ def generate_frames_uncached(
     window, slide = _window(model, window_frames, slide_frames)
     context = layout.encode_context(context_codes)  # (B, Lc)
     b, lc = context.shape
+    _check_positions(model, lc, window)
     frames = context.new_zeros(b, 0, layout.future_tokens)  # (B, k, n) the window
     action_dim = model.cfg.action_dim
     frame_actions = (
@@ -342,6 +344,17 @@ def _guide(logits: Tensor, guidance: float, b: int) -> Tensor:
         return logits
     with_actions, without = logits[:b].float(), logits[b:].float()
     return with_actions + guidance * (with_actions - without)
+
+
+def _check_positions(model: Transformer, context_length: int, window: int) -> None:
+    """Learned positions exist for the trained window only: refuse a longer context or window up front."""
+    length = context_length + window * model.layout.frame_length
+    if model.cfg.learned_positions and length > model.cfg.max_sequence_length:
+        cfg = model.cfg
+        raise ValueError(
+            f"rollout: the model's learned positions cover the trained window of {cfg.max_sequence_length} "
+            f"tokens, but this context and a window of {window} future frames need {length}; give at most "
+            f"{cfg.max_context_frames} context frames and window_frames <= {cfg.max_future_frames}")
 
 
 def _check_guidance(guidance: float) -> None:
