@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 import yaml
 
 from ivideogpt.config import from_dict, to_dict
@@ -110,6 +111,31 @@ def test_learned_positions_start_at_zero_so_a_parent_without_them_computes_the_s
     assert missing == ["pos_emb.weight"] and child.pos_emb.weight.shape[0] == child.cfg.max_sequence_length
     tokens, actions = _tokens_and_actions(parent)
     torch.testing.assert_close(child.eval()(tokens, actions).logits, parent.eval()(tokens, actions).logits)
+
+
+def test_action_contrast_loss_prefers_own_actions_and_ignores_constant_ones() -> None:
+    plain = Transformer(tiny_config(action_dim=3, action_to="frame"))
+    randomize_zero_init(plain)
+    model = Transformer(tiny_config(action_dim=3, action_to="frame", action_contrast_weight=0.5))
+    model.load_state_dict(plain.state_dict())
+    batch = random_batch(model.cfg, 2, 2, 3)
+    loss, metrics, _ = model.compute_loss(batch)
+    base, base_metrics, _ = plain.compute_loss(batch)
+    assert {"action_contrast", "action_margin"} <= set(metrics) and "action_contrast" not in base_metrics
+    assert loss.item() == pytest.approx(base.item() + 0.5 * metrics["action_contrast"], rel=1e-5)
+    assert metrics["action_margin"] != 0.0  # reversed actions change the likelihood
+    # a constant action reversed is itself: softplus(0) and no gradient from the contrast at all
+    batch.actions[:] = batch.actions[:, :1]
+    _, metrics, _ = model.compute_loss(batch)
+    assert metrics["action_contrast"] == pytest.approx(torch.log(torch.tensor(2.0)).item(), abs=1e-5)
+    model.zero_grad()
+    tokens = model.layout.build(batch.context_codes, batch.future_codes)
+    at = model.layout.target_positions(2, 3)
+    rows = model.layout.action_rows(batch.actions, 2)
+    own = F.cross_entropy(model(tokens, rows, logit_positions=at).logits.transpose(1, 2),
+                          tokens[:, at + 1], reduction="none").view(2, 3, -1)
+    model._action_contrast(batch, tokens, at, own)[0].backward()
+    assert max(float(p.grad.abs().max()) for p in model.parameters() if p.grad is not None) < 1e-6
 
 
 def test_symlog_reward_targets() -> None:

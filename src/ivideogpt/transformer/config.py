@@ -46,6 +46,9 @@ class TransformerConfig:
     reward_symlog: bool = False  # regress rewards in symlog space (MBRL setting); sampling returns symexp
     reward_loss_weight: float = 1.0  # weight of the reward MSE beside the token cross-entropy
     done_loss_weight: float = 1.0  # weight of the termination BCE beside the token cross-entropy
+    # weight of the action-contrast loss: each clip's future codes must be likelier under its actions than
+    # under the same actions in reverse order (Transformer.compute_loss; docs/method.md §6); 0: off
+    action_contrast_weight: float = 0.0
 
     def __post_init__(self) -> None:
         positive = (
@@ -81,7 +84,7 @@ class TransformerConfig:
             raise ValueError(f"TransformerConfig.action_dim must be >= 0, got {self.action_dim}")
         if self.action_to not in ("slot", "frame"):
             raise ValueError(f"TransformerConfig.action_to must be 'slot' or 'frame', got {self.action_to!r}")
-        for name in ("reward_loss_weight", "done_loss_weight"):
+        for name in ("reward_loss_weight", "done_loss_weight", "action_contrast_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TransformerConfig.{name} must be >= 0, got {getattr(self, name)}")
 

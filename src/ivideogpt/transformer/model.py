@@ -146,7 +146,8 @@ class Transformer(nn.Module):
         action_rows = self._clip_actions(batch.actions, batch.has_actions, b, tc, tf)  # (B, L, A) or None
         out = self(tokens, action_rows, logit_positions=targets_at)
         targets = tokens[:, targets_at + 1]  # (B, Tf * n) future codes
-        ce = F.cross_entropy(out.logits.flatten(0, 1), targets.flatten())
+        token_nll = F.cross_entropy(out.logits.flatten(0, 1), targets.flatten(), reduction="none")
+        ce = token_nll.mean()
         ends = self.layout.frame_end_positions(tc, tf, device)  # (Tf,)
         head_loss, metrics = self.heads.loss(
             None if out.reward_pred is None else out.reward_pred[:, ends],
@@ -156,10 +157,34 @@ class Transformer(nn.Module):
             batch.has_rewards,
         )
         loss = ce + head_loss
+        if self.cfg.action_contrast_weight and action_rows is not None:
+            contrast, margin = self._action_contrast(batch, tokens, targets_at, token_nll.view(b, tf, -1))
+            loss = loss + self.cfg.action_contrast_weight * contrast
+            metrics = {**metrics, "action_contrast": contrast, "action_margin": margin}
         accuracy = (out.logits.argmax(-1) == targets).float().mean()
         metrics = {"loss": loss, "ce": ce, "accuracy": accuracy, **metrics}
         values = torch.stack([value.detach().float() for value in metrics.values()]).tolist()  # one sync
         return loss, dict(zip(metrics, values, strict=True)), out
+
+    def _action_contrast(self, batch: TokenBatch, tokens: Tensor, targets_at: Tensor, token_nll: Tensor
+                         ) -> tuple[Tensor, Tensor]:
+        """Action-contrast loss and its margin (nats per frame) of a batch whose own-action NLL is known.
+
+        The negative is each clip's future actions in reverse order: the same actions, so the same policy
+        statistics, and only when each was taken tells them apart; the loss softplus(NLL_own - NLL_reversed),
+        per frame, pushes the model to read that. A clip whose reversed actions equal its own (a constant
+        action) gives no gradient at all.
+        """
+        tc, tf = batch.context_codes.shape[1], batch.future_codes.shape[1]
+        actions = batch.actions.clone()
+        actions[:, tc:] = actions[:, tc:].flip(1)
+        rows = self._clip_actions(actions, batch.has_actions, tokens.shape[0], tc, tf)
+        logits = self(tokens, rows, logit_positions=targets_at).logits
+        reversed_nll = F.cross_entropy(logits.transpose(1, 2), tokens[:, targets_at + 1], reduction="none")
+        gap = (token_nll.sum(-1) - reversed_nll.view_as(token_nll).sum(-1)).mean(-1)  # (B,) nats per frame
+        used = batch.has_actions.to(gap.dtype)
+        contrast = (F.softplus(gap) * used).sum() / used.sum().clamp(min=1)
+        return contrast, (-gap * used).sum() / used.sum().clamp(min=1)
 
     @torch.no_grad()
     def frame_nll(self, context_codes: Tensor, future_codes: Tensor, actions: Tensor | None) -> Tensor:
