@@ -27,7 +27,7 @@ from torch import Tensor, nn
 
 from ivideogpt.data.frames import to_model, to_uint8
 from ivideogpt.tokenizer import ContextState, VideoTokenizer, build_tokenizer
-from ivideogpt.transformer import RolloutState, Transformer, sampling
+from ivideogpt.transformer import RolloutState, Transformer, generate_frames_uncached, sampling
 from ivideogpt.world_model_inputs import check_actions, check_context_frames, horizon_of
 from ivideogpt.world_model_io import (  # re-exported: the folder format is part of this API
     EXPORT_DIR,
@@ -232,7 +232,7 @@ class WorldModel:
             action_seq = self._check_actions(actions, (b, t, self.action_dim), "actions")
             horizon = t
         how = self._sampling(temperature, top_k, action_guidance)
-        generate = sampling.generate_frames if cached else sampling.generate_frames_uncached
+        generate = sampling.generate_frames if cached else generate_frames_uncached
         codes, rewards, dones = generate(self.transformer, self._context_tokens(context), action_seq, horizon,
                                          how.temperature, how.top_k, self._generator(seed),
                                          self.window_frames, self.slide_frames, guidance=how.action_guidance)

@@ -5,14 +5,8 @@ from ivideogpt.transformer.heads import FrameHeads, symexp, symlog
 from ivideogpt.transformer.kv_cache import KVCache
 from ivideogpt.transformer.layout import TokenLayout
 from ivideogpt.transformer.model import Transformer, TransformerOutput
-from ivideogpt.transformer.sampling import (
-    RolloutState,
-    generate_frames,
-    generate_frames_uncached,
-    sample_codes,
-    start,
-    step,
-)
+from ivideogpt.transformer.reference import generate_frames_uncached
+from ivideogpt.transformer.sampling import RolloutState, generate_frames, sample_codes, start, step
 
 __all__ = [
     "PRESETS",

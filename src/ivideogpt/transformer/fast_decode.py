@@ -30,8 +30,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ivideogpt.transformer.blocks import rope_cos_sin
 from ivideogpt.transformer.kv_cache import KVCache
-from ivideogpt.transformer.model import Transformer, rope_cos_sin
+from ivideogpt.transformer.model import Transformer
 
 _ENGINES: weakref.WeakKeyDictionary[Transformer, DecodeEngine] = weakref.WeakKeyDictionary()
 
