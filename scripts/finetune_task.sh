@@ -33,6 +33,6 @@ ivideogpt train --config transformer_metaworld64 --tokens "$work/tokens" --out "
 for name in parent finetuned; do
     m=$model
     [ "$name" = finetuned ] && m=$work/transformer
-    ivideogpt plan --model "$m" --tasks "$task" --episodes "${PLAN_EPISODES:-10}" --agents world_model random \
-        --out "$work/plan-$name" --overwrite ${PLAN_EXTRA:-}
+    ivideogpt plan --model "$m" --tasks "$task" --episodes "${PLAN_EPISODES:-10}" \
+        --agents world_model random --out "$work/plan-$name" --overwrite ${PLAN_EXTRA:-}
 done
