@@ -3,6 +3,7 @@ fine-tuning from an action-free parent, DDP, and bad inputs."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -15,6 +16,7 @@ import torch.multiprocessing as mp
 
 from ivideogpt.artifacts import load_tokenizer, tokenizer_fingerprint, tokenizer_lineage
 from ivideogpt.config import load_yaml, merge
+from ivideogpt.train.checkpoint import CheckpointError
 from ivideogpt.train.distributed import init_runtime, shutdown
 from ivideogpt.train.loop import run_training, seed_everything
 from ivideogpt.train.monitor import read_log
@@ -70,6 +72,25 @@ def test_loss_falls_validates_samples_and_exports(tokens: Path, tmp_path: Path) 
     assert wm.spec.provenance["val"]["reward_corr"] == pytest.approx(val[-1]["transformer/val/reward_corr"])
     out = wm.rollout(np.zeros((2, 2, 16, 16, 3), np.uint8), np.zeros((2, 5, 2), np.float32), seed=0)
     assert out.frames.shape == (2, 5, 16, 16, 3) and out.rewards.shape == (2, 5)
+
+
+def test_a_checkpoint_older_than_a_new_option_resumes_while_the_option_keeps_its_default(
+    tokens: Path, tmp_path: Path
+) -> None:
+    train_transformer(_cfg(tokens, tmp_path / "run", train={"steps": 2}))
+    config = tmp_path / "run" / "ckpt" / "step_000000002" / "config.json"
+    saved = json.loads(config.read_text())
+    del saved["model"]["learned_positions"]  # written before the option existed
+    config.write_text(json.dumps(saved))
+    train_transformer(_cfg(tokens, tmp_path / "run", train={"steps": 3}, resume=True))
+    assert (tmp_path / "run" / "ckpt" / "last.txt").read_text().strip() == "step_000000003"
+    config = tmp_path / "run" / "ckpt" / "step_000000003" / "config.json"
+    saved = json.loads(config.read_text())
+    del saved["model"]["learned_positions"]
+    config.write_text(json.dumps(saved))
+    with pytest.raises(CheckpointError, match="model.learned_positions: not in the checkpoint"):
+        train_transformer(_cfg(tokens, tmp_path / "run", train={"steps": 4}, resume=True,
+                               model={"learned_positions": True}))  # a real change of architecture
 
 
 def test_resumed_run_equals_uninterrupted(

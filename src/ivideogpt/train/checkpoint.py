@@ -217,16 +217,24 @@ def load_weights(
         module.load_state_dict(saved)
 
 
-def config_diff(saved: Any, current: Any, prefix: str = "") -> dict[str, str]:
-    """Dotted keys whose values differ between two config dicts -> "saved X, now Y"."""
+def config_diff(saved: Any, current: Any, prefix: str = "", defaults: Any = None) -> dict[str, str]:
+    """Dotted keys whose values differ between two config dicts -> "saved X, now Y".
+
+    A key the checkpoint lacks is no difference where `defaults` (a dict shaped like `current`) gives it the
+    current value: an option added to the library after the checkpoint was written, left at its default,
+    changes nothing the checkpoint was trained with.
+    """
     if isinstance(saved, dict) and isinstance(current, dict):
+        defaults = defaults if isinstance(defaults, dict) else {}
         diffs: dict[str, str] = {}
         for key in sorted(set(saved) | set(current), key=str):
             where = f"{prefix}{key}"
+            if key not in saved and key in defaults and _json(defaults[key]) == _json(current[key]):
+                continue
             if key not in saved or key not in current:
                 diffs[where] = "only in the checkpoint" if key in saved else "not in the checkpoint"
             else:
-                diffs.update(config_diff(saved[key], current[key], f"{where}."))
+                diffs.update(config_diff(saved[key], current[key], f"{where}.", defaults.get(key)))
         return diffs
     if _json(saved) != _json(current):
         return {prefix.rstrip("."): f"saved {saved!r}, now {current!r}"}

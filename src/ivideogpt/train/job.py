@@ -5,6 +5,7 @@ delta-iris' `train_component`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
@@ -15,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from ivideogpt.config import to_dict
 from ivideogpt.train.distributed import Amp, Runtime, no_sync
 from ivideogpt.train.schedule import Schedule, lr_at
 
@@ -98,6 +100,13 @@ class TrainJob(ABC):
     def strict_config_keys(self) -> tuple[str, ...]:
         """Top-level config sections that must equal the checkpoint's to resume (the architecture)."""
         return ()
+
+    def config_defaults(self) -> dict[str, Any]:
+        """Each strict section's dataclass defaults (`config_diff`): an option added to the library after a
+        checkpoint was written does not block resuming it while the run leaves the option at its default."""
+        sections = {key: getattr(getattr(self, "cfg", None), key, None) for key in self.strict_config_keys()}
+        return {key: to_dict(type(value)()) for key, value in sections.items()
+                if dataclasses.is_dataclass(value)}
 
     @abstractmethod
     def batches(self, start_step: int) -> Iterator[Any]:
