@@ -145,9 +145,8 @@ class Transformer(nn.Module):
         device = tokens.device
         targets_at = self.layout.target_positions(tc, tf, device)  # (Tf * n,)
         action_rows = self._clip_actions(batch.actions, batch.has_actions, b, tc, tf)  # (B, L, A) or None
-        out = self(tokens, action_rows, logit_positions=targets_at)
+        out, token_nll = self._target_nll(tokens, action_rows, targets_at)  # (B, Tf * n)
         targets = tokens[:, targets_at + 1]  # (B, Tf * n) future codes
-        token_nll = F.cross_entropy(out.logits.flatten(0, 1), targets.flatten(), reduction="none")
         ce = token_nll.mean()
         ends = self.layout.frame_end_positions(tc, tf, device)  # (Tf,)
         head_loss, metrics = self.heads.loss(
@@ -180,8 +179,7 @@ class Transformer(nn.Module):
         actions = batch.actions.clone()
         actions[:, tc:] = actions[:, tc:].flip(1)
         rows = self._clip_actions(actions, batch.has_actions, tokens.shape[0], tc, tf)
-        logits = self(tokens, rows, logit_positions=targets_at).logits
-        reversed_nll = F.cross_entropy(logits.transpose(1, 2), tokens[:, targets_at + 1], reduction="none")
+        reversed_nll = self._target_nll(tokens, rows, targets_at)[1]
         gap = (token_nll.sum(-1) - reversed_nll.view_as(token_nll).sum(-1)).mean(-1)  # (B,) nats per frame
         used = batch.has_actions.to(gap.dtype)
         contrast = (F.softplus(gap) * used).sum() / used.sum().clamp(min=1)
@@ -200,9 +198,13 @@ class Transformer(nn.Module):
         targets_at = self.layout.target_positions(tc, tf, tokens.device)
         rows = None if actions is None else self.layout.action_rows(
             torch.cat([actions.new_zeros(b, tc, actions.shape[2]), actions], 1), tc)
-        logits = self(tokens, rows, logit_positions=targets_at).logits.float()  # (B, Tf * n, V)
-        nll = F.cross_entropy(logits.transpose(1, 2), tokens[:, targets_at + 1], reduction="none")
-        return nll.view(b, tf, -1).sum(-1)
+        return self._target_nll(tokens, rows, targets_at)[1].float().view(b, tf, -1).sum(-1)
+
+    def _target_nll(self, tokens: Tensor, rows: Tensor | None, targets_at: Tensor
+                    ) -> tuple[TransformerOutput, Tensor]:
+        """The forward with logits at `targets_at` (P,), and the NLL (B, P) of the code after each."""
+        out = self(tokens, rows, logit_positions=targets_at)
+        return out, F.cross_entropy(out.logits.transpose(1, 2), tokens[:, targets_at + 1], reduction="none")
 
     def _clip_actions(self, actions: Tensor, has_actions: Tensor, b: int, tc: int, tf: int) -> Tensor | None:
         """Clip actions (B, Tc + Tf, A) -> per-position rows (B, L, A); None for action-free input."""

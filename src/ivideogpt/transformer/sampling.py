@@ -278,9 +278,8 @@ def _guide(logits: Tensor, guidance: float, b: int) -> Tensor:
 
 def _check_positions(model: Transformer, context_length: int, window: int) -> None:
     """Learned positions exist for the trained window only: refuse a longer context or window up front."""
-    length = context_length + window * model.layout.frame_length
-    if model.cfg.learned_positions and length > model.cfg.max_sequence_length:
-        cfg = model.cfg
+    cfg, length = model.cfg, context_length + window * model.layout.frame_length
+    if cfg.learned_positions and length > cfg.max_sequence_length:
         raise ValueError(
             f"rollout: the model's learned positions cover the trained window of {cfg.max_sequence_length} "
             f"tokens, but this context and a window of {window} future frames need {length}; give at most "
