@@ -165,7 +165,7 @@ class WorldModel:
             The state to pass to `step`.
         """
         context = self._encode_context(context_frames)
-        how = self._sampling(temperature, top_k, action_guidance)
+        how = self.sampling_config(temperature, top_k, action_guidance)
         rollout = sampling.start(self.transformer, self._context_tokens(context), self.window_frames,
                                  self.slide_frames, guidance=how.action_guidance)
         return WorldModelState(context, rollout, self._generator(seed), how)
@@ -231,7 +231,7 @@ class WorldModel:
             t = horizon if horizon is not None else horizon_of(actions, self.action_dim)
             action_seq = self._check_actions(actions, (b, t, self.action_dim), "actions")
             horizon = t
-        how = self._sampling(temperature, top_k, action_guidance)
+        how = self.sampling_config(temperature, top_k, action_guidance)
         generate = sampling.generate_frames if cached else generate_frames_uncached
         codes, rewards, dones = generate(self.transformer, self._context_tokens(context), action_seq, horizon,
                                          how.temperature, how.top_k, self._generator(seed),
@@ -337,9 +337,9 @@ class WorldModel:
         """Validate and convert actions to float32 `shape` on the model's device (None stays None)."""
         return check_actions(actions, shape, self.action_dim, self.device, name)
 
-    def _sampling(self, temperature: float | None, top_k: int | None, action_guidance: float | None
-                  ) -> SamplingConfig:
-        """Per-call overrides on top of the spec's defaults (validated)."""
+    def sampling_config(self, temperature: float | None = None, top_k: int | None = None,
+                        action_guidance: float | None = None) -> SamplingConfig:
+        """The sampling a rollout uses: these overrides (None keeps each) on the spec's defaults."""
         s = self.spec.sampling
         return SamplingConfig(s.temperature if temperature is None else temperature,
                               s.top_k if top_k is None else top_k,

@@ -263,7 +263,7 @@ def _claim_output(out: Path, overwrite: bool) -> None:
 
 
 def _protocol(cfg: EvalConfig, wm: WorldModel, data: ClipDataset, clips: int) -> dict[str, Any]:
-    sampling = wm._sampling(cfg.temperature, cfg.top_k, cfg.action_guidance)
+    sampling = wm.sampling_config(cfg.temperature, cfg.top_k, cfg.action_guidance)
     return {
         "context": wm.num_context_frames,
         "horizon": data.cfg.future_frames,
