@@ -87,6 +87,25 @@ def test_step_matches_rollout_frames_rewards_and_dones(wm: WorldModel) -> None:
     assert state.num_steps == 4 and np.abs(out.rewards).max() > 0  # heads are random, so rewards show
 
 
+@pytest.mark.parametrize("precision", ["bfloat16-cache", "bfloat16"])
+def test_precision_settings_roll_out_close_to_float32(precision: str) -> None:
+    model = tiny_world_model()
+    ctx, acts = frames(2, 1), actions(2, 3)
+    reference = model.rollout(ctx, acts, seed=0, temperature=0)
+    model.precision = precision
+    out = model.rollout(ctx, acts, seed=0, temperature=0)
+    state = model.reset(ctx, seed=0, temperature=0)
+    assert state.rollout.cache._keys[0].dtype == torch.bfloat16  # the setting reached the decode
+    stepped = np.stack([model.step(state, acts[:, t])[0] for t in range(3)], 1)
+    np.testing.assert_array_equal(stepped, out.frames)  # step and rollout share the setting
+    assert out.frames.dtype == np.uint8 and out.frames.shape == reference.frames.shape
+    error = np.abs(out.frames.astype(float) - reference.frames.astype(float)).mean()
+    assert error < 8  # within a few grey levels of float32 (different codes would differ by tens)
+    model.precision = "float16"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        model.rollout(ctx, acts, seed=0)
+
+
 def test_same_seed_same_frames_different_seed_different(wm: WorldModel) -> None:
     ctx, acts = frames(2, 1), actions(2, 3)
     a, b = wm.rollout(ctx, acts, seed=3), wm.rollout(ctx, acts, seed=3)

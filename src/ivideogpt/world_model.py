@@ -26,8 +26,10 @@ import torch
 from torch import Tensor, nn
 
 from ivideogpt.data.frames import to_model, to_uint8
+from ivideogpt.precision import Precision
 from ivideogpt.tokenizer import ContextState, VideoTokenizer, build_tokenizer
 from ivideogpt.transformer import RolloutState, Transformer, generate_frames_uncached, sampling
+from ivideogpt.transformer.fast_decode import PRECISIONS, DecodeOptions
 from ivideogpt.world_model_inputs import check_actions, check_context_frames, horizon_of
 from ivideogpt.world_model_io import (  # re-exported: the folder format is part of this API
     EXPORT_DIR,
@@ -96,6 +98,8 @@ class WorldModel:
             rollouts drop the oldest `slide_frames` future frames when the window is full; the context
             frames are always kept.
         slide_frames: frames dropped per slide (default half the window).
+        precision: how rollouts compute (ivideogpt/precision.py): "float32" (default), "bfloat16-cache"
+            (bf16 KV cache: faster at batch >= 32) or "bfloat16" (for GPUs and CPUs with AMX).
     """
 
     def __init__(self, tokenizer: VideoTokenizer, transformer: Transformer, spec: WorldModelSpec) -> None:
@@ -113,6 +117,7 @@ class WorldModel:
         self.transformer, self.spec = transformer, spec
         self.window_frames: int = spec.future_frames
         self.slide_frames: int = max(1, spec.future_frames // 2)
+        self.precision: Precision = "float32"
 
     @classmethod
     def from_spec(cls, spec: WorldModelSpec) -> WorldModel:
@@ -143,6 +148,14 @@ class WorldModel:
         self.transformer.to(device)
         return self
 
+    @property
+    def decode_options(self) -> DecodeOptions:
+        """The transformer's decode settings of `precision`."""
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"WorldModel.precision must be one of {sorted(PRECISIONS)}, "
+                             f"got {self.precision!r}")
+        return PRECISIONS[self.precision]
+
     # ---------------------------------------------------------------------------------- rollouts
 
     def reset(
@@ -167,7 +180,7 @@ class WorldModel:
         context = self._encode_context(context_frames)
         how = self.sampling_config(temperature, top_k, action_guidance)
         rollout = sampling.start(self.transformer, self._context_tokens(context), self.window_frames,
-                                 self.slide_frames, guidance=how.action_guidance)
+                                 self.slide_frames, self.decode_options, how.action_guidance)
         return WorldModelState(context, rollout, self._generator(seed), how)
 
     def step(
@@ -232,10 +245,12 @@ class WorldModel:
             action_seq = self._check_actions(actions, (b, t, self.action_dim), "actions")
             horizon = t
         how = self.sampling_config(temperature, top_k, action_guidance)
-        generate = sampling.generate_frames if cached else generate_frames_uncached
-        codes, rewards, dones = generate(self.transformer, self._context_tokens(context), action_seq, horizon,
-                                         how.temperature, how.top_k, self._generator(seed),
-                                         self.window_frames, self.slide_frames, guidance=how.action_guidance)
+        args = (self.transformer, self._context_tokens(context), action_seq, horizon, how.temperature,
+                how.top_k, self._generator(seed), self.window_frames, self.slide_frames)
+        if cached:
+            codes, rewards, dones = sampling.generate_frames(*args, self.decode_options, how.action_guidance)
+        else:
+            codes, rewards, dones = generate_frames_uncached(*args, guidance=how.action_guidance)
         frames = self._decode_frames(codes, context)  # (B, T, H, W, 3)
         return Rollout(frames, _numpy_or_none(rewards), _numpy_or_none(dones))
 
@@ -299,7 +314,7 @@ class WorldModel:
         """uint8 (B, T, H, W, 3), T >= Tc -> the tokenizer's context state of the last Tc frames."""
         x = check_context_frames(frames, self.image_size, self.num_context_frames)
         tc = self.num_context_frames
-        with _eval(self.tokenizer):
+        with self._tokenizer_mode():
             return self.tokenizer.encode_context(to_model(x[:, -tc:].to(self.device)))
 
     def _context_tokens(self, context: ContextState) -> Tensor:
@@ -309,9 +324,9 @@ class WorldModel:
     def _decode(self, codes: Tensor, context: ContextState) -> np.ndarray:
         """Future codes (B, n) of one frame -> uint8 (B, H, W, 3), decoded against the cached context."""
         g = self.tokenizer.future_grid
-        with _eval(self.tokenizer):
+        with self._tokenizer_mode():
             frames = self.tokenizer.decode_future(codes.view(-1, *g), context)  # (B, 3, H, W)
-        return to_uint8(frames).cpu().numpy()
+        return to_uint8(frames.float()).cpu().numpy()
 
     def _decode_frames(self, codes: Tensor, context: ContextState, max_frames: int = 256) -> np.ndarray:
         """Future codes (B, T, n) -> uint8 (B, T, H, W, 3): a batch of frames per decoder pass.
@@ -322,14 +337,22 @@ class WorldModel:
         b, t = codes.shape[:2]
         grid = codes.view(b, t, *self.tokenizer.future_grid)  # (B, T, hf, wf)
         rows = max(1, max_frames // t)
-        with _eval(self.tokenizer):
+        with self._tokenizer_mode():
             if rows >= b:
-                return to_uint8(self.tokenizer.decode_future(grid, context)).cpu().numpy()
+                return to_uint8(self.tokenizer.decode_future(grid, context).float()).cpu().numpy()
             chunks = [
                 self.tokenizer.decode_future(grid[i : i + rows], context.map(lambda x, i=i: x[i : i + rows]))
                 for i in range(0, b, rows)
             ]  # each (rows, T, 3, H, W)
-        return to_uint8(torch.cat(chunks)).cpu().numpy()
+        return to_uint8(torch.cat(chunks).float()).cpu().numpy()
+
+    @contextlib.contextmanager
+    def _tokenizer_mode(self) -> Iterator[None]:
+        """The tokenizer in eval mode, under bf16 autocast when `precision` is "bfloat16"."""
+        dtype = self.decode_options.dtype
+        with _eval(self.tokenizer), (torch.autocast(self.device.type, dtype) if dtype is not None
+                                     else contextlib.nullcontext()):
+            yield
 
     def _check_actions(
         self, actions: np.ndarray | Tensor | None, shape: tuple[int, ...], name: str

@@ -134,6 +134,17 @@ def test_best_of_k_is_at_least_the_mean(model_dir: Path, data_dir: Path, tmp_pat
     assert best["copy_last"] == mean["copy_last"]  # deterministic baselines have one sample
 
 
+def test_precision_reaches_the_rollouts_and_the_protocol(model_dir: Path, data_dir: Path, tmp_path: Path
+                                                         ) -> None:
+    float32 = run_eval(model_dir, data_dir, tmp_path / "f32", samples=1, clips=2, temperature=0.0)
+    bf16 = run_eval(model_dir, data_dir, tmp_path / "bf16", samples=1, clips=2, temperature=0.0,
+                    precision="bfloat16")
+    assert (float32["protocol"]["precision"], bf16["protocol"]["precision"]) == ("float32", "bfloat16")
+    assert bf16["methods"]["model"]["psnr"] != float32["methods"]["model"]["psnr"]  # computed differently
+    assert abs(bf16["methods"]["model"]["psnr"] - float32["methods"]["model"]["psnr"]) < 3
+    assert bf16["methods"]["copy_last"] == float32["methods"]["copy_last"]
+
+
 def test_horizon_longer_than_trained_slides(model_dir: Path, data_dir: Path, tmp_path: Path) -> None:
     metrics = run_eval(model_dir, data_dir, tmp_path / "eval", horizon=TF + 3, samples=1, clips=2)
     assert metrics["protocol"]["horizon"] == TF + 3

@@ -313,3 +313,27 @@ def test_a_shared_prefix_is_never_pruned() -> None:
     full = torch.randn(4, 2, 8, 4)
     keys, _ = cache.update(0, full, full)
     assert torch.equal(keys, full)
+
+
+@pytest.mark.parametrize("fan_out", [False, True])
+def test_bf16_kv_cache_stores_half_the_bytes_and_decodes_like_float32(fan_out: bool) -> None:
+    # float32 weights, bf16 keys/values: every step reads half the cache bytes; the logits stay within
+    # bf16 rounding of the float32 decode's, so greedy codes agree almost everywhere
+    model = _model()
+    context, actions = _rollout_inputs(model, 4, b=1 if fan_out else 3)
+    kv16 = DecodeOptions(kv_dtype=torch.bfloat16)
+    states = [start(model, context, options=o) for o in (None, kv16)]
+    if fan_out:
+        for s in states:
+            s.select(torch.zeros(3, dtype=torch.long))
+    assert states[1].cache._keys[0].dtype == torch.bfloat16
+    assert states[0].cache._keys[0].dtype == torch.float32
+    engine = decode_engine(model)
+    x = engine.slot_input(actions[:3, 0] if not fan_out else actions[0, :1].expand(3, -1), 3)
+    rotation = engine.rotations(states[0].cache.length, 1)[0]
+    logits = [engine.logits(engine.step(x, s.cache, rotation)) for s in states]
+    torch.testing.assert_close(logits[1], logits[0], rtol=0.05, atol=0.05)
+    assert not torch.equal(logits[1], logits[0])  # really read through bf16
+    greedy = [generate_frames(model, context, actions, 4, temperature=0.0, options=o)[0]
+              for o in (None, kv16)]
+    assert (greedy[0] == greedy[1]).float().mean() > 0.8

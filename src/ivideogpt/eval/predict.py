@@ -37,6 +37,7 @@ from ivideogpt.eval.metrics import Aggregate, MetricsConfig, load_metric_models
 from ivideogpt.eval.report import format_metric, write_report
 from ivideogpt.eval.scores import Predictions, ScoreSheet, spread_indices
 from ivideogpt.media import add_label, hstack_videos, save_video, tile_videos
+from ivideogpt.precision import Precision
 from ivideogpt.world_model import WorldModel
 
 # what an evaluation writes in its output folder: an earlier one's are replaced only with --overwrite
@@ -75,6 +76,7 @@ class EvalConfig:
     video_fps: float = 8.0  # playback rate of the video grid
     note: str = ""  # free text shown with the protocol in the report (e.g. where the test data came from)
     device: str = "auto"  # "auto" (CUDA if available), "cpu", "cuda", "cuda:N"
+    precision: Precision = "float32"  # rollout arithmetic (WorldModel.precision); bfloat16 for GPUs/AMX CPUs
     overwrite: bool = False  # replace an earlier evaluation's files in `out`
 
     def __post_init__(self) -> None:
@@ -128,6 +130,7 @@ def evaluate_predictions(cfg: EvalConfig) -> dict[str, Any]:
     _claim_output(cfg.out, cfg.overwrite)
     device = resolve_device(cfg.device)
     wm = WorldModel.load(cfg.model, device)
+    wm.precision = cfg.precision
     data = open_clips(cfg, wm)
     picks = spread_indices(len(data), cfg.clips)
     if len(picks) < cfg.clips:
@@ -276,6 +279,7 @@ def _protocol(cfg: EvalConfig, wm: WorldModel, data: ClipDataset, clips: int) ->
         "trained_future_frames": wm.spec.future_frames,
         "sampling": f"temperature {sampling.temperature}, top_k {sampling.top_k}, action guidance "
                     f"{sampling.action_guidance}, seed {cfg.seed}",
+        "precision": wm.precision,
         "scoring": "only predicted frames are scored; copy_last repeats the last context frame; "
                    "tokenizer_recon encodes and decodes the true future given the true context (the ceiling)",
     } | ({"note": cfg.note} if cfg.note else {})

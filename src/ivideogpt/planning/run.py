@@ -41,6 +41,7 @@ from ivideogpt.planning.models import SimulatorRollouts, WorldModelRollouts
 from ivideogpt.planning.objectives import ObjectiveConfig
 from ivideogpt.planning.planner import Planner, PlannerConfig
 from ivideogpt.planning.report import PLAN_FILE, summarize, write_plan_outputs
+from ivideogpt.precision import Precision
 from ivideogpt.sim.metaworld import ACTION_DIM, MetaWorldEnv, task_name
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ class PlanConfig:
     workers: int = 1  # episode processes; each loads its own world model
     seed: int = 0  # scenes use seeds derived from seed + 30000, the task and the episode index
     device: str = "auto"  # world model device: "auto" (CUDA if available), "cpu", "cuda", "cuda:N"
+    precision: Precision = "float32"  # rollout arithmetic (WorldModel.precision); bfloat16 for GPUs/AMX CPUs
     overwrite: bool = False  # replace an earlier plan output at `out`
 
     def __post_init__(self) -> None:
@@ -112,6 +114,7 @@ class Settings(NamedTuple):
 
     model: str | None  # world-model folder (None when no job uses it)
     device: str
+    precision: str
     planner: PlannerConfig
     objective: ObjectiveConfig
     size: int
@@ -166,7 +169,8 @@ def resolve_settings(cfg: PlanConfig) -> tuple[Settings, dict[str, Any]]:
                          "cannot score its futures; use --objective.kind goal")
     recorded = recorded_collection(spec)
     settings = Settings(
-        model=str(folder) if needs_model else None, device=cfg.device, planner=cfg.planner,
+        model=str(folder) if needs_model else None, device=cfg.device, precision=cfg.precision,
+        planner=cfg.planner,
         objective=cfg.objective, size=spec.image_size,
         camera=cfg.camera or recorded.get("camera", "corner"),
         action_repeat=cfg.action_repeat or recorded.get("action_repeat", 2), max_steps=cfg.max_steps)
@@ -242,6 +246,7 @@ class Player:
             from ivideogpt.world_model import WorldModel
 
             self._wm = WorldModel.load(self.s.model, resolve_device(self.s.device))
+            self._wm.precision = self.s.precision
         return self._wm
 
     def close(self) -> None:

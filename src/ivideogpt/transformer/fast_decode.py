@@ -42,9 +42,19 @@ class DecodeOptions:
     """How the decode step runs; the defaults suit a CPU (float32, eager, attention over the filled part)."""
 
     dtype: torch.dtype | None = None  # weights and KV cache; None: the model's (bfloat16 is for GPUs)
+    kv_dtype: torch.dtype | None = None  # KV cache alone; None: `dtype`. bfloat16 on a CPU halves the
+    # cache reads that are most of a step at batch >= 32 (bench/rollout.py), weights stay float32
     compile: bool = False  # torch.compile the static step (CUDA graphs on a GPU: mode="reduce-overhead")
     compile_mode: str | None = "reduce-overhead"  # passed to torch.compile
     compile_backend: str = "inductor"  # "eager" only checks that the step captures in one graph (tests)
+
+
+# The decode settings of each `Precision` (ivideogpt/precision.py), `WorldModel.precision`'s reading
+PRECISIONS: dict[str, DecodeOptions] = {
+    "float32": DecodeOptions(),
+    "bfloat16-cache": DecodeOptions(kv_dtype=torch.bfloat16),
+    "bfloat16": DecodeOptions(dtype=torch.bfloat16),
+}
 
 
 def decode_engine(model: Transformer, options: DecodeOptions | None = None) -> DecodeEngine:
@@ -136,21 +146,23 @@ class DecodeEngine:
         h, hd, hidden = self.n_head, self.head_dim, self.hidden
         if self.positions is not None:
             x = x + self.positions[cache.length]
+        # select/narrow/copy_ rather than indexing syntax: at batch 1 the step is per-op overhead (module doc)
         for i, (wqkv, wo, wgu, wd) in enumerate(self.layers):
             keys, values = cache.buffers(i, b, h, hd, x)
-            qkv = (_rms(x, self.eps) @ wqkv).view(b, 3, h, hd)
-            qk = qkv[:, :2] @ rotation  # (B, 2, H, hd): rotated queries and keys
-            keys[:, :, pos] = qk[:, 1]
-            values[:, :, pos] = qkv[:, 2]
-            q, keys, values = qk[:, 0, :, None], keys[:, :, : pos + 1], values[:, :, : pos + 1]
+            qkv = torch.mm(_rms(x, self.eps), wqkv).view(b, 3, h, hd)
+            qk = torch.matmul(qkv[:, :2], rotation)  # (B, 2, H, hd): rotated queries and keys
+            keys.select(2, pos).copy_(qk[:, 1])
+            values.select(2, pos).copy_(qkv[:, 2])
+            q = qk[:, 0, :, None].to(keys.dtype)  # the cache's dtype (`DecodeOptions.kv_dtype`)
+            keys, values = keys.narrow(2, 0, pos + 1), values.narrow(2, 0, pos + 1)
             prefix = cache.prefix(i)
             if prefix is None:
                 y = F.scaled_dot_product_attention(q, keys, values)  # (B, H, 1, hd)
             else:
                 y = _attend_with_prefix(q, *prefix, keys, values)
-            x = torch.addmm(x, y.reshape(b, h * hd), wo)
-            gu = _rms(x, self.eps) @ wgu  # (B, 2h)
-            x = torch.addmm(x, F.silu(gu[:, :hidden]) * gu[:, hidden:], wd)
+            x = torch.addmm(x, y.reshape(b, h * hd).to(x.dtype), wo)
+            gu = torch.mm(_rms(x, self.eps), wgu)  # (B, 2h)
+            x = torch.addmm(x, F.silu(gu[:, :hidden]).mul_(gu[:, hidden:]), wd)
         cache.advance(1)
         return x
 
@@ -166,10 +178,11 @@ class DecodeEngine:
         for (wqkv, wo, wgu, wd), k_buf, v_buf in zip(self.layers, keys, values, strict=True):
             qkv = (_rms(x, self.eps) @ wqkv).view(b, 3, h, hd)
             qk = qkv[:, :2] @ rotation
-            k_buf.index_copy_(2, pos, qk[:, 1, :, None])
-            v_buf.index_copy_(2, pos, qkv[:, 2, :, None])
-            y = F.scaled_dot_product_attention(qk[:, 0, :, None], k_buf, v_buf, attn_mask=mask)
-            x = torch.addmm(x, y.reshape(b, h * hd), wo)
+            k_buf.index_copy_(2, pos, qk[:, 1, :, None].to(k_buf.dtype))
+            v_buf.index_copy_(2, pos, qkv[:, 2, :, None].to(v_buf.dtype))
+            q = qk[:, 0, :, None].to(k_buf.dtype)
+            y = F.scaled_dot_product_attention(q, k_buf, v_buf, attn_mask=mask)
+            x = torch.addmm(x, y.reshape(b, h * hd).to(x.dtype), wo)
             gu = _rms(x, self.eps) @ wgu
             x = torch.addmm(x, F.silu(gu[:, :hidden]) * gu[:, hidden:], wd)
         return x

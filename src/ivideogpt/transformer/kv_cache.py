@@ -25,14 +25,16 @@ class KVCache:
     """Per-layer keys and values (B, H, capacity, head_dim), filled left to right.
 
     Buffers are allocated on the first `update`, with that call's batch size, dtype and device, so the
-    cache follows autocast (bf16 keys under bf16 autocast) without being told.
+    cache follows autocast (bf16 keys under bf16 autocast) without being told; `dtype` stores them in
+    another type instead (bf16 keys of a float32 model: half the bytes each decode step reads).
     """
 
-    def __init__(self, num_layers: int, capacity: int) -> None:
+    def __init__(self, num_layers: int, capacity: int, dtype: torch.dtype | None = None) -> None:
         if num_layers < 1 or capacity < 1:
             raise ValueError(f"KVCache: num_layers and capacity must be >= 1, got {num_layers}, {capacity}")
         self.num_layers = num_layers
         self.capacity = capacity  # most tokens the cache can hold
+        self.dtype = dtype  # storage type of keys and values (None: that of the first `update`)
         self.length = 0  # tokens cached so far (the position of the next token)
         # per-row buffers (B, H, capacity - prefix_length, hd); position p lives at p - prefix_length
         self._keys: list[Tensor | None] = [None] * num_layers
@@ -55,20 +57,19 @@ class KVCache:
                 f"{self.capacity}; allocate a larger cache or slide the window"
             )
         if self._keys[layer] is None:  # zeros, not empty: see `buffers`
-            self._keys[layer] = k.new_zeros(b, h, self.capacity - self.prefix_length, d)
-            self._values[layer] = v.new_zeros(b, h, self.capacity - self.prefix_length, d)
+            self._allocate(layer, b, h, d, k)
         keys, values = self._keys[layer], self._values[layer]
         if keys.shape[0] != b:
             raise ValueError(f"KVCache: batch of {b} does not match the cached batch of {keys.shape[0]}")
         p = self.prefix_length
         keys[:, :, self.length - p : end - p] = k
         values[:, :, self.length - p : end - p] = v
-        if not p:
-            return keys[:, :, :end], values[:, :, :end]
+        if not p:  # the forward attends in its own dtype (a no-op unless `dtype` differs)
+            return keys[:, :, :end].to(k.dtype), values[:, :, :end].to(v.dtype)
         prefix_keys, prefix_values = self._prefix[layer]  # a multi-token forward (a slide's re-encode) is
         expand = lambda t: t.expand(b, -1, -1, -1)  # rare: it may read the prefix once per row
-        return (torch.cat([expand(prefix_keys), keys[:, :, : end - p]], 2),
-                torch.cat([expand(prefix_values), values[:, :, : end - p]], 2))
+        return (torch.cat([expand(prefix_keys), keys[:, :, : end - p]], 2).to(k.dtype),
+                torch.cat([expand(prefix_values), values[:, :, : end - p]], 2).to(v.dtype))
 
     def buffers(
         self, layer: int, batch: int, heads: int, head_dim: int, like: Tensor
@@ -77,11 +78,10 @@ class KVCache:
 
         The single-token decode step (fast_decode.py) writes position `length` (at `length - prefix_length`)
         itself and attends over the filled part and the shared prefix (`prefix`); buffers not allocated yet
-        are allocated with `like`'s dtype and device.
+        are allocated in the cache's `dtype` (else `like`'s) on `like`'s device.
         """
-        if self._keys[layer] is None:  # zeros: `step_static` reads (masked) unfilled slots, and 0 * NaN = NaN
-            self._keys[layer] = like.new_zeros(batch, heads, self.capacity - self.prefix_length, head_dim)
-            self._values[layer] = like.new_zeros(batch, heads, self.capacity - self.prefix_length, head_dim)
+        if self._keys[layer] is None:
+            self._allocate(layer, batch, heads, head_dim, like)
         keys, values = self._keys[layer], self._values[layer]
         if keys.shape[0] != batch or self.length >= self.capacity:
             raise ValueError(
@@ -89,6 +89,13 @@ class KVCache:
                 f"(batch {keys.shape[0]}, capacity {self.capacity})"
             )
         return keys, values
+
+    def _allocate(self, layer: int, batch: int, heads: int, head_dim: int, like: Tensor) -> None:
+        """Zeroed buffers of `layer` in `dtype` (else like's) on like's device. Zeros, not empty:
+        `step_static` reads (masked) unfilled slots, and 0 * NaN = NaN."""
+        shape = (batch, heads, self.capacity - self.prefix_length, head_dim)
+        self._keys[layer] = like.new_zeros(shape, dtype=self.dtype or like.dtype)
+        self._values[layer] = like.new_zeros(shape, dtype=self.dtype or like.dtype)
 
     def prefix(self, layer: int) -> tuple[Tensor, Tensor] | None:
         """The shared prefix's keys and values (1, H, P, hd) of `layer`, or None without one."""

@@ -100,7 +100,7 @@ def start(
     tokens = layout.encode_context(context_codes)  # (B, Lc)
     b, lc = tokens.shape
     _check_positions(model, lc, window)
-    cache = KVCache(model.cfg.n_layer, lc + window * layout.frame_length)
+    cache = KVCache(model.cfg.n_layer, lc + window * layout.frame_length, options and options.kv_dtype)
     with _eval_mode(model), _autocast(model, options):
         model(tokens, kv_cache=cache, logit_positions=_NO_POSITIONS.to(tokens.device))
     frames = tokens.new_zeros(b, 0, layout.future_tokens)
