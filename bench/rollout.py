@@ -5,6 +5,9 @@ Schemes, one transformer shape (a preset, randomly initialised: speed does not d
 
     kv_cached              ours: context encoded once, each frame = 1 + n single-token steps of the
                            transformer's `DecodeEngine` (static KV cache, fused step), n = 16
+    kv_cached_bf16_cache   kv_cached with float32 weights and a bfloat16 KV cache (`WorldModel.precision =
+                           "bfloat16-cache"`): half the cache bytes each step reads, which at batch >= 32 are
+                           most of its time; at batch 1 it is noise
     kv_cached_forward      the same cache, each token through the general `Transformer.forward` (our
                            rollout before the engine)
     hf_generate_per_frame  THE ANCHOR: the official iVideoGPT code's scheme on a Hugging Face
@@ -53,6 +56,7 @@ import torch
 import tyro
 from rollout_schemes import (
     ANCHOR,
+    KV16,
     build_world_model,
     decode_flops,
     decode_seconds,
@@ -64,10 +68,10 @@ from rollout_schemes import (
 )
 
 import ivideogpt
-from ivideogpt.transformer.fast_decode import DecodeOptions
+from ivideogpt.transformer.fast_decode import PRECISIONS, DecodeOptions
 from ivideogpt.world_model import WorldModel
 
-SCHEMES = ("kv_cached", "kv_cached_forward", ANCHOR, "prefix_rerun_frame")
+SCHEMES = ("kv_cached", KV16, "kv_cached_forward", ANCHOR, "prefix_rerun_frame")
 
 
 @dataclass
@@ -90,6 +94,7 @@ class RolloutBenchConfig:
     top_k: int = 100  # sampling of every scheme (temperature 1, the official default)
     threads: int | None = None  # torch CPU threads (None: torch's default)
     device: str = "cpu"  # torch device; cuda: bf16 decode with the step compiled
+    dtype: str = "float32"  # CPU decode dtype of every scheme, the anchor's too ("bfloat16": AMX CPUs)
     quick: bool = False  # smoke test: tiny presets, small batches, short clips; prints only unless --json
     json: Path | None = None  # where the results go (default bench/results/rollout.json; none for --quick)
     seed: int = 0  # seeds the random weights, codes and sampling
@@ -103,6 +108,8 @@ class RolloutBenchConfig:
                              f"context_frames ({self.context_frames})")
         if not self.batch_sizes or min(self.batch_sizes) < 1:
             raise ValueError(f"RolloutBenchConfig.batch_sizes must be positive, got {self.batch_sizes}")
+        if self.dtype not in ("float32", "bfloat16"):
+            raise ValueError(f"RolloutBenchConfig.dtype must be float32 or bfloat16, got {self.dtype!r}")
         if self.quick:
             self.tokenizer, self.transformer, self.big_transformer = "tiny", "tiny", None
             self.batch_sizes, self.anchor_batch_sizes, self.clip_lengths = (1, 4), (1, 4), (4,)
@@ -113,10 +120,10 @@ class RolloutBenchConfig:
     def decode_options(self) -> DecodeOptions:
         if torch.device(self.device).type == "cuda":
             return DecodeOptions(dtype=torch.bfloat16, compile=True)
-        return DecodeOptions()
+        return PRECISIONS[self.dtype]
 
     @property
-    def dtype(self) -> torch.dtype:
+    def torch_dtype(self) -> torch.dtype:
         return self.decode_options.dtype or torch.float32
 
 
@@ -133,6 +140,8 @@ def clip_cell(cfg: RolloutBenchConfig, wm: WorldModel, b: int, clip: int, gen: t
     seconds = {"kv_cached": float(np.median([kv_clip_seconds(cfg, wm, b, future, gen)
                                              for _ in range(repeats)]))}
     details: dict[str, Any] = {}
+    if KV16 in schemes and cfg.decode_options.dtype is None:
+        seconds[KV16] = kv_clip_seconds(cfg, wm, b, future, gen, options=PRECISIONS["bfloat16-cache"])
     if "kv_cached_forward" in schemes:
         seconds["kv_cached_forward"] = kv_clip_seconds(cfg, wm, b, future, gen, forward=True)
     for scheme in (ANCHOR, "prefix_rerun_frame"):
@@ -194,6 +203,7 @@ def flops_cell(cfg: RolloutBenchConfig, wm: WorldModel, b: int, clip: int,
 def shipped_cell(cfg: RolloutBenchConfig) -> dict[str, Any]:
     """The shipped model at batch 1 through the public API, with its own sampling defaults."""
     wm = WorldModel.load(ivideogpt.pretrained_path(), cfg.device)
+    wm.precision = "bfloat16" if cfg.torch_dtype == torch.bfloat16 else "float32"
     size, tc = wm.image_size, wm.num_context_frames
     rng = np.random.default_rng(cfg.seed)
     frames = rng.integers(0, 256, (1, tc, size, size, 3), np.uint8)
@@ -214,7 +224,7 @@ def big_cell(cfg: RolloutBenchConfig, gen: torch.Generator) -> dict[str, Any]:
     """The big preset at batch 1 on the longest clip: kv_cached, its forward twin and the anchor."""
     clip = max(cfg.clip_lengths)
     wm = build_world_model(cfg, cfg.big_transformer, clip - cfg.context_frames)
-    anchor = (hf_anchor.OfficialScheme(wm.transformer, cfg.device, cfg.dtype)
+    anchor = (hf_anchor.OfficialScheme(wm.transformer, cfg.device, cfg.torch_dtype)
               if hf_anchor.available() else None)
     row = clip_cell(cfg, wm, 1, clip, gen, anchor, ("kv_cached", "kv_cached_forward", ANCHOR))
     return {"preset": cfg.big_transformer, "params": wm.transformer.num_params(), "clip_frames": clip,
@@ -239,11 +249,11 @@ def run(cfg: RolloutBenchConfig) -> dict[str, Any]:
     anchor_info = None
     for clip in cfg.clip_lengths:
         wm = build_world_model(cfg, cfg.transformer, clip - cfg.context_frames)
-        anchor = (hf_anchor.OfficialScheme(wm.transformer, cfg.device, cfg.dtype)
+        anchor = (hf_anchor.OfficialScheme(wm.transformer, cfg.device, cfg.torch_dtype)
                   if hf_anchor.available() else None)
         anchor_info = anchor.describe() if anchor is not None else None
         for b in cfg.batch_sizes:
-            schemes = SCHEMES if b in cfg.anchor_batch_sizes else ("kv_cached",)
+            schemes = SCHEMES if b in cfg.anchor_batch_sizes else ("kv_cached", KV16)
             cells[f"clip{clip}_b{b}"] = clip_cell(cfg, wm, b, clip, gen, anchor, schemes)
             print(format_cell(f"clip {clip}, batch {b}", cells[f"clip{clip}_b{b}"]), flush=True)
         b = max(cfg.batch_sizes)
@@ -259,7 +269,7 @@ def run(cfg: RolloutBenchConfig) -> dict[str, Any]:
         "device": _device_name(cfg.device),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
-        "decode_options": {"dtype": str(cfg.dtype), "compile": cfg.decode_options.compile},
+        "decode_options": {"dtype": str(cfg.torch_dtype), "compile": cfg.decode_options.compile},
         "load_average_1min": {"start": load_before[0], "end": 0.0},
         "transformer_preset": cfg.transformer,
         "transformer_params": params,

@@ -17,13 +17,14 @@ from torch import Tensor
 
 from ivideogpt.tokenizer import tokenizer_preset
 from ivideogpt.transformer import KVCache, Transformer, sampling, transformer_preset
-from ivideogpt.transformer.fast_decode import decode_engine, gumbel_noise, sample_from_logits
+from ivideogpt.transformer.fast_decode import DecodeOptions, decode_engine, gumbel_noise, sample_from_logits
 from ivideogpt.world_model import WorldModel, WorldModelSpec, layout_fields
 
 if TYPE_CHECKING:
     from rollout import RolloutBenchConfig
 
 ANCHOR = "hf_generate_per_frame"  # the official scheme, the bar every speed-up is measured against
+KV16 = "kv_cached_bf16_cache"  # ours with float32 weights and a bfloat16 KV cache
 
 # ----------------------------------------------------------------------------------------- models
 
@@ -36,6 +37,7 @@ def build_world_model(cfg: RolloutBenchConfig, preset: str, future: int) -> Worl
     spec = WorldModelSpec(tok, tf, cfg.context_frames, future, tok.resolution, cfg.action_dim)
     wm = WorldModel.from_spec(spec).to(cfg.device)
     wm.tokenizer.eval(), wm.transformer.eval()
+    wm.precision = "bfloat16" if cfg.torch_dtype == torch.bfloat16 else "float32"  # the decoder's autocast
     return wm
 
 
@@ -61,18 +63,21 @@ def decode_seconds(wm: WorldModel, b: int, future: int, device: str) -> float:
 
 
 def kv_clip_seconds(cfg: RolloutBenchConfig, wm: WorldModel, b: int, future: int, gen: torch.Generator,
-                    forward: bool = False, fan_out: bool = False) -> float:
+                    forward: bool = False, fan_out: bool = False, options: DecodeOptions | None = None
+                    ) -> float:
     """Seconds of one clip's transformer work: the context forward, then `future` frames.
 
     forward: run each token through `Transformer.forward` instead of the decode engine.
     fan_out: one context encoded once and fanned out to the b rows (a shared cache prefix).
+    options: the decode settings (default the bench's `decode_options`).
     """
+    options = options or cfg.decode_options
     model, dev = wm.transformer, cfg.device
     ctx = random_codes(model, 1 if fan_out else b, cfg.context_frames, True, dev)
     actions = torch.rand(b, future, cfg.action_dim, generator=gen, device=dev)
 
     def clip() -> None:
-        state = sampling.start(model, ctx, options=cfg.decode_options)
+        state = sampling.start(model, ctx, options=options)
         if fan_out:
             state.select(torch.zeros(b, dtype=torch.long, device=dev))
         for t in range(future):
@@ -81,6 +86,7 @@ def kv_clip_seconds(cfg: RolloutBenchConfig, wm: WorldModel, b: int, future: int
             else:
                 sampling.step(model, state, actions[:, t], 1.0, cfg.top_k, gen)
 
+    clip() if options != cfg.decode_options else None  # warm-up of a decode the cell has not run yet
     return timed(clip)
 
 
@@ -143,8 +149,8 @@ def decode_flops(model: Transformer, context_length: int, future: int) -> int:
 
 def matmul_flops_per_s(cfg: RolloutBenchConfig, m: int, k: int, n: int) -> float:
     """FLOP/s of x (m, k) @ w (k, n) in the decode dtype on this device (median of 5 after a warm-up)."""
-    x = torch.randn(m, k, device=cfg.device, dtype=cfg.dtype)
-    w = torch.randn(k, n, device=cfg.device, dtype=cfg.dtype)
+    x = torch.randn(m, k, device=cfg.device, dtype=cfg.torch_dtype)
+    w = torch.randn(k, n, device=cfg.device, dtype=cfg.torch_dtype)
     reps = 20
     run = lambda: [x @ w for _ in range(reps)]
     run()
