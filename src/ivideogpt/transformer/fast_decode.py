@@ -146,23 +146,21 @@ class DecodeEngine:
         h, hd, hidden = self.n_head, self.head_dim, self.hidden
         if self.positions is not None:
             x = x + self.positions[cache.length]
-        # select/narrow/copy_ rather than indexing syntax: at batch 1 the step is per-op overhead (module doc)
         for i, (wqkv, wo, wgu, wd) in enumerate(self.layers):
             keys, values = cache.buffers(i, b, h, hd, x)
-            qkv = torch.mm(_rms(x, self.eps), wqkv).view(b, 3, h, hd)
-            qk = torch.matmul(qkv[:, :2], rotation)  # (B, 2, H, hd): rotated queries and keys
-            keys.select(2, pos).copy_(qk[:, 1])
-            values.select(2, pos).copy_(qkv[:, 2])
-            q = qk[:, 0, :, None].to(keys.dtype)  # the cache's dtype (`DecodeOptions.kv_dtype`)
-            keys, values = keys.narrow(2, 0, pos + 1), values.narrow(2, 0, pos + 1)
+            qkv = (_rms(x, self.eps) @ wqkv).view(b, 3, h, hd)
+            qk = qkv[:, :2] @ rotation  # (B, 2, H, hd): rotated queries and keys
+            keys[:, :, pos] = qk[:, 1]  # cast to the cache's dtype (`DecodeOptions.kv_dtype`) on write
+            values[:, :, pos] = qkv[:, 2]
+            q, keys, values = qk[:, 0, :, None].to(keys.dtype), keys[:, :, : pos + 1], values[:, :, : pos + 1]
             prefix = cache.prefix(i)
             if prefix is None:
                 y = F.scaled_dot_product_attention(q, keys, values)  # (B, H, 1, hd)
             else:
                 y = _attend_with_prefix(q, *prefix, keys, values)
             x = torch.addmm(x, y.reshape(b, h * hd).to(x.dtype), wo)
-            gu = torch.mm(_rms(x, self.eps), wgu)  # (B, 2h)
-            x = torch.addmm(x, F.silu(gu[:, :hidden]).mul_(gu[:, hidden:]), wd)
+            gu = _rms(x, self.eps) @ wgu  # (B, 2h)
+            x = torch.addmm(x, F.silu(gu[:, :hidden]) * gu[:, hidden:], wd)
         cache.advance(1)
         return x
 
