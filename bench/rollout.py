@@ -126,6 +126,11 @@ class RolloutBenchConfig:
     def torch_dtype(self) -> torch.dtype:
         return self.decode_options.dtype or torch.float32
 
+    @property
+    def precision(self) -> str:
+        """`WorldModel.precision` of the bench's world models (the tokenizer's autocast follows it)."""
+        return "bfloat16" if self.torch_dtype == torch.bfloat16 else "float32"
+
 
 # ----------------------------------------------------------------------------------------- cells
 
@@ -203,7 +208,7 @@ def flops_cell(cfg: RolloutBenchConfig, wm: WorldModel, b: int, clip: int,
 def shipped_cell(cfg: RolloutBenchConfig) -> dict[str, Any]:
     """The shipped model at batch 1 through the public API, with its own sampling defaults."""
     wm = WorldModel.load(ivideogpt.pretrained_path(), cfg.device)
-    wm.precision = "bfloat16" if cfg.torch_dtype == torch.bfloat16 else "float32"
+    wm.precision = cfg.precision
     size, tc = wm.image_size, wm.num_context_frames
     rng = np.random.default_rng(cfg.seed)
     frames = rng.integers(0, 256, (1, tc, size, size, 3), np.uint8)

@@ -37,7 +37,7 @@ def build_world_model(cfg: RolloutBenchConfig, preset: str, future: int) -> Worl
     spec = WorldModelSpec(tok, tf, cfg.context_frames, future, tok.resolution, cfg.action_dim)
     wm = WorldModel.from_spec(spec).to(cfg.device)
     wm.tokenizer.eval(), wm.transformer.eval()
-    wm.precision = "bfloat16" if cfg.torch_dtype == torch.bfloat16 else "float32"  # the decoder's autocast
+    wm.precision = cfg.precision
     return wm
 
 
@@ -86,7 +86,8 @@ def kv_clip_seconds(cfg: RolloutBenchConfig, wm: WorldModel, b: int, future: int
             else:
                 sampling.step(model, state, actions[:, t], 1.0, cfg.top_k, gen)
 
-    clip() if options != cfg.decode_options else None  # warm-up of a decode the cell has not run yet
+    if options != cfg.decode_options:  # warm-up of a decode the cell has not run yet
+        clip()
     return timed(clip)
 
 

@@ -228,7 +228,7 @@ class WorldModel:
             seed: seeds the sampling (None: random); the same seed gives the same frames.
             temperature, top_k, action_guidance: override the spec's sampling defaults (`SamplingConfig`).
             cached: False runs the reference path that re-runs the whole window for every token (same
-                samples, far slower; for tests and benchmarks).
+                samples, far slower; for tests and benchmarks; float32 whatever `precision` says).
 
         Returns:
             `Rollout` with frames (B, T, H, W, 3) and, where the model has the heads, rewards and
@@ -326,7 +326,7 @@ class WorldModel:
         g = self.tokenizer.future_grid
         with self._tokenizer_mode():
             frames = self.tokenizer.decode_future(codes.view(-1, *g), context)  # (B, 3, H, W)
-        return to_uint8(frames.float()).cpu().numpy()
+        return to_uint8(frames).cpu().numpy()
 
     def _decode_frames(self, codes: Tensor, context: ContextState, max_frames: int = 256) -> np.ndarray:
         """Future codes (B, T, n) -> uint8 (B, T, H, W, 3): a batch of frames per decoder pass.
@@ -339,12 +339,12 @@ class WorldModel:
         rows = max(1, max_frames // t)
         with self._tokenizer_mode():
             if rows >= b:
-                return to_uint8(self.tokenizer.decode_future(grid, context).float()).cpu().numpy()
+                return to_uint8(self.tokenizer.decode_future(grid, context)).cpu().numpy()
             chunks = [
                 self.tokenizer.decode_future(grid[i : i + rows], context.map(lambda x, i=i: x[i : i + rows]))
                 for i in range(0, b, rows)
             ]  # each (rows, T, 3, H, W)
-        return to_uint8(torch.cat(chunks).float()).cpu().numpy()
+        return to_uint8(torch.cat(chunks)).cpu().numpy()
 
     @contextlib.contextmanager
     def _tokenizer_mode(self) -> Iterator[None]:

@@ -114,7 +114,7 @@ class Settings(NamedTuple):
 
     model: str | None  # world-model folder (None when no job uses it)
     device: str
-    precision: str
+    precision: Precision
     planner: PlannerConfig
     objective: ObjectiveConfig
     size: int
