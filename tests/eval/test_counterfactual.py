@@ -153,3 +153,16 @@ def test_likelihood_discrimination_pairs_each_branch_with_its_own_actions(
     monkeypatch.setattr(wm.transformer, "frame_nll", lambda c, f, a: torch.ones(a.shape[:2]))
     closer, gain = likelihood_discrimination(wm, scenes)
     assert bool((closer == 0.5).all()) and bool((gain == 0).all())  # actions ignored: exactly chance
+
+
+def test_several_samples_per_branch_are_scored_as_their_pixel_mean(tmp_path: Path) -> None:
+    wm = WorldModel.load(make_world_model(tmp_path / "wm"))
+    scenes = load_scenes(write_branched(tmp_path / "cf", scenes=2, k=3), TC, None, ACTION_DIM)
+    sampling = {"temperature": 1.0}
+    one = [counterfactual.predict_scenes(wm, scenes, 5 + 7919 * i, sampling) for i in range(3)]
+    mean = counterfactual.predict_scenes(wm, scenes, 5, sampling, samples=3)
+    expected = np.mean([p.model.astype(np.float32) for p in one], axis=0).round().astype(np.uint8)
+    assert np.array_equal(mean.model, expected)
+    assert not np.array_equal(one[0].model, one[1].model)  # really different samples, averaged
+    np.testing.assert_allclose(mean.rewards, np.mean([p.rewards for p in one], axis=0), rtol=1e-6)
+    assert np.array_equal(mean.truth, one[0].truth) and np.array_equal(mean.recon, one[0].recon)

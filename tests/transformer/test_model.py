@@ -102,6 +102,9 @@ def test_frame_nll_is_the_training_cross_entropy_per_frame() -> None:
     assert float(nll.sum()) / nll.numel() / model.cfg.tokens_per_future_frame == pytest.approx(ce, rel=1e-5)
     other = model.frame_nll(batch.context_codes, batch.future_codes, batch.actions[:, 2:].flip(0))
     assert not torch.allclose(nll, other)  # the actions are read, frame by frame
+    per_code = model.token_nll(batch.context_codes, batch.future_codes, batch.actions[:, 2:])
+    assert per_code.shape == (2, 3, model.cfg.tokens_per_future_frame)
+    assert torch.allclose(per_code.sum(-1), nll)
 
 
 def test_learned_positions_start_at_zero_so_a_parent_without_them_computes_the_same() -> None:
@@ -272,3 +275,22 @@ def test_action_to_frame_adds_the_action_to_every_token_of_its_frame() -> None:
     assert future[n1:].tolist() == [1.0] * n1 and future[:n1].count_nonzero() == 0
     with pytest.raises(ValueError, match="action_to"):
         tiny_config(action_dim=2, action_to="codes")
+
+
+def test_action_sum_feeds_the_running_sum_and_starts_as_its_parent() -> None:
+    model = Transformer(tiny_config(action_dim=3, action_to="frame", action_sum=True)).eval()
+    actions = torch.randn(2, 4, 3)
+    inputs = model.frame_action_inputs(actions, before=torch.ones(2, 3))
+    assert inputs.shape == (2, 4, 6) and torch.equal(inputs[..., :3], actions)
+    torch.testing.assert_close(inputs[..., 3:], actions.cumsum(1) + 1)  # the sum since the context
+    parent = Transformer(tiny_config(action_dim=3, action_to="frame")).eval()
+    randomize_zero_init(parent)
+    assert model.load_pretrained(parent.state_dict()) == ["action_sum_proj.weight"]
+    batch = random_batch(model.cfg, 2, 2, 3)
+    args = (batch.context_codes, batch.future_codes, batch.actions[:, 2:])
+    torch.testing.assert_close(model.token_nll(*args), parent.token_nll(*args))  # zero init: the parent
+    randomize_zero_init(model)
+    assert not torch.allclose(model.token_nll(*args), parent.token_nll(*args))  # the sum is read
+    loss, metrics, _ = model.compute_loss(batch)
+    assert torch.isfinite(loss) and metrics["ce"] > 0
+    assert Transformer(tiny_config(action_sum=True)).action_sum_proj is None  # action-free: nothing to sum

@@ -77,6 +77,30 @@ def test_learned_positions_decode_like_the_uncached_path_and_across_fan_out(comp
         start(model, context, window_frames=4)  # beyond the trained window: a clear error, not an index
 
 
+@pytest.mark.parametrize("guidance", [0.0, 1.5])
+def test_action_sum_decodes_like_the_uncached_path_and_counts_dropped_frames(guidance: float) -> None:
+    model = _model(action_to="frame", action_sum=True)
+    context, actions = _rollout_inputs(model, 7)
+    kwargs = {"temperature": 0.8, "top_k": 6, "window_frames": 3, "slide_frames": 1, "guidance": guidance}
+    seed = lambda: torch.Generator().manual_seed(3)  # a fresh generator per call
+    cached = generate_frames(model, context, actions, 7, generator=seed(), **kwargs)
+    uncached = generate_frames_uncached(model, context, actions, 7, generator=seed(), **kwargs)  # slides
+    assert torch.equal(cached[0], uncached[0])
+    torch.testing.assert_close(cached[1], uncached[1], rtol=1e-4, atol=1e-5)
+    without = _model(action_to="frame", action_sum=True)
+    without.load_state_dict(model.state_dict())
+    torch.nn.init.zeros_(without.action_sum_proj.weight)
+    other = generate_frames(without, context, actions, 7, generator=seed(), **kwargs)
+    assert not torch.equal(cached[0], other[0])  # the sum is really added
+    state = start(model, context, window_frames=3, slide_frames=1)
+    for t in range(7):
+        step(model, state, actions[:, t])
+    torch.testing.assert_close(state.action_total, actions.sum(1))  # frames the window dropped still count
+    torch.testing.assert_close(state.actions[..., 3:], actions.cumsum(1)[:, -3:])  # the window's inputs
+    state.select(torch.tensor([1, 1, 0]))  # fan-out keeps each row's sum
+    torch.testing.assert_close(state.action_total, actions.sum(1)[[1, 1, 0]])
+
+
 def test_rewards_are_read_at_each_frames_last_token() -> None:
     model = _model()
     context, actions = _rollout_inputs(model, 3)
@@ -165,7 +189,7 @@ def test_rollout_input_errors() -> None:
     context, actions = _rollout_inputs(model, 3)
     with pytest.raises(ValueError, match=r"actions must be \(B, num_frames, A\)"):
         generate_frames(model, context, actions[:, :2], 3)
-    with pytest.raises(ValueError, match=r"actions must be \(B, T, A\) = \(2, 1, 3\)"):  # the forward's check
+    with pytest.raises(ValueError, match=r"action must be \(B, A\) = \(2, 3\), got \(2, 2\)"):
         generate_frames(model, context, actions[..., :2], 3)
     with pytest.raises(ValueError, match="slide_frames"):
         start(model, context, window_frames=2, slide_frames=3)

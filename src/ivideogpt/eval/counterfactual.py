@@ -128,22 +128,27 @@ class BranchPredictions:
     rewards: np.ndarray | None  # float (S, K, H) predicted under branch k's actions
 
 
-def predict_scenes(wm: WorldModel, scenes: list[Scene], seed: int, sampling: dict[str, Any] | None = None
-                   ) -> BranchPredictions:
+def predict_scenes(wm: WorldModel, scenes: list[Scene], seed: int, sampling: dict[str, Any] | None = None,
+                   samples: int = 1) -> BranchPredictions:
     """Imagine every branch of `scenes` (same K) in one batched rollout from their shared contexts;
-    `sampling` overrides the model's defaults (`WorldModel.rollout`'s temperature, top_k, action_guidance)."""
+    `sampling` overrides the model's defaults (`WorldModel.rollout`'s temperature, top_k, action_guidance).
+    With `samples` > 1 the prediction is the pixel mean of that many sampled futures (and rewards): the
+    squared-error-optimal guess of a stochastic model, whose single samples scatter around it."""
     tc = wm.num_context_frames
     s, k = len(scenes), scenes[0].frames.shape[0]
     frames = np.stack([sc.frames for sc in scenes])  # (S, K, Tc + H, h, w, 3)
     context = frames[:, 0, :tc]
     actions = np.stack([sc.actions for sc in scenes]).reshape(s * k, *scenes[0].actions.shape[1:])
-    out = wm.rollout(context.repeat(k, axis=0), actions, seed=seed, **(sampling or {}))
+    outs = [wm.rollout(context.repeat(k, axis=0), actions, seed=seed + 7919 * i, **(sampling or {}))
+            for i in range(samples)]  # 7919: a prime keeps the sample seeds apart from the batch seeds
+    imagined = np.mean([o.frames.astype(np.float32) for o in outs], axis=0).round().astype(np.uint8)
     horizon = actions.shape[1]
     clips = torch.from_numpy(frames.reshape(s * k, *frames.shape[2:]))  # (S*K, Tc + H, h, w, 3)
     recon = tokenizer_reconstruction(wm.tokenizer, clips, tc)
-    rewards = None if out.rewards is None else out.rewards.reshape(s, k, horizon)
-    return BranchPredictions(frames[:, :, tc:], context, out.frames.reshape(s, k, *out.frames.shape[1:]),
-                             recon.reshape(s, k, *recon.shape[1:]), rewards)
+    rewards = None if outs[0].rewards is None else np.mean([o.rewards for o in outs], axis=0)
+    return BranchPredictions(frames[:, :, tc:], context, imagined.reshape(s, k, *imagined.shape[1:]),
+                             recon.reshape(s, k, *recon.shape[1:]),
+                             None if rewards is None else rewards.reshape(s, k, horizon))
 
 
 class CounterfactualSheet:
@@ -210,9 +215,10 @@ class CounterfactualSheet:
 
 def evaluate_counterfactual(wm: WorldModel, root: str | Path, *, scenes: int = 64, horizon: int | None = None,
                             batch_scenes: int = 8, seed: int = 0, sampling: dict[str, Any] | None = None,
-                            video_scenes: int = 4) -> tuple[dict[str, Any], list[np.ndarray]]:
+                            video_scenes: int = 4, samples: int = 1
+                            ) -> tuple[dict[str, Any], list[np.ndarray]]:
     """Score `wm` on up to `scenes` scenes of the counterfactual dataset `root` (`sampling`: overrides of
-    the model's default sampling, as `predict_scenes` takes them).
+    the model's default sampling, and `samples`, as `predict_scenes` takes them).
 
     Returns:
         The metrics (see `CounterfactualSheet.metrics`, plus a "protocol" entry), and per shown scene a
@@ -224,7 +230,7 @@ def evaluate_counterfactual(wm: WorldModel, root: str | Path, *, scenes: int = 6
     sheet, videos = CounterfactualSheet(), []
     for n, start in enumerate(tqdm(range(0, len(picked), batch_scenes), desc="counterfactual", unit="batch")):
         batch = picked[start : start + batch_scenes]
-        pred = predict_scenes(wm, batch, seed + n, sampling)
+        pred = predict_scenes(wm, batch, seed + n, sampling, samples)
         has_rewards = all(sc.rewards is not None for sc in batch)
         true_rewards = np.stack([sc.rewards for sc in batch]) if has_rewards else None
         sheet.add(pred, true_rewards, likelihood_discrimination(wm, batch) if wm.action_dim else None)
@@ -241,7 +247,7 @@ def evaluate_counterfactual(wm: WorldModel, root: str | Path, *, scenes: int = 6
                 videos.append(tile_videos(rows, cols=1))
     metrics = sheet.metrics()
     metrics["protocol"] = {"data": str(root), "scenes": len(picked), "branches": k, "context": tc,
-                           "horizon": picked[0].actions.shape[1], "seed": seed,
+                           "horizon": picked[0].actions.shape[1], "seed": seed, "samples": samples,
                            "tasks": sorted({sc.task for sc in picked if sc.task})}
     return metrics, videos
 

@@ -57,6 +57,8 @@ class EvalConfig:
     data: list[Path] = field(default_factory=list)  # dataset folders to draw the test clips from
     counterfactual: Path | None = None  # scenes of `collect metaworld --branches K`: do the actions count?
     counterfactual_scenes: int = 64  # scenes scored from `counterfactual`, spread evenly over it
+    # sampled futures per branch; > 1 scores their pixel mean (the squared-error-optimal prediction)
+    counterfactual_samples: int = 1
     out: Path = Path("eval")  # output folder: metrics.json, plots, video grid, report.html
     split: Split = "val"  # episodes to test on: "val" (held out), "train" or "all"
     val_fraction: float | None = None  # held-out share of episodes; None: the model's recorded one, else 0.1
@@ -87,7 +89,8 @@ class EvalConfig:
         if self.aggregate not in ("mean", "best"):
             raise ValueError(f"EvalConfig.aggregate must be 'mean' or 'best', got {self.aggregate!r}")
         self.counterfactual = None if self.counterfactual is None else Path(self.counterfactual)
-        for name in ("clips", "samples", "batch_size", "video_clips", "counterfactual_scenes"):
+        for name in ("clips", "samples", "batch_size", "video_clips", "counterfactual_scenes",
+                     "counterfactual_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"EvalConfig.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("context_frames", "horizon"):
@@ -149,7 +152,8 @@ def evaluate_predictions(cfg: EvalConfig) -> dict[str, Any]:
     if cfg.counterfactual is not None:
         metrics["counterfactual"], videos = evaluate_counterfactual(
             wm, cfg.counterfactual, scenes=cfg.counterfactual_scenes, horizon=cfg.horizon, seed=cfg.seed,
-            batch_scenes=max(1, cfg.batch_size // 4), sampling=cfg.sampling_overrides())
+            batch_scenes=max(1, cfg.batch_size // 4), sampling=cfg.sampling_overrides(),
+            samples=cfg.counterfactual_samples)
         grid = tile_videos(videos, cols=2)
         saved = [save_video(cfg.out / f"counterfactual{suffix}", grid, cfg.video_fps, scale)
                  for suffix, scale in VIDEO_SCALE.items()]

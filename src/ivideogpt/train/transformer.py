@@ -254,11 +254,12 @@ class TransformerJob(TrainJob):
 def action_path_norms(model: Transformer) -> dict[str, float]:
     """Weight norm of the action projection and its gradient norm this step (after clipping): a model
     whose action path stays near its zero init does not use its actions (docs/method.md §6)."""
-    proj = model.action_proj
-    if proj is None or proj.weight.grad is None:
-        return {}
-    return {"action_weight_norm": float(proj.weight.detach().norm()),
-            "action_grad_norm": float(proj.weight.grad.detach().norm())}
+    norms = {}
+    for name, proj in (("action", model.action_proj), ("action_sum", model.action_sum_proj)):
+        if proj is not None and proj.weight.grad is not None:
+            norms |= {f"{name}_weight_norm": float(proj.weight.detach().norm()),
+                      f"{name}_grad_norm": float(proj.weight.grad.detach().norm())}
+    return norms
 
 
 def train_transformer(cfg: TransformerTrainConfig) -> Path:

@@ -41,6 +41,10 @@ class TransformerConfig:
     # where a frame's action is added: "slot" (the paper: the SLOT token's embedding only) or "frame" (every
     # token of the frame it produces: SLOT and codes; an option, docs/method.md §6)
     action_to: str = "slot"
+    # also add, through a second zero-initialised projection, the running sum of the future frames' actions
+    # since the context: a compressive future code is relative to the context, so it shows the arm's
+    # displacement since then, which the actions sum to (an option, docs/method.md §6; no-op without actions)
+    action_sum: bool = False
     reward_head: bool = False  # predict each future frame's reward from its last token
     done_head: bool = False  # predict each future frame's termination (logit) from its last token
     reward_symlog: bool = False  # regress rewards in symlog space (MBRL setting); sampling returns symexp
@@ -101,6 +105,11 @@ class TransformerConfig:
         return _round_up(8 * self.n_embd // 3, 32)
 
     @property
+    def action_input_dim(self) -> int:
+        """Width of the per-position action rows: the action, and with `action_sum` its running sum."""
+        return self.action_dim * (2 if self.action_sum else 1)
+
+    @property
     def sep_id(self) -> int:
         """Separator token between context frames."""
         return self.context_vocab_size + self.future_vocab_size
@@ -144,6 +153,7 @@ def state_dict_mismatch(cfg: TransformerConfig, state: Mapping[str, Any]) -> lis
         found["mlp_hidden"] = (gate.shape[0], cfg.hidden_size)
     proj = state.get("action_proj.weight")
     found["action_dim"] = (0 if proj is None else proj.shape[1], cfg.action_dim)
+    found["action_sum"] = ("action_sum_proj.weight" in state, bool(cfg.action_sum and cfg.action_dim))
     found["reward_head"] = ("heads.reward.weight" in state, cfg.reward_head)
     found["done_head"] = ("heads.done.weight" in state, cfg.done_head)
     return [f"{field}: {saved} in the weights, {config} in the config"

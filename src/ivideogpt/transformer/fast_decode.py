@@ -83,7 +83,7 @@ class DecodeEngine:
             pack = lambda w: w.detach().to(self.dtype).contiguous()
             self.slot_embedding = pack(model.tok_emb.weight[cfg.slot_id])  # (d,)
             self.future_embedding = pack(model.tok_emb.weight[vc : vc + vf])  # (Vf, d) codes j -> rows
-            self.action = None if model.action_proj is None else pack(model.action_proj.weight.t())  # (A, d)
+            self.action = None if model.action_proj is None else pack(model.action_weight())  # (A_in, d)
             self.action_every_token = cfg.action_to == "frame"
             self.positions = None if model.pos_emb is None else pack(model.pos_emb.weight)  # (L, d)
             self.layers = [

@@ -6,7 +6,8 @@ SwiGLU MLP, RMSNorm, rotary positions) are in blocks.py.
 Actions enter without tokens of their own: a zero-initialised, bias-free Linear(A, d) is added to the
 embedding of each future frame's SLOT token. Zero init means an action model starts out computing exactly
 what its action-free parent computed; no bias means a zero action (an action-free clip in a mixed batch)
-adds nothing at all, trained or not.
+adds nothing at all, trained or not. With `action_sum`, a second such projection adds the running sum of
+the future frames' actions since the context (`frame_action_inputs`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from ivideogpt.transformer.layout import TokenLayout
 logger = logging.getLogger(__name__)
 
 # Keys a pretrained (action-free, head-less) checkpoint may lack: they belong to parts fine-tuning adds.
-OPTIONAL_PREFIXES = ("action_proj.", "heads.", "pos_emb.")
+OPTIONAL_PREFIXES = ("action_proj.", "action_sum_proj.", "heads.", "pos_emb.")
 
 
 @dataclass
@@ -51,6 +52,8 @@ class Transformer(nn.Module):
         self.layout = TokenLayout(cfg)
         self.tok_emb = nn.Embedding(cfg.padded_vocab_size, cfg.n_embd)
         self.action_proj = nn.Linear(cfg.action_dim, cfg.n_embd, bias=False) if cfg.action_dim else None
+        summed = cfg.action_dim and cfg.action_sum
+        self.action_sum_proj = nn.Linear(cfg.action_dim, cfg.n_embd, bias=False) if summed else None
         self.pos_emb = nn.Embedding(cfg.max_sequence_length, cfg.n_embd) if cfg.learned_positions else None
         self.drop = nn.Dropout(cfg.dropout)
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
@@ -73,7 +76,8 @@ class Transformer(nn.Module):
             for proj in (block.attn.proj, block.mlp.down):
                 nn.init.normal_(proj.weight, mean=0.0, std=0.02 / math.sqrt(2 * self.cfg.n_layer))
         # zero: adding actions or positions changes nothing at first; heads start at "reward 0, done p=0.5"
-        for head in (self.action_proj, self.pos_emb, self.heads.reward, self.heads.done):
+        zero_init = (self.action_proj, self.action_sum_proj, self.pos_emb, self.heads.reward, self.heads.done)
+        for head in zero_init:
             if head is not None:
                 nn.init.zeros_(head.weight)
 
@@ -88,8 +92,9 @@ class Transformer(nn.Module):
 
         Args:
             tokens: int64 (B, T) token ids (see `TokenLayout`).
-            actions: float (B, T, A) per-position actions (`TokenLayout.action_rows`); only rows at SLOT
-                tokens are used. None: no action (same as zeros).
+            actions: float (B, T, A_in) per-position action inputs (`frame_action_inputs`, placed by
+                `TokenLayout.action_rows`); with `action_to="slot"` only rows at SLOT tokens are used.
+                None: no action (same as zeros).
             kv_cache: cache to attend to and extend by T tokens; None runs the sequence from position 0.
             logit_positions: int (P,) positions to compute LM logits at (default all); the LM head is the
                 widest matmul, and training and sampling need only a fraction of the positions.
@@ -101,7 +106,8 @@ class Transformer(nn.Module):
         start = 0 if kv_cache is None else kv_cache.length
         x = self.tok_emb(tokens)  # (B, T, d)
         if actions is not None:
-            projected = self.action_proj(actions.to(self.action_proj.weight.dtype))  # (B, T, d)
+            weight = self.action_weight()
+            projected = actions.to(weight.dtype) @ weight  # (B, T, d)
             if self.cfg.action_to == "slot":  # the layout's rows are zero elsewhere; a caller's may not be
                 projected = projected * (tokens == self.cfg.slot_id).unsqueeze(-1)
             x = x + projected
@@ -118,6 +124,21 @@ class Transformer(nn.Module):
         logits = self.lm_head(h if logit_positions is None else h[:, logit_positions])  # (B, T or P, V)
         reward_pred, done_logit = self.heads(h)
         return TransformerOutput(logits, reward_pred, done_logit, h)
+
+    def frame_action_inputs(self, actions: Tensor, before: Tensor | None = None) -> Tensor:
+        """Per-frame actions (B, T, A) of future frames -> the model's action inputs (B, T, A_in): the
+        actions, and with `action_sum` beside them their running sum since the context (`before`: (B, A),
+        the sum of earlier future frames' actions, e.g. of frames a rollout's window has dropped)."""
+        if self.action_sum_proj is None:
+            return actions
+        total = actions.cumsum(1) if before is None else actions.cumsum(1) + before[:, None]
+        return torch.cat([actions, total], dim=-1)
+
+    def action_weight(self) -> Tensor:
+        """(A_in, d): an action-input row times it is what the actions add to a token's embedding."""
+        if self.action_sum_proj is None:
+            return self.action_proj.weight.t()
+        return torch.cat([self.action_proj.weight, self.action_sum_proj.weight], dim=1).t()
 
     def compute_loss(self, batch: TokenBatch) -> tuple[Tensor, dict[str, float], TransformerOutput]:
         """Training loss of a batch of clips: CE on future codes, reward MSE and done BCE at frame ends.
@@ -186,8 +207,8 @@ class Transformer(nn.Module):
         return contrast, (-gap * used).sum() / used.sum().clamp(min=1)
 
     @torch.no_grad()
-    def frame_nll(self, context_codes: Tensor, future_codes: Tensor, actions: Tensor | None) -> Tensor:
-        """Negative log-likelihood (nats) of each future frame's codes, teacher-forced: float32 (B, Tf).
+    def token_nll(self, context_codes: Tensor, future_codes: Tensor, actions: Tensor | None) -> Tensor:
+        """Negative log-likelihood (nats) of each future code, teacher-forced: float32 (B, Tf, n).
 
         Args:
             context_codes: int (B, Tc, N); future_codes: int (B, Tf, n).
@@ -196,9 +217,12 @@ class Transformer(nn.Module):
         (b, tc), tf = context_codes.shape[:2], future_codes.shape[1]
         tokens = self.layout.build(context_codes, future_codes)
         targets_at = self.layout.target_positions(tc, tf, tokens.device)
-        rows = None if actions is None else self.layout.action_rows(
-            torch.cat([actions.new_zeros(b, tc, actions.shape[2]), actions], 1), tc)
-        return self._target_nll(tokens, rows, targets_at)[1].float().view(b, tf, -1).sum(-1)
+        rows = None if actions is None else self._action_rows(actions, tc)
+        return self._target_nll(tokens, rows, targets_at)[1].float().view(b, tf, -1)
+
+    def frame_nll(self, context_codes: Tensor, future_codes: Tensor, actions: Tensor | None) -> Tensor:
+        """Negative log-likelihood (nats) of each future frame's codes, teacher-forced: float32 (B, Tf)."""
+        return self.token_nll(context_codes, future_codes, actions).sum(-1)
 
     def _target_nll(self, tokens: Tensor, rows: Tensor | None, targets_at: Tensor
                     ) -> tuple[TransformerOutput, Tensor]:
@@ -217,7 +241,13 @@ class Transformer(nn.Module):
                 f"(action_dim={self.cfg.action_dim}), got {tuple(actions.shape)}"
             )
         actions = actions * has_actions.to(actions.dtype)[:, None, None]
-        return self.layout.action_rows(actions, tc)
+        return self._action_rows(actions[:, tc:], tc)
+
+    def _action_rows(self, future_actions: Tensor, tc: int) -> Tensor:
+        """Actions (B, Tf, A) of the future frames after Tc context frames -> position rows (B, L, A_in)."""
+        inputs = self.frame_action_inputs(future_actions)
+        context = inputs.new_zeros(inputs.shape[0], tc, inputs.shape[2])  # context frames have no action
+        return self.layout.action_rows(torch.cat([context, inputs], dim=1), tc)
 
     def _learned_positions(self, start: int, t: int, device: torch.device) -> Tensor:
         """Positions [start, start + t) for `pos_emb`, which covers the trained window only."""
@@ -239,10 +269,12 @@ class Transformer(nn.Module):
                 raise ValueError(
                     "Transformer: this model is action-free (action_dim=0) but actions were given"
                 )
-            expected = (*tokens.shape, self.cfg.action_dim)
+            expected = (*tokens.shape, self.cfg.action_input_dim)
             if tuple(actions.shape) != expected:
                 raise ValueError(
-                    f"Transformer: actions must be (B, T, A) = {expected}, got {tuple(actions.shape)}"
+                    f"Transformer: action rows must be (B, T, A_in) = {expected} (A_in = action_dim "
+                    f"{self.cfg.action_dim}{', x2 with action_sum' if self.cfg.action_sum else ''}), got "
+                    f"{tuple(actions.shape)}"
                 )
         return tokens.shape[1]
 

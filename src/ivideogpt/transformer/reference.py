@@ -55,8 +55,9 @@ def generate_frames_uncached(
     frames = context.new_zeros(b, 0, layout.future_tokens)  # (B, k, n) the window
     action_dim = model.cfg.action_dim
     frame_actions = (
-        context.new_zeros(b, 0, action_dim, dtype=torch.float32) if action_dim else None
-    )  # (B, k, A)
+        context.new_zeros(b, 0, model.cfg.action_input_dim, dtype=torch.float32) if action_dim else None
+    )  # (B, k, A_in)
+    total = None if model.action_sum_proj is None else context.new_zeros(b, action_dim)  # actions summed
     results = []
     with _eval_mode(model):
         for t in range(num_frames):
@@ -65,7 +66,9 @@ def generate_frames_uncached(
                 frame_actions = None if frame_actions is None else frame_actions[:, slide:]
             act = _frame_action(model, None if actions is None else actions[:, t], b, context.device)
             if act is not None:
-                frame_actions = torch.cat([frame_actions, act[:, None]], dim=1)
+                act = model.frame_action_inputs(act[:, None], total)  # (B, 1, A_in)
+                total = None if total is None else act[:, 0, action_dim:]
+                frame_actions = torch.cat([frame_actions, act], dim=1)
             codes = frames.new_zeros(b, 1, layout.future_tokens)  # filled code by code
             noise = None if temperature == 0 else gumbel_noise(
                 (layout.future_tokens, b, layout.future_vocab_size), generator, context.device
@@ -89,7 +92,7 @@ def generate_frames_uncached(
 def _window_inputs(
     layout: TokenLayout, context: Tensor, frames: Tensor, actions: Tensor | None
 ) -> tuple[Tensor, Tensor | None]:
-    """Tokens (B, L) and action rows (B, L, A) of context tokens (B, Lc) and future frames (B, k, n)."""
+    """Tokens (B, L) and action rows (B, L, A_in) of context tokens (B, Lc) and future frames (B, k, n)."""
     tokens = torch.cat([context, layout.encode_future(frames)], dim=1)
     if actions is None:
         return tokens, None

@@ -51,13 +51,14 @@ class RolloutState:
     cache: KVCache  # keys/values of the context and of the future frames in the window
     context_length: int  # tokens of the context prefix (kept when the window slides)
     frames: Tensor  # int64 (B, k, n) future codes in the window, k <= window
-    actions: Tensor | None  # float (B, k, A) their actions; None for an action-free model
+    actions: Tensor | None  # float (B, k, A_in) their action inputs; None for an action-free model
     window: int  # most future frames attended to at once
     slide: int  # oldest future frames dropped when the window is full
     num_generated: int = 0  # frames generated since `start`
     options: DecodeOptions | None = None  # how the decode step runs (None: float32 eager, `DecodeOptions()`)
     guidance: float = 0.0  # action guidance w (module docstring); 0: plain sampling
     guided_rows: bool = False  # the cache holds the B zero-action rows after the B rows (set by `step`)
+    action_total: Tensor | None = None  # float (B, A) sum of every generated frame's action (`action_sum`)
 
     @property
     def batch_size(self) -> int:
@@ -70,6 +71,8 @@ class RolloutState:
         self.frames = self.frames.index_select(0, index.to(self.frames.device))
         if self.actions is not None:
             self.actions = self.actions.index_select(0, index.to(self.actions.device))
+        if self.action_total is not None:
+            self.action_total = self.action_total.index_select(0, index.to(self.action_total.device))
 
 
 @torch.no_grad()
@@ -104,11 +107,11 @@ def start(
     with _eval_mode(model), _autocast(model, options):
         model(tokens, kv_cache=cache, logit_positions=_NO_POSITIONS.to(tokens.device))
     frames = tokens.new_zeros(b, 0, layout.future_tokens)
-    actions = (
-        tokens.new_zeros(b, 0, model.cfg.action_dim, dtype=torch.float32) if model.cfg.action_dim else None
-    )
+    a = model.cfg.action_dim
+    actions = tokens.new_zeros(b, 0, model.cfg.action_input_dim, dtype=torch.float32) if a else None
+    total = None if model.action_sum_proj is None else tokens.new_zeros(b, a, dtype=torch.float32)
     return RolloutState(cache, lc, frames, actions, window, slide, options=options,
-                        guidance=guidance if model.cfg.action_dim else 0.0)
+                        guidance=guidance if a else 0.0, action_total=total)
 
 
 @torch.no_grad()
@@ -141,8 +144,10 @@ def step(
         if state.frames.shape[1] == state.window:
             _slide(model, state)
         act = _frame_action(model, action, b, state.frames.device)  # (B, A); None if action-free
-        if act is not None:  # the forward's own check: frames run the engine, not the forward
-            model._check_inputs(state.frames.new_full((b, 1), layout.slot_id), act[:, None])
+        if act is not None:
+            act = model.frame_action_inputs(act[:, None], state.action_total)[:, 0]  # (B, A_in)
+            if state.action_total is not None:  # the running sum, this frame's action included
+                state.action_total = act[:, model.cfg.action_dim :]
         if state.guidance and not state.guided_rows:  # the zero-action rows start from the same cache
             cache.select(torch.arange(b, device=state.frames.device).repeat(2))
             state.guided_rows = True
@@ -318,7 +323,9 @@ def _frame_action(model: Transformer, action: Tensor | None, b: int, device: tor
         return None
     if action is None:
         return torch.zeros(b, a, device=device)
-    return action.to(device, torch.float32)  # its shape is checked by the forward's check (and by WorldModel)
+    if tuple(action.shape) != (b, a):
+        raise ValueError(f"rollout: a frame's action must be (B, A) = ({b}, {a}), got {tuple(action.shape)}")
+    return action.to(device, torch.float32)
 
 
 def _check_rollout(

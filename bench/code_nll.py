@@ -1,0 +1,135 @@
+"""Where does a world model's uncertainty sit, and where do its actions reduce it? Moving vs static patches.
+
+For clips of Tc context + Tf future frames, every future code is scored teacher-forced (its negative
+log-likelihood, nats) under the clip's own actions and under another clip's (the clips rolled by one),
+and sorted by whether its image patch moves: a patch is "moving" when any of its pixels differs from the
+last context frame by more than `--threshold` grey levels (mean over RGB). The figures per model:
+
+    share_moving         share of future codes whose patch moves
+    nll_moving/_static   mean NLL per code of each group (own actions)
+    nll_share_moving     share of the total NLL that moving codes carry
+    gain_moving/_static  mean NLL under another clip's actions minus under its own, per code (nats): how
+                         much the actions inform each group (0: not at all)
+
+A low `nll_share_moving` says most of the model's loss, and so of its training signal, goes to codes of
+patches where nothing changed: the tokenizer codes still content ambiguously. No anchor: it is a
+diagnostic of one model at a time, side by side over the models given.
+
+    python bench/code_nll.py --models runs/actions-p2/wm3000 --data runs/bench_actions/data/cf_default-r4
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import tyro
+from tqdm import tqdm
+
+from ivideogpt.data.frames import to_model
+from ivideogpt.data.store import EpisodeStore
+from ivideogpt.world_model import WorldModel
+
+
+@dataclass
+class CodeNllConfig:
+    models: list[Path] = field(default_factory=list)  # world-model folders (with actions)
+    data: Path = Path("runs/bench_actions/data/cf_default-r4")  # episodes with actions, never trained on
+    clips_per_episode: int = 2  # clip starts drawn per episode
+    threshold: float = 20.0  # grey levels: a patch moves when a pixel changed more than this
+    batch: int = 16
+    seed: int = 0
+    json: Path = Path("bench/results/code_nll.json")
+
+
+def sample_clips(store: EpisodeStore, length: int, per_episode: int, seed: int
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """`per_episode` random clips of `length` frames from every long-enough episode: uint8 frames
+    (N, T, h, w, 3) and float actions (N, T, A)."""
+    rng = np.random.default_rng(seed)
+    frames, actions = [], []
+    for i in range(len(store)):
+        episode = store[i]
+        if len(episode) < length or episode.actions is None:
+            continue
+        for start in rng.choice(len(episode) - length + 1, min(per_episode, len(episode) - length + 1),
+                                replace=False):
+            frames.append(episode.frames[start : start + length])
+            actions.append(episode.actions[start : start + length])
+    if len(frames) < 2:
+        raise ValueError(f"{store.root}: fewer than 2 clips of {length} frames with actions")
+    return torch.from_numpy(np.stack(frames)), torch.from_numpy(np.stack(actions)).float()
+
+
+def moving_codes(frames: torch.Tensor, tc: int, grid: int, threshold: float) -> torch.Tensor:
+    """bool (N, Tf, grid * grid): whether each future code's patch moved since the last context frame."""
+    n, t, h, w = frames.shape[:4]
+    change = (frames[:, tc:].float() - frames[:, tc - 1 : tc].float()).abs().mean(-1)  # (N, Tf, h, w)
+    patches = change.view(n, t - tc, grid, h // grid, grid, w // grid).amax(dim=(3, 5))
+    return (patches > threshold).flatten(2)
+
+
+@torch.no_grad()
+def score_model(wm: WorldModel, frames: torch.Tensor, actions: torch.Tensor, cfg: CodeNllConfig
+                ) -> dict[str, float]:
+    """The module docstring's figures for one model on the clips `frames` / `actions` (Tc + Tf frames)."""
+    tc, model = wm.num_context_frames, wm.transformer.eval()
+    wm.tokenizer.eval()
+    own_nll, other_nll, moving = [], [], []
+    for start in tqdm(range(0, len(frames), cfg.batch), desc="clips", unit="batch", leave=False):
+        clip = frames[start : start + cfg.batch]
+        context, future = wm.tokenizer.tokenize(to_model(clip.to(wm.device)), tc)
+        grid = future.shape[2]  # future codes (B, Tf, grid, grid)
+        context, future = context.flatten(2), future.flatten(2)
+        own = actions[start : start + cfg.batch, tc:].to(wm.device)
+        other = own.roll(1, dims=0)  # another clip's actions
+        own_nll.append(model.token_nll(context, future, own).cpu())
+        other_nll.append(model.token_nll(context, future, other).cpu())
+        moving.append(moving_codes(clip, tc, grid, cfg.threshold))
+    own, other, mask = torch.cat(own_nll), torch.cat(other_nll), torch.cat(moving)
+    gain = other - own
+    return {
+        "codes": int(mask.numel()),
+        "share_moving": float(mask.float().mean()),
+        "nll_moving": float(own[mask].mean()),
+        "nll_static": float(own[~mask].mean()),
+        "nll_share_moving": float(own[mask].sum() / own.sum()),
+        "gain_moving": float(gain[mask].mean()),
+        "gain_static": float(gain[~mask].mean()),
+    }
+
+
+def run(cfg: CodeNllConfig) -> dict[str, Any]:
+    if not cfg.models:
+        raise ValueError("give at least one world model: --models DIR [DIR ...]")
+    store = EpisodeStore(cfg.data)
+    started, results = time.time(), {}
+    for path in cfg.models:
+        wm = WorldModel.load(path)
+        if not wm.action_dim:
+            raise ValueError(f"{path}: an action-free world model; the action gain needs actions")
+        length = wm.num_context_frames + wm.spec.future_frames
+        frames, actions = sample_clips(store, length, cfg.clips_per_episode, cfg.seed)
+        if actions.shape[-1] > wm.action_dim:
+            raise ValueError(f"{cfg.data}: actions have {actions.shape[-1]} dims, {path} takes "
+                             f"{wm.action_dim}")
+        actions = torch.nn.functional.pad(actions, (0, wm.action_dim - actions.shape[-1]))  # as in training
+        results[str(path)] = score_model(wm, frames, actions, cfg)
+        print(f"{path}: " + ", ".join(f"{k} {v:.4g}" for k, v in results[str(path)].items()))
+    out = {"protocol": {"data": str(cfg.data), "clips_per_episode": cfg.clips_per_episode,
+                        "threshold": cfg.threshold, "seed": cfg.seed, "command": " ".join(sys.argv),
+                        "seconds": round(time.time() - started, 1)},
+           "models": results}
+    cfg.json.parent.mkdir(parents=True, exist_ok=True)
+    cfg.json.write_text(json.dumps(out, indent=2) + "\n")
+    return out
+
+
+if __name__ == "__main__":
+    run(tyro.cli(CodeNllConfig, description=__doc__.split("\n\n")[0]))
