@@ -32,8 +32,9 @@ import torch
 import tyro
 from tqdm import tqdm
 
+from ivideogpt.data.clips import ClipConfig, ClipDataset, collate_clips
 from ivideogpt.data.frames import to_model
-from ivideogpt.data.store import EpisodeStore
+from ivideogpt.eval.scores import spread_indices
 from ivideogpt.world_model import WorldModel
 
 
@@ -41,30 +42,10 @@ from ivideogpt.world_model import WorldModel
 class CodeNllConfig:
     models: list[Path] = field(default_factory=list)  # world-model folders (with actions)
     data: Path = Path("runs/bench_actions/data/cf_default-r4")  # episodes with actions, never trained on
-    clips_per_episode: int = 2  # clip starts drawn per episode
+    clips: int = 480  # clips of Tc + Tf frames, spread evenly over all of the data's clips (as eval picks)
     threshold: float = 20.0  # grey levels: a patch moves when a pixel changed more than this
     batch: int = 16
-    seed: int = 0
     json: Path = Path("bench/results/code_nll.json")
-
-
-def sample_clips(store: EpisodeStore, length: int, per_episode: int, seed: int
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`per_episode` random clips of `length` frames from every long-enough episode: uint8 frames
-    (N, T, h, w, 3) and float actions (N, T, A)."""
-    rng = np.random.default_rng(seed)
-    frames, actions = [], []
-    for i in range(len(store)):
-        episode = store[i]
-        if len(episode) < length or episode.actions is None:
-            continue
-        for start in rng.choice(len(episode) - length + 1, min(per_episode, len(episode) - length + 1),
-                                replace=False):
-            frames.append(episode.frames[start : start + length])
-            actions.append(episode.actions[start : start + length])
-    if len(frames) < 2:
-        raise ValueError(f"{store.root}: fewer than 2 clips of {length} frames with actions")
-    return torch.from_numpy(np.stack(frames)), torch.from_numpy(np.stack(actions)).float()
 
 
 def moving_codes(frames: torch.Tensor, tc: int, grid: int, threshold: float) -> torch.Tensor:
@@ -76,22 +57,21 @@ def moving_codes(frames: torch.Tensor, tc: int, grid: int, threshold: float) -> 
 
 
 @torch.no_grad()
-def score_model(wm: WorldModel, frames: torch.Tensor, actions: torch.Tensor, cfg: CodeNllConfig
-                ) -> dict[str, float]:
-    """The module docstring's figures for one model on the clips `frames` / `actions` (Tc + Tf frames)."""
+def score_model(wm: WorldModel, data: ClipDataset, picks: np.ndarray, cfg: CodeNllConfig) -> dict[str, float]:
+    """The module docstring's figures for one model on clips `picks` of `data` (Tc + Tf frames)."""
     tc, model = wm.num_context_frames, wm.transformer.eval()
     wm.tokenizer.eval()
     own_nll, other_nll, moving = [], [], []
-    for start in tqdm(range(0, len(frames), cfg.batch), desc="clips", unit="batch", leave=False):
-        clip = frames[start : start + cfg.batch]
-        context, future = wm.tokenizer.tokenize(to_model(clip.to(wm.device)), tc)
+    for start in tqdm(range(0, len(picks), cfg.batch), desc="clips", unit="batch", leave=False):
+        batch = collate_clips([data[int(i)] for i in picks[start : start + cfg.batch]])
+        context, future = wm.tokenizer.tokenize(to_model(batch.frames.to(wm.device)), tc)
         grid = future.shape[2]  # future codes (B, Tf, grid, grid)
         context, future = context.flatten(2), future.flatten(2)
-        own = actions[start : start + cfg.batch, tc:].to(wm.device)
+        own = batch.actions[:, tc:].to(wm.device)
         other = own.roll(1, dims=0)  # another clip's actions
         own_nll.append(model.token_nll(context, future, own).cpu())
         other_nll.append(model.token_nll(context, future, other).cpu())
-        moving.append(moving_codes(clip, tc, grid, cfg.threshold))
+        moving.append(moving_codes(batch.frames, tc, grid, cfg.threshold))
     own, other, mask = torch.cat(own_nll), torch.cat(other_nll), torch.cat(moving)
     gain = other - own
     return {
@@ -108,22 +88,20 @@ def score_model(wm: WorldModel, frames: torch.Tensor, actions: torch.Tensor, cfg
 def run(cfg: CodeNllConfig) -> dict[str, Any]:
     if not cfg.models:
         raise ValueError("give at least one world model: --models DIR [DIR ...]")
-    store = EpisodeStore(cfg.data)
     started, results = time.time(), {}
     for path in cfg.models:
         wm = WorldModel.load(path)
         if not wm.action_dim:
             raise ValueError(f"{path}: an action-free world model; the action gain needs actions")
-        length = wm.num_context_frames + wm.spec.future_frames
-        frames, actions = sample_clips(store, length, cfg.clips_per_episode, cfg.seed)
-        if actions.shape[-1] > wm.action_dim:
-            raise ValueError(f"{cfg.data}: actions have {actions.shape[-1]} dims, {path} takes "
-                             f"{wm.action_dim}")
-        actions = torch.nn.functional.pad(actions, (0, wm.action_dim - actions.shape[-1]))  # as in training
-        results[str(path)] = score_model(wm, frames, actions, cfg)
+        clip_cfg = ClipConfig(context_frames=wm.num_context_frames, future_frames=wm.spec.future_frames)
+        data = ClipDataset([cfg.data], clip_cfg, "all", action_dim=wm.action_dim)  # actions padded as trained
+        if data.stores[0].meta.action_dim is None:
+            raise ValueError(f"{cfg.data}: episodes without actions; the action gain needs them")
+        picks = spread_indices(len(data), cfg.clips)
+        results[str(path)] = score_model(wm, data, picks, cfg)
         print(f"{path}: " + ", ".join(f"{k} {v:.4g}" for k, v in results[str(path)].items()))
-    out = {"protocol": {"data": str(cfg.data), "clips_per_episode": cfg.clips_per_episode,
-                        "threshold": cfg.threshold, "seed": cfg.seed, "command": " ".join(sys.argv),
+    out = {"protocol": {"data": str(cfg.data), "clips": cfg.clips, "threshold": cfg.threshold,
+                        "command": " ".join(sys.argv),
                         "seconds": round(time.time() - started, 1)},
            "models": results}
     cfg.json.parent.mkdir(parents=True, exist_ok=True)

@@ -131,7 +131,9 @@ class Transformer(nn.Module):
         the sum of earlier future frames' actions, e.g. of frames a rollout's window has dropped)."""
         if self.action_sum_proj is None:
             return actions
-        total = actions.cumsum(1) if before is None else actions.cumsum(1) + before[:, None]
+        total = actions.cumsum(1)
+        if before is not None:
+            total = total + before[:, None]
         return torch.cat([actions, total], dim=-1)
 
     def action_weight(self) -> Tensor:

@@ -14,6 +14,7 @@ from ivideogpt.transformer.fast_decode import gumbel_noise
 from ivideogpt.transformer.layout import TokenLayout
 from ivideogpt.transformer.model import Transformer, TransformerOutput
 from ivideogpt.transformer.sampling import (
+    _action_inputs,
     _check_guidance,
     _check_positions,
     _check_rollout,
@@ -66,9 +67,8 @@ def generate_frames_uncached(
                 frame_actions = None if frame_actions is None else frame_actions[:, slide:]
             act = _frame_action(model, None if actions is None else actions[:, t], b, context.device)
             if act is not None:
-                act = model.frame_action_inputs(act[:, None], total)  # (B, 1, A_in)
-                total = None if total is None else act[:, 0, action_dim:]
-                frame_actions = torch.cat([frame_actions, act], dim=1)
+                act, total = _action_inputs(model, act, total)  # (B, A_in)
+                frame_actions = torch.cat([frame_actions, act[:, None]], dim=1)
             codes = frames.new_zeros(b, 1, layout.future_tokens)  # filled code by code
             noise = None if temperature == 0 else gumbel_noise(
                 (layout.future_tokens, b, layout.future_vocab_size), generator, context.device

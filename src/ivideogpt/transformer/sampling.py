@@ -145,9 +145,7 @@ def step(
             _slide(model, state)
         act = _frame_action(model, action, b, state.frames.device)  # (B, A); None if action-free
         if act is not None:
-            act = model.frame_action_inputs(act[:, None], state.action_total)[:, 0]  # (B, A_in)
-            if state.action_total is not None:  # the running sum, this frame's action included
-                state.action_total = act[:, model.cfg.action_dim :]
+            act, state.action_total = _action_inputs(model, act, state.action_total)  # (B, A_in)
         if state.guidance and not state.guided_rows:  # the zero-action rows start from the same cache
             cache.select(torch.arange(b, device=state.frames.device).repeat(2))
             state.guided_rows = True
@@ -326,6 +324,13 @@ def _frame_action(model: Transformer, action: Tensor | None, b: int, device: tor
     if tuple(action.shape) != (b, a):
         raise ValueError(f"rollout: a frame's action must be (B, A) = ({b}, {a}), got {tuple(action.shape)}")
     return action.to(device, torch.float32)
+
+
+def _action_inputs(model: Transformer, action: Tensor, total: Tensor | None) -> tuple[Tensor, Tensor | None]:
+    """A frame's action (B, A) -> its action inputs (B, A_in), and the running sum of the actions with
+    this one (B, A) when the model feeds it (`action_sum`; `total` is the sum before it), else None."""
+    inputs = model.frame_action_inputs(action[:, None], total)[:, 0]
+    return inputs, None if total is None else inputs[:, model.cfg.action_dim :]
 
 
 def _check_rollout(
