@@ -34,6 +34,7 @@ from tqdm import tqdm
 
 from ivideogpt.data.clips import ClipConfig, ClipDataset, collate_clips
 from ivideogpt.data.frames import to_model
+from ivideogpt.data.motion import MOVING_THRESHOLD, moving_codes
 from ivideogpt.eval.scores import spread_indices
 from ivideogpt.world_model import WorldModel
 
@@ -43,17 +44,9 @@ class CodeNllConfig:
     models: list[Path] = field(default_factory=list)  # world-model folders (with actions)
     data: Path = Path("runs/bench_actions/data/cf_default-r4")  # episodes with actions, never trained on
     clips: int = 480  # clips of Tc + Tf frames, spread evenly over all of the data's clips (as eval picks)
-    threshold: float = 20.0  # grey levels: a patch moves when a pixel changed more than this
+    threshold: float = MOVING_THRESHOLD  # grey levels: a patch moves when a pixel changed more than this
     batch: int = 16
     json: Path = Path("bench/results/code_nll.json")
-
-
-def moving_codes(frames: torch.Tensor, tc: int, grid: int, threshold: float) -> torch.Tensor:
-    """bool (N, Tf, grid * grid): whether each future code's patch moved since the last context frame."""
-    n, t, h, w = frames.shape[:4]
-    change = (frames[:, tc:].float() - frames[:, tc - 1 : tc].float()).abs().mean(-1)  # (N, Tf, h, w)
-    patches = change.view(n, t - tc, grid, h // grid, grid, w // grid).amax(dim=(3, 5))
-    return (patches > threshold).flatten(2)
 
 
 @torch.no_grad()

@@ -6,6 +6,9 @@ evaluated with, so that `WorldModel.load(folder).rollout(...)` reproduces its mo
 
     ivideogpt export --model runs/mw64 --out shipped/mw64 --dtype float16 --temperature 0.5
 
+`--model` may also be a step folder of a transformer run (`runs/mw64/ckpt/step_000001500`): the world
+model that run would have exported at that step, e.g. to evaluate a checkpoint while the run goes on.
+
 Weights are cast on save and back to float32 on load (`world_model_io.write_folder`); the spec and the
 provenance are carried over, with what the export changed added under `provenance["export"]`.
 """
@@ -19,6 +22,8 @@ from typing import Literal
 
 import torch
 
+from ivideogpt.artifacts import STATE_FILE
+from ivideogpt.train.transformer import checkpoint_world_model
 from ivideogpt.world_model import SamplingConfig, WorldModel
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -29,7 +34,7 @@ UNSET = -1  # top_k value that keeps the model's own (None already means "the wh
 class ExportConfig:
     """Everything `ivideogpt export` needs."""
 
-    model: Path  # world-model folder (or a run folder holding world_model/)
+    model: Path  # world-model folder, a run folder holding world_model/, or a run's ckpt/step_N folder
     out: Path  # folder to write (an existing world-model folder there is replaced)
     dtype: Literal["float32", "float16", "bfloat16"] = "float16"  # storage type of floating weights
     temperature: float | None = None  # new default sampling temperature (0: greedy); None: keep the model's
@@ -52,14 +57,20 @@ class ExportConfig:
                               current.top_k if self.top_k == UNSET else self.top_k, guidance)
 
 
+def is_step_folder(path: Path) -> bool:
+    """Whether `path` is one checkpoint of a training run (`<run>/ckpt/step_N`)."""
+    return (path / STATE_FILE).is_file()
+
+
 def export_world_model(cfg: ExportConfig) -> Path:
     """Write `cfg.model` to `cfg.out` in `cfg.dtype` with the new default sampling; returns `cfg.out`.
 
     Raises:
         FileNotFoundError: no world model at `cfg.model`.
+        CheckpointError: a step folder that is not a transformer run's, or whose shards are gone.
         FileExistsError: `cfg.out` exists and is not a world-model folder.
     """
-    wm = WorldModel.load(cfg.model)
+    wm = checkpoint_world_model(cfg.model) if is_step_folder(cfg.model) else WorldModel.load(cfg.model)
     sampling = cfg.sampling(wm.spec.sampling)
     record = {"from": str(cfg.model.resolve()), "dtype": cfg.dtype,
               "sampling_before": dataclasses.asdict(wm.spec.sampling)}

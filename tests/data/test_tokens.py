@@ -39,6 +39,23 @@ def test_round_trip(tmp_path):
     assert not (tmp_path / "shard.tmp").exists()
 
 
+def test_moving_codes_round_trip_and_shards_without_them_read_as_unknown(tmp_path):
+    writer = TokenShardWriter(tmp_path / "shard", _meta())
+    first = _batch(2, 0)
+    first.moving = torch.rand(2, 3, 4) < 0.5
+    writer.add(first, np.zeros((2, 3)))
+    with pytest.raises(TokenShardError, match="every batch of a shard or with none"):
+        writer.add(_batch(1, 1), np.zeros((1, 3)))
+    writer.close()
+    assert torch.equal(TokenShards(tmp_path / "shard").batch(np.array([0, 1])).moving, first.moving)
+    old = TokenShardWriter(tmp_path / "old", _meta())
+    old.add(_batch(2, 0), np.zeros((2, 3)))
+    old.close()
+    assert not (tmp_path / "old" / "moving.npy").exists()
+    batch = TokenShards(tmp_path / "old").batch(np.array([0, 1]))
+    assert batch.moving is None and batch.split(2)[1].moving is None
+
+
 def test_rejects_codes_out_of_range_and_wrong_shapes(tmp_path):
     writer = TokenShardWriter(tmp_path / "shard", _meta())
     bad = _batch(2, 0)

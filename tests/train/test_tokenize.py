@@ -13,6 +13,7 @@ from ivideogpt.config import from_dict, load_yaml, to_dict
 from ivideogpt.data.clips import ClipConfig, ClipDataset
 from ivideogpt.data.episode import Episode
 from ivideogpt.data.frames import to_model
+from ivideogpt.data.motion import moving_codes
 from ivideogpt.data.store import DatasetWriter
 from ivideogpt.data.tokens import TokenShards
 from ivideogpt.tokenizer import TokenizerConfig, build_tokenizer
@@ -87,6 +88,7 @@ def test_shards_hold_the_tokenizers_codes_of_every_selected_clip(
         torch.testing.assert_close(got.actions[0], clip.actions)
         torch.testing.assert_close(got.rewards[0], clip.rewards)
         assert bool(got.has_actions) and bool(got.has_rewards)
+        torch.testing.assert_close(got.moving, moving_codes(clip.frames[None], 2, tuple(future.shape[-2:])))
         m = shards.meta
         assert (m.context_frames, m.future_frames, m.context_tokens, m.future_tokens, m.action_dim) == (
             2,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,8 @@ import torch.multiprocessing as mp
 
 from ivideogpt.artifacts import load_tokenizer, tokenizer_fingerprint, tokenizer_lineage
 from ivideogpt.config import load_yaml, merge
-from ivideogpt.train.checkpoint import CheckpointError
+from ivideogpt.export import ExportConfig, export_world_model
+from ivideogpt.train.checkpoint import CheckpointError, load_checkpoint
 from ivideogpt.train.distributed import init_runtime, shutdown
 from ivideogpt.train.loop import run_training, seed_everything
 from ivideogpt.train.monitor import read_log
@@ -72,6 +74,22 @@ def test_loss_falls_validates_samples_and_exports(tokens: Path, tmp_path: Path) 
     assert wm.spec.provenance["val"]["reward_corr"] == pytest.approx(val[-1]["transformer/val/reward_corr"])
     out = wm.rollout(np.zeros((2, 2, 16, 16, 3), np.uint8), np.zeros((2, 5, 2), np.float32), seed=0)
     assert out.frames.shape == (2, 5, 16, 16, 3) and out.rewards.shape == (2, 5)
+
+
+def test_a_checkpoint_exports_as_the_world_model_of_its_step(tokens: Path, tmp_path: Path) -> None:
+    train_transformer(_cfg(tokens, tmp_path / "run", train={"steps": 20, "ckpt_every": 10}))
+    step10 = tmp_path / "run" / "ckpt" / "step_000000010"
+    out = export_world_model(ExportConfig(model=step10, out=tmp_path / "wm10", dtype="float32"))
+    exported, final = _weights(out), _weights(tmp_path / "run")
+    saved = load_checkpoint(step10).weights["transformer"]
+    assert all(torch.equal(exported[k], saved[k]) for k in saved)
+    assert any(not torch.equal(exported[k], final[k]) for k in saved)  # step 10's weights, not the last
+    assert WorldModel.load(out).spec.provenance["steps"] == 10
+    tokenizer_run = tmp_path / "tokenizer-run"
+    shutil.copytree(step10, tokenizer_run)  # a step folder whose config is not a transformer run's
+    (tokenizer_run / "config.json").write_text(json.dumps({"data": []}))
+    with pytest.raises(CheckpointError, match="not a checkpoint of `ivideogpt train`"):
+        export_world_model(ExportConfig(model=tokenizer_run, out=tmp_path / "bad"))
 
 
 def test_a_checkpoint_older_than_a_new_option_resumes_while_the_option_keeps_its_default(
@@ -197,6 +215,11 @@ def test_bad_inputs_fail_clearly(tokens: Path, tmp_path: Path) -> None:
         train_transformer(_cfg(tokens / "train", tmp_path / "b"))
     with pytest.raises(ValueError, match=r"model.action_dim=3 \(data: 2\)"):
         train_transformer(_cfg(tokens, tmp_path / "c", model={"action_dim": 3}))
+    older = shutil.copytree(tokens, tmp_path / "older")  # shards from before moving.npy existed
+    for split in ("train", "val"):
+        (older / split / "moving.npy").unlink()
+    with pytest.raises(ValueError, match="moving_weight needs token shards that mark the moving codes"):
+        train_transformer(_cfg(older, tmp_path / "c2", model={"moving_weight": 2.0}))
     # a parent whose tokenizer did not make these shards
     other = tmp_path / "other"
     other_tokens = tokenize_dataset(

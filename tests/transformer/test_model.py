@@ -107,6 +107,24 @@ def test_frame_nll_is_the_training_cross_entropy_per_frame() -> None:
     assert torch.allclose(per_code.sum(-1), nll)
 
 
+def test_moving_weight_weighs_the_codes_of_moving_patches() -> None:
+    model = Transformer(tiny_config(action_dim=3)).eval()
+    moving = torch.zeros(2, 3, model.cfg.tokens_per_future_frame, dtype=torch.bool)
+    moving[0, 1, 2] = moving[1, 0, :2] = True
+    batch = random_batch(model.cfg, 2, 2, 3, moving=moving)
+    nll = model.token_nll(batch.context_codes, batch.future_codes, batch.actions[:, 2:])
+    plain_loss, metrics, _ = model.compute_loss(batch)
+    assert float(plain_loss) == pytest.approx(float(nll.mean()), rel=1e-5)
+    model.cfg.moving_weight = 4.0
+    weight = 1 + 4.0 * moving.float()
+    loss, weighted_metrics, _ = model.compute_loss(batch)
+    assert float(loss) == pytest.approx(float((weight * nll).sum() / weight.sum()), rel=1e-5)
+    assert weighted_metrics["ce"] == pytest.approx(metrics["ce"])  # the logged CE stays unweighted
+    batch.moving = None
+    with pytest.raises(ValueError, match="moving.npy"):
+        model.compute_loss(batch)
+
+
 def test_learned_positions_start_at_zero_so_a_parent_without_them_computes_the_same() -> None:
     parent = Transformer(tiny_config(action_dim=3))
     child = Transformer(tiny_config(action_dim=3, learned_positions=True))

@@ -10,6 +10,8 @@ Like nanoGPT's `.bin` files, codes are flat uint16 arrays; a shard folder holds 
     dones.npy     bool    (num_clips, Tc+Tf)
     flags.npy     bool    (num_clips, 2)        has_actions, has_rewards
     index.npy     int64   (num_clips, 3)        source, episode, first frame
+    moving.npy    bool    (num_clips, Tf, Nf)   whether each future code's patch moved (data/motion.py);
+                                                absent in shards written before it existed
 
 The compressive tokenizer codes future frames relative to the context frames, so a clip's future codes
 are only valid with its own context: shards store whole clips, not a frame stream.
@@ -63,13 +65,15 @@ class TokenBatch:
     dones: torch.Tensor  # bool (B, T)
     has_actions: torch.Tensor  # bool (B,)
     has_rewards: torch.Tensor  # bool (B,)
+    moving: torch.Tensor | None = None  # bool (B, Tf, Nf): future codes whose patch moved; None: unknown
 
     def to(self, device: torch.device | str) -> TokenBatch:
-        return TokenBatch(**{k: v.to(device, non_blocking=True) for k, v in vars(self).items()})
+        return TokenBatch(**{k: None if v is None else v.to(device, non_blocking=True)
+                             for k, v in vars(self).items()})
 
     def split(self, n: int) -> list[TokenBatch]:
         """Cut into `n` micro-batches along the batch dim (for gradient accumulation)."""
-        parts = {k: v.chunk(n) for k, v in vars(self).items()}
+        parts = {k: [None] * n if v is None else v.chunk(n) for k, v in vars(self).items()}
         return [TokenBatch(**{k: v[i] for k, v in parts.items()}) for i in range(n)]
 
 
@@ -86,7 +90,7 @@ class TokenShardWriter:
         self._context = open(self.tmp / "context.bin", "wb")  # noqa: SIM115 (closed by close())
         self._future = open(self.tmp / "future.bin", "wb")  # noqa: SIM115
         self._arrays: dict[str, list[np.ndarray]] = {
-            k: [] for k in ("actions", "rewards", "dones", "flags", "index")
+            k: [] for k in ("actions", "rewards", "dones", "flags", "index", "moving")
         }
 
     def add(self, batch: TokenBatch, index: np.ndarray) -> None:
@@ -98,6 +102,10 @@ class TokenShardWriter:
             "future_codes": (b, m.future_frames, m.future_tokens),
             "actions": (b, m.clip_frames, m.action_dim),
         }
+        if batch.moving is not None:
+            expected["moving"] = (b, m.future_frames, m.future_tokens)
+        if m.num_clips and (batch.moving is None) != (not self._arrays["moving"]):
+            raise TokenShardError("moving: give it with every batch of a shard or with none")
         for name, shape in expected.items():
             got = tuple(getattr(batch, name).shape)
             if got != shape:
@@ -110,6 +118,8 @@ class TokenShardWriter:
         flags = torch.stack([batch.has_actions, batch.has_rewards], 1)  # (B, 2)
         self._arrays["flags"].append(flags.bool().cpu().numpy())
         self._arrays["index"].append(np.asarray(index, dtype=np.int64).reshape(b, 3))
+        if batch.moving is not None:
+            self._arrays["moving"].append(batch.moving.bool().cpu().numpy())
         m.num_clips += b
 
     def close(self) -> Path:
@@ -119,7 +129,8 @@ class TokenShardWriter:
             discard(self.tmp)
             raise TokenShardError(f"no clips were written to {self.root}")
         for name, parts in self._arrays.items():
-            np.save(self.tmp / f"{name}.npy", np.concatenate(parts))
+            if parts:
+                np.save(self.tmp / f"{name}.npy", np.concatenate(parts))
         (self.tmp / "meta.json").write_text(json.dumps(asdict(self.meta), indent=2))
         commit(self.tmp, self.root)
         return self.root
@@ -142,6 +153,7 @@ class TokenShards(torch.utils.data.Dataset):
         self.context = self._memmap("context.bin", (m.num_clips, m.context_frames, m.context_tokens))
         self.future = self._memmap("future.bin", (m.num_clips, m.future_frames, m.future_tokens))
         self.arrays = {name: self._array(name) for name in ("actions", "rewards", "dones", "flags", "index")}
+        self.moving = self._array("moving") if (self.root / "moving.npy").exists() else None
 
     def __len__(self) -> int:
         return self.meta.num_clips
@@ -161,6 +173,7 @@ class TokenShards(torch.utils.data.Dataset):
             dones=torch.from_numpy(self.arrays["dones"][ids]),
             has_actions=flags[:, 0],
             has_rewards=flags[:, 1],
+            moving=None if self.moving is None else torch.from_numpy(self.moving[ids]),
         )
 
     def _memmap(self, name: str, shape: tuple[int, ...]) -> np.memmap:

@@ -25,6 +25,7 @@ from ivideogpt.artifacts import load_any_tokenizer, recorded_clips, tokenizer_fi
 from ivideogpt.config import to_dict
 from ivideogpt.data.clips import ClipConfig, ClipDataset, collate_clips
 from ivideogpt.data.frames import to_model
+from ivideogpt.data.motion import moving_codes
 from ivideogpt.data.tokens import TokenBatch, TokenShardMeta, TokenShardWriter
 from ivideogpt.device import resolve_device
 from ivideogpt.tokenizer import VideoTokenizer
@@ -199,6 +200,7 @@ def _write_split(
             dones=batch.dones,
             has_actions=batch.has_actions,
             has_rewards=batch.has_rewards,
+            moving=moving_codes(batch.frames, tc, tuple(future.shape[-2:])),  # (B, Tf, Nf)
         )
         writer.add(tokens, torch.stack([batch.source, batch.episode, batch.start], 1).numpy())
     written = writer.close()

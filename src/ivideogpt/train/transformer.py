@@ -27,11 +27,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ivideogpt.config import to_dict
+from ivideogpt.config import from_dict, to_dict
 from ivideogpt.data.frames import to_uint8
 from ivideogpt.data.tokens import TokenBatch
 from ivideogpt.media import add_label, hstack_videos, save_video, tile_videos
 from ivideogpt.tokenizer import VideoTokenizer
+from ivideogpt.train.checkpoint import CheckpointError, load_checkpoint, load_weights
 from ivideogpt.train.distributed import Runtime, init_runtime, shutdown
 from ivideogpt.train.job import TrainJob, TrainLoopConfig, optimizer_step
 from ivideogpt.train.loop import StepBatchSampler, run_training, seed_everything
@@ -84,7 +85,8 @@ class TransformerJob(TrainJob):
         # the tokenizer that made the codes: checked here, used for samples and the world-model export
         self.tokenizer = shard_tokenizer(self.meta, cfg.tokens)
         parent = WorldModel.load(cfg.init_from) if cfg.init_from is not None else None
-        self.model_cfg = resolve_model_config(cfg.model, self.meta, data_heads(self.train_data))
+        self.model_cfg = resolve_model_config(cfg.model, self.meta, data_heads(self.train_data),
+                                              self.train_data.moving is not None)
         self.model = Transformer(self.model_cfg)
         if parent is not None:
             load_parent(self.model, parent, self.meta, cfg.init_from)
@@ -227,6 +229,10 @@ class TransformerJob(TrainJob):
     # ---- export -------------------------------------------------------------------------------------
     def export(self, path: Path) -> Path:
         """Write the world model (tokenizer + transformer + spec) to `path` (docs/world-model-format.md)."""
+        return self.world_model().save(path)
+
+    def world_model(self) -> WorldModel:
+        """The world model being trained: the shards' tokenizer, this transformer and its spec."""
         meta = self.meta
         spec = WorldModelSpec(
             tokenizer=self.tokenizer.cfg,
@@ -248,7 +254,25 @@ class TransformerJob(TrainJob):
                                                   "collect")},
             },
         )
-        return WorldModel(self.tokenizer, self.model, spec).save(path)
+        return WorldModel(self.tokenizer, self.model, spec)
+
+
+def checkpoint_world_model(step_dir: Path) -> WorldModel:
+    """The world model of a transformer training checkpoint (a step folder under `<run>/ckpt/`), as the
+    run would have exported it had it stopped there; its token shards and their tokenizer must still exist."""
+    ckpt = load_checkpoint(step_dir)
+    if "tokens" not in ckpt.config or "model" not in ckpt.config:
+        raise CheckpointError(f"{ckpt.path}: not a checkpoint of `ivideogpt train` "
+                              "(its config has no tokens or model)")
+    cfg = from_dict(TransformerTrainConfig, ckpt.config, str(ckpt.path / "config.json"))
+    cfg = dataclasses.replace(cfg, init_from=None, train=dataclasses.replace(cfg.train, steps=ckpt.step))
+    runtime = init_runtime("cpu", "off")
+    try:
+        job = TransformerJob(cfg, runtime)
+        load_weights(job.modules(), ckpt.weights, str(ckpt.path))
+    finally:
+        shutdown(runtime)
+    return job.world_model()
 
 
 def action_path_norms(model: Transformer) -> dict[str, float]:

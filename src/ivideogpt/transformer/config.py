@@ -53,6 +53,10 @@ class TransformerConfig:
     # weight of the action-contrast loss: each clip's future codes must be likelier under its actions than
     # under the same actions in reverse order (Transformer.compute_loss; docs/method.md §6); 0: off
     action_contrast_weight: float = 0.0
+    # cross-entropy weight of a future code whose image patch moved since the last context frame is 1 + this
+    # (the shards' moving.npy; docs/method.md §6): most codes cover still patches, the actions' effect is
+    # in the others; 0: every code weighs the same
+    moving_weight: float = 0.0
 
     def __post_init__(self) -> None:
         positive = (
@@ -88,7 +92,7 @@ class TransformerConfig:
             raise ValueError(f"TransformerConfig.action_dim must be >= 0, got {self.action_dim}")
         if self.action_to not in ("slot", "frame"):
             raise ValueError(f"TransformerConfig.action_to must be 'slot' or 'frame', got {self.action_to!r}")
-        for name in ("reward_loss_weight", "done_loss_weight", "action_contrast_weight"):
+        for name in ("reward_loss_weight", "done_loss_weight", "action_contrast_weight", "moving_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TransformerConfig.{name} must be >= 0, got {getattr(self, name)}")
 
