@@ -135,8 +135,12 @@ def resolve_world_model_dir(path: str | Path) -> Path:
     for folder in (path, path / EXPORT_DIR):
         if (folder / SPEC_FILE).is_file():
             return folder
-    other = " (it looks like a tokenizer export; a world model needs the transformer too)" if (
-        path / "model.safetensors").exists() else ""
+    other = ""
+    if (path / "train_state.pt").exists():
+        other = (f" (it is a training checkpoint: `ivideogpt export --model {path} --out DIR --dtype "
+                 "float32` makes a world model of it)")
+    elif (path / "model.safetensors").exists():
+        other = " (it looks like a tokenizer export; a world model needs the transformer too)"
     raise FileNotFoundError(f"no world model at {path}: expected {SPEC_FILE}, {TOKENIZER_FILE} and "
                             f"{TRANSFORMER_FILE} there or in {path / EXPORT_DIR}{other}")
 

@@ -79,6 +79,8 @@ def test_loss_falls_validates_samples_and_exports(tokens: Path, tmp_path: Path) 
 def test_a_checkpoint_exports_as_the_world_model_of_its_step(tokens: Path, tmp_path: Path) -> None:
     train_transformer(_cfg(tokens, tmp_path / "run", train={"steps": 20, "ckpt_every": 10}))
     step10 = tmp_path / "run" / "ckpt" / "step_000000010"
+    with pytest.raises(FileNotFoundError, match="it is a training checkpoint: `ivideogpt export --model"):
+        WorldModel.load(step10)
     out = export_world_model(ExportConfig(model=step10, out=tmp_path / "wm10", dtype="float32"))
     exported, final = _weights(out), _weights(tmp_path / "run")
     saved = load_checkpoint(step10).weights["transformer"]

@@ -104,7 +104,7 @@ class TokenShardWriter:
         }
         if batch.moving is not None:
             expected["moving"] = (b, m.future_frames, m.future_tokens)
-        if m.num_clips and (batch.moving is None) != (not self._arrays["moving"]):
+        if m.num_clips and (batch.moving is not None) != bool(self._arrays["moving"]):
             raise TokenShardError("moving: give it with every batch of a shard or with none")
         for name, shape in expected.items():
             got = tuple(getattr(batch, name).shape)

@@ -85,8 +85,10 @@ class TransformerJob(TrainJob):
         # the tokenizer that made the codes: checked here, used for samples and the world-model export
         self.tokenizer = shard_tokenizer(self.meta, cfg.tokens)
         parent = WorldModel.load(cfg.init_from) if cfg.init_from is not None else None
-        self.model_cfg = resolve_model_config(cfg.model, self.meta, data_heads(self.train_data),
-                                              self.train_data.moving is not None)
+        self.model_cfg = resolve_model_config(cfg.model, self.meta, data_heads(self.train_data))
+        if self.model_cfg.moving_weight and self.train_data.moving is None:
+            raise ValueError("model.moving_weight needs token shards that mark the moving codes (moving.npy, "
+                             "written by `ivideogpt tokenize` since it exists): re-tokenize the data")
         self.model = Transformer(self.model_cfg)
         if parent is not None:
             load_parent(self.model, parent, self.meta, cfg.init_from)

@@ -65,7 +65,7 @@ def data_heads(shards: TokenShards) -> dict[str, bool]:
 
 
 def resolve_model_config(
-    model: TransformerConfig, meta: TokenShardMeta, heads: dict[str, bool], shards_mark_moving: bool = True
+    model: TransformerConfig, meta: TokenShardMeta, heads: dict[str, bool]
 ) -> TransformerConfig:
     """`model` with the fields the data fixes: its layout, action size and heads.
 
@@ -91,9 +91,6 @@ def resolve_model_config(
     ]
     if clash:
         raise ValueError(f"{', '.join(clash)}: these fields come from the token shards; leave them unset")
-    if model.moving_weight and not shards_mark_moving:
-        raise ValueError("model.moving_weight needs token shards that mark the moving codes (moving.npy, "
-                         "written by `ivideogpt tokenize` since it exists): re-tokenize the data")
     return dataclasses.replace(model, **data)
 
 
