@@ -179,7 +179,8 @@ class Transformer(nn.Module):
             _check_rows(batch.dones, "dones", b, tc + tf)[:, tc:],
             batch.has_rewards,
         )
-        loss = self._weighted_ce(token_nll, batch.moving) + head_loss
+        fit = self._moving_weighted_ce(token_nll, batch.moving) if self.cfg.moving_weight else ce
+        loss = fit + head_loss
         if self.cfg.action_contrast_weight and action_rows is not None:
             contrast, margin = self._action_contrast(batch, tokens, targets_at, token_nll.view(b, tf, -1))
             loss = loss + self.cfg.action_contrast_weight * contrast
@@ -189,10 +190,8 @@ class Transformer(nn.Module):
         values = torch.stack([value.detach().float() for value in metrics.values()]).tolist()  # one sync
         return loss, dict(zip(metrics, values, strict=True)), out
 
-    def _weighted_ce(self, token_nll: Tensor, moving: Tensor | None) -> Tensor:
+    def _moving_weighted_ce(self, token_nll: Tensor, moving: Tensor | None) -> Tensor:
         """Mean NLL (B, Tf * n) of the codes, those whose patch moved weighing 1 + `cfg.moving_weight`."""
-        if not self.cfg.moving_weight:
-            return token_nll.mean()
         if moving is None:
             raise ValueError("moving_weight needs token shards with moving.npy: re-run `ivideogpt tokenize` "
                              "to write them")
