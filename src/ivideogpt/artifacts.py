@@ -11,8 +11,8 @@ A run folder (`train-tokenizer`, `train`) holds
 
 A tokenizer is found in a tokenizer export, a run folder, a checkpoint step folder or a world-model
 folder (`load_any_tokenizer`); its identity is the fingerprint of its weights and its lineage the
-fingerprints of the tokenizers it was fine-tuned from. Jobs, eval and the world model all read these
-names from here; writing checkpoints is `ivideogpt.train.checkpoint`'s job.
+fingerprints of the tokenizers it was fine-tuned from. The names themselves live in
+`ivideogpt.filenames`; writing checkpoints is `ivideogpt.train.checkpoint`'s job.
 """
 
 from __future__ import annotations
@@ -26,23 +26,15 @@ import torch
 from torch import Tensor
 
 from ivideogpt.config import ConfigError, from_dict
+from ivideogpt.filenames import CKPT_DIR, CONFIG_FILE, LAST_FILE, MODEL_FILE, TOKENIZER_EXPORT, TOKENIZER_FILE
 from ivideogpt.tokenizer.compressive import VideoTokenizer, build_tokenizer, check_state_dict
 from ivideogpt.tokenizer.config import TokenizerConfig
 from ivideogpt.world_model_io import (
-    TOKENIZER_FILE,
     load_state,
     read_spec,
     read_tensors,
     resolve_world_model_dir,
 )
-
-CKPT_DIR = "ckpt"  # checkpoints of a run live in <run>/ckpt/
-LAST_FILE = "last.txt"  # <run>/ckpt/last.txt names the newest complete step folder
-STEP_PREFIX = "step_"  # step folders: step_000001000
-MODEL_FILE = "model.safetensors"  # weights of every module, "<module>.<parameter>"
-CONFIG_FILE = "config.json"  # the resolved run config
-STATE_FILE = "train_state.pt"  # optimizer and RNG states, step (checkpoints only)
-TOKENIZER_EXPORT = "tokenizer"  # the tokenizer export inside a run folder
 
 
 def resolve_tokenizer_dir(path: str | Path) -> Path:

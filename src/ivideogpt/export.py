@@ -22,7 +22,7 @@ from typing import Literal
 
 import torch
 
-from ivideogpt.artifacts import STATE_FILE
+from ivideogpt.filenames import STATE_FILE
 from ivideogpt.train.transformer import checkpoint_world_model
 from ivideogpt.world_model import SamplingConfig, WorldModel
 

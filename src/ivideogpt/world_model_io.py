@@ -25,16 +25,20 @@ from torch import Tensor, nn
 
 from ivideogpt.atomic import atomic_path, naming, save_safetensors
 from ivideogpt.config import ConfigError, from_dict, to_dict
+from ivideogpt.filenames import (
+    EXPORT_DIR,
+    MODEL_FILE,
+    SPEC_FILE,
+    STATE_FILE,
+    TOKENIZER_FILE,
+    TRANSFORMER_FILE,
+)
 from ivideogpt.tokenizer import TokenizerConfig, check_state_dict
 from ivideogpt.transformer import TransformerConfig
 from ivideogpt.transformer.config import state_dict_mismatch
 
 FORMAT = "ivideogpt-world-model"
 VERSION = 1
-EXPORT_DIR = "world_model"  # the folder inside a run folder
-SPEC_FILE = "world_model.json"
-TOKENIZER_FILE = "tokenizer.safetensors"
-TRANSFORMER_FILE = "transformer.safetensors"
 
 
 @dataclass
@@ -136,10 +140,10 @@ def resolve_world_model_dir(path: str | Path) -> Path:
         if (folder / SPEC_FILE).is_file():
             return folder
     other = ""
-    if (path / "train_state.pt").exists():
+    if (path / STATE_FILE).exists():
         other = (f" (it is a training checkpoint: `ivideogpt export --model {path} --out DIR --dtype "
                  "float32` makes a world model of it)")
-    elif (path / "model.safetensors").exists():
+    elif (path / MODEL_FILE).exists():
         other = " (it looks like a tokenizer export; a world model needs the transformer too)"
     raise FileNotFoundError(f"no world model at {path}: expected {SPEC_FILE}, {TOKENIZER_FILE} and "
                             f"{TRANSFORMER_FILE} there or in {path / EXPORT_DIR}{other}")

@@ -26,16 +26,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ivideogpt.artifacts import (
-    CKPT_DIR,
-    CONFIG_FILE,
-    LAST_FILE,
-    MODEL_FILE,
-    STATE_FILE,
-    STEP_PREFIX,
-    read_weights,
-)
+from ivideogpt.artifacts import read_weights
 from ivideogpt.atomic import TMP_PREFIX, atomic_path, naming, save_safetensors, save_torch
+from ivideogpt.filenames import CKPT_DIR, CONFIG_FILE, LAST_FILE, MODEL_FILE, STATE_FILE, STEP_PREFIX
 from ivideogpt.train.distributed import unwrap
 
 

@@ -25,8 +25,8 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm import tqdm
 
-from ivideogpt.artifacts import CKPT_DIR, LAST_FILE
 from ivideogpt.atomic import check_writable
+from ivideogpt.filenames import CKPT_DIR, LAST_FILE
 from ivideogpt.train.checkpoint import (
     CheckpointError,
     config_diff,

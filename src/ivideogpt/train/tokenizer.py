@@ -18,10 +18,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ivideogpt.artifacts import TOKENIZER_EXPORT, load_any_tokenizer, tokenizer_fingerprint, tokenizer_lineage
+from ivideogpt.artifacts import load_any_tokenizer, tokenizer_fingerprint, tokenizer_lineage
 from ivideogpt.config import to_dict
 from ivideogpt.data.clips import ClipBatch, ClipConfig, ClipDataset, collate_clips, mixture_sampler
 from ivideogpt.data.frames import to_model
+from ivideogpt.filenames import TOKENIZER_EXPORT
 from ivideogpt.tokenizer import (
     TokenizerConfig,
     TokenizerLoss,

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from ivideogpt.config import from_dict, to_dict
 from ivideogpt.data.frames import to_uint8
 from ivideogpt.data.tokens import TokenBatch
+from ivideogpt.filenames import CONFIG_FILE
 from ivideogpt.media import add_label, hstack_videos, save_video, tile_videos
 from ivideogpt.tokenizer import VideoTokenizer
 from ivideogpt.train.checkpoint import CheckpointError, load_checkpoint, load_weights
@@ -266,7 +267,7 @@ def checkpoint_world_model(step_dir: Path) -> WorldModel:
     if "tokens" not in ckpt.config or "model" not in ckpt.config:
         raise CheckpointError(f"{ckpt.path}: not a checkpoint of `ivideogpt train` "
                               "(its config has no tokens or model)")
-    cfg = from_dict(TransformerTrainConfig, ckpt.config, str(ckpt.path / "config.json"))
+    cfg = from_dict(TransformerTrainConfig, ckpt.config, str(ckpt.path / CONFIG_FILE))
     cfg = dataclasses.replace(cfg, init_from=None, train=dataclasses.replace(cfg.train, steps=ckpt.step))
     runtime = init_runtime("cpu", "off")
     try:
