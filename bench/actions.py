@@ -57,6 +57,8 @@ class BenchConfig:
     clips: int = 128  # ordinary clips scored (spread over the episodes)
     horizon: int = 8  # imagined frames
     workers: int = 2  # recording processes
+    samples: int = 1  # sampled futures per branch; > 1 scores their pixel mean (`--counterfactual-samples`)
+    temperature: float | None = None  # sampling temperature; None: each model's default
     reuse: bool = False  # take finished evals in <work> (their metrics.json) instead of rerunning them
 
 
@@ -92,7 +94,8 @@ def evaluate(model: Path, data: Path, counterfactual: Path, out: Path, cfg: Benc
         return read_metrics_json(out / "metrics.json")
     return evaluate_predictions(EvalConfig(
         model=model, data=[data], counterfactual=counterfactual, out=out, split="all", clips=cfg.clips,
-        horizon=cfg.horizon, counterfactual_scenes=10_000, overwrite=True,
+        horizon=cfg.horizon, counterfactual_scenes=10_000, counterfactual_samples=cfg.samples,
+        temperature=cfg.temperature, overwrite=True,
         note="bench/actions.py: fresh episodes, seeds no training run used"))
 
 
@@ -133,13 +136,27 @@ def summarize(metrics: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def sampling_tag(cfg: BenchConfig) -> str:
+    """Eval folder suffix, so that `--reuse` never takes an eval made with other sampling settings."""
+    return (f"-T{cfg.temperature:g}" if cfg.temperature is not None else "") + \
+        (f"-k{cfg.samples}" if cfg.samples > 1 else "")
+
+
+def sampling_protocol(cfg: BenchConfig) -> str:
+    temperature = ("each model's default temperature" if cfg.temperature is None
+                   else f"temperature {cfg.temperature:g}")
+    if cfg.samples == 1:
+        return f"one rollout per branch, {temperature}"
+    return f"pixel mean of {cfg.samples} sampled rollouts per branch, {temperature}"
+
+
 def run(cfg: BenchConfig) -> dict[str, Any]:
     if not cfg.models:
         raise ValueError("give the world models to compare with --models DIR [DIR ...]")
     start = time.perf_counter()
     results: dict[str, Any] = {}
     for model in cfg.models:
-        tag = model.name if model.name != "world_model" else model.parent.name
+        tag = (model.name if model.name != "world_model" else model.parent.name) + sampling_tag(cfg)
         action_repeat = recorded_collection(read_spec(model)).get("action_repeat", 2)
         sets = collect_sets(cfg, action_repeat)
         results[str(model)] = {
@@ -154,7 +171,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         "anchors": {"copy_last": "repeat the last context frame",
                     "tokenizer_recon":
                         "the model's tokenizer encoding and decoding the true future (ceiling)"},
-        "protocol": {"context": 2, "horizon": cfg.horizon, "sampling": "each model's default",
+        "protocol": {"context": 2, "horizon": cfg.horizon, "sampling": sampling_protocol(cfg),
                      "default_tasks": list(DEFAULT_TASKS), "unseen_tasks": list(UNSEEN_TASKS), "seeds": SEEDS,
                      "branch_policies": "expert, smooth_random, random, expert (cycled); prefix: expert",
                      "moving_pixels": "pixels where the true frame differs from the last context frame"},
