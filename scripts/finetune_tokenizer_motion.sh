@@ -5,23 +5,28 @@
 # projections start fresh, everything else from the shipped weights). Resumable (checkpoints every 100 steps).
 #
 #   PATCH=2 bash scripts/finetune_tokenizer_motion.sh runs/tok-motion-p2
+#   INIT=runs/tok-motion-p2 DATA="data/mw-mix-r4 data/mw-mix-r4-s1" STEPS=4000 LR=2e-4 \
+#       bash scripts/finetune_tokenizer_motion.sh runs/tok-motion-p2-long     # continue a finished one
 #
-# Environment: STEPS (1000), PATCH (4: the shipped grid), MOTION (20), LR (3e-4), DATA (data/mw-mix-r4),
-# EXTRA (more `ivideogpt train-tokenizer` overrides).
+# Environment: STEPS (1000), PATCH (4: the shipped grid), MOTION (20), LR (3e-4), DATA (dataset folders,
+# space-separated; data/mw-mix-r4), INIT (the tokenizer to start from: the shipped one; any other keeps its
+# own grid, PATCH is then ignored), EXTRA (more `ivideogpt train-tokenizer` overrides).
 set -euo pipefail
 out=${1:-runs/tok-motion}
 patch=${PATCH:-4}
-data=${DATA:-data/mw-mix-r4}
+read -r -a data <<< "${DATA:-data/mw-mix-r4}"
 shipped=src/ivideogpt/pretrained/metaworld64
+init=${INIT:-$shipped}
 export MUJOCO_GL=egl
 
-[ -f "$data/meta.json" ] || ivideogpt collect metaworld --episodes 40 --out "$data" --workers 2 \
+[ -f "${data[0]}/meta.json" ] || ivideogpt collect metaworld --episodes 40 --out "${data[0]}" --workers 2 \
     --action-repeat 4
 resume=""
 [ -f "$out/ckpt/last.txt" ] && resume="--resume"
 reshape=""
-[ "$patch" = 4 ] || reshape="--reshape --tokenizer.patch-size $patch"
-ivideogpt train-tokenizer --config tokenizer_metaworld64 --data "$data" --out "$out" --init-from "$shipped" \
-    $reshape --loss.recon l2 --loss.motion-weight "${MOTION:-20}" --train.lr "${LR:-3e-4}" \
+[ "$patch" = 4 ] || [ "$init" != "$shipped" ] || reshape="--reshape --tokenizer.patch-size $patch"
+ivideogpt train-tokenizer --config tokenizer_metaworld64 --data "${data[@]}" --out "$out" \
+    --init-from "$init" $reshape --loss.recon l2 --loss.motion-weight "${MOTION:-20}" \
+    --train.lr "${LR:-3e-4}" \
     --train.warmup-steps 50 --train.steps "${STEPS:-1000}" --train.eval-every 100 --train.ckpt-every 100 \
     --train.num-workers 0 $resume ${EXTRA:-}
