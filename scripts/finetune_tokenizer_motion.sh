@@ -27,6 +27,5 @@ reshape=""
 [ "$patch" = 4 ] || [ "$init" != "$shipped" ] || reshape="--reshape --tokenizer.patch-size $patch"
 ivideogpt train-tokenizer --config tokenizer_metaworld64 --data "${data[@]}" --out "$out" \
     --init-from "$init" $reshape --loss.recon l2 --loss.motion-weight "${MOTION:-20}" \
-    --train.lr "${LR:-3e-4}" \
-    --train.warmup-steps 50 --train.steps "${STEPS:-1000}" --train.eval-every 100 --train.ckpt-every 100 \
-    --train.num-workers 0 $resume ${EXTRA:-}
+    --train.lr "${LR:-3e-4}" --train.warmup-steps 50 --train.steps "${STEPS:-1000}" \
+    --train.eval-every 100 --train.ckpt-every 100 --train.num-workers 0 $resume ${EXTRA:-}

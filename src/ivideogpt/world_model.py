@@ -26,17 +26,14 @@ import torch
 from torch import Tensor, nn
 
 from ivideogpt.data.frames import to_model, to_uint8
+from ivideogpt.filenames import EXPORT_DIR, SPEC_FILE, TOKENIZER_FILE, TRANSFORMER_FILE  # re-exported too
 from ivideogpt.precision import Precision
 from ivideogpt.tokenizer import ContextState, VideoTokenizer, build_tokenizer
 from ivideogpt.transformer import RolloutState, Transformer, generate_frames_uncached, sampling
 from ivideogpt.transformer.fast_decode import PRECISIONS, DecodeOptions
 from ivideogpt.world_model_inputs import check_actions, check_context_frames, horizon_of
 from ivideogpt.world_model_io import (  # re-exported: the folder format is part of this API
-    EXPORT_DIR,
     FORMAT,
-    SPEC_FILE,
-    TOKENIZER_FILE,
-    TRANSFORMER_FILE,
     VERSION,
     SamplingConfig,
     WorldModelSpec,
