@@ -167,6 +167,25 @@ def test_symlog_reward_targets() -> None:
     assert metrics["reward_mse"] == pytest.approx(float(symlog(batch.rewards[:, 1:]).square().mean()))
 
 
+def test_action_dropout_drops_the_actions_of_a_random_share_of_clips_in_training_only() -> None:
+    model = Transformer(tiny_config(action_dim=3, action_dropout=0.5))
+    randomize_zero_init(model)
+    plain = Transformer(tiny_config(action_dim=3))  # the same weights, no action dropout
+    plain.load_state_dict(model.state_dict())
+    batch = random_batch(model.cfg, 8, 2, 2)
+    torch.manual_seed(0)
+    kept = torch.rand(8) >= 0.5
+    assert 0 < int(kept.sum()) < 8  # the seed drops some clips and keeps others
+    torch.manual_seed(0)
+    dropped = model.train().compute_loss(batch)[0]
+    expected = plain.train().compute_loss(random_batch(model.cfg, 8, 2, 2, has_actions=kept))[0]
+    assert torch.equal(dropped, expected) and not torch.equal(dropped, plain.compute_loss(batch)[0])
+    # evaluation sees every clip's actions
+    assert torch.equal(model.eval().compute_loss(batch)[0], plain.eval().compute_loss(batch)[0])
+    with pytest.raises(ValueError, match="action_dropout"):
+        tiny_config(action_dim=3, action_dropout=1.0)
+
+
 def test_action_free_clips_in_a_batch_get_no_action() -> None:
     model = Transformer(tiny_config(action_dim=3)).eval()
     randomize_zero_init(model)

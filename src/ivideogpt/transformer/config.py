@@ -57,6 +57,10 @@ class TransformerConfig:
     # (the shards' moving.npy; docs/method.md §6): most codes cover still patches, the actions' effect is
     # in the others; 0: every code weighs the same
     moving_weight: float = 0.0
+    # share of training clips whose actions are dropped (zeroed, as an action-free clip's), so the model
+    # also learns the action-free prediction that action guidance contrasts with (classifier-free guidance,
+    # transformer/sampling.py; docs/method.md §6); evaluation never drops; 0: off
+    action_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         positive = (
@@ -83,7 +87,7 @@ class TransformerConfig:
             raise ValueError(
                 f"TransformerConfig: head size n_embd / n_head = {self.head_dim} must be even for RoPE"
             )
-        for name in ("dropout", "attn_dropout"):
+        for name in ("dropout", "attn_dropout", "action_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"TransformerConfig.{name} must be in [0, 1), got {getattr(self, name)}")
         if not self.rope_theta > 0:

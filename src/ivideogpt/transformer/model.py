@@ -167,7 +167,10 @@ class Transformer(nn.Module):
         tokens = self.layout.build(context_codes, future_codes)  # (B, L)
         device = tokens.device
         targets_at = self.layout.target_positions(tc, tf, device)  # (Tf * n,)
-        action_rows = self._clip_actions(batch.actions, batch.has_actions, b, tc, tf)  # (B, L, A) or None
+        has_actions = batch.has_actions
+        if self.training and self.cfg.action_dropout:
+            has_actions = has_actions & (torch.rand(b, device=device) >= self.cfg.action_dropout)
+        action_rows = self._clip_actions(batch.actions, has_actions, b, tc, tf)  # (B, L, A) or None
         out, token_nll = self._target_nll(tokens, action_rows, targets_at)  # (B, Tf * n)
         targets = tokens[:, targets_at + 1]  # (B, Tf * n) future codes
         ce = token_nll.mean()

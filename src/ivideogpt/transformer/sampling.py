@@ -27,6 +27,8 @@ model sees when no action is given) and codes are drawn from l_a + w (l_a - l_0)
 actions pushed away from those without them. A model whose actions shift each code's odds only a little
 (docs/method.md §6) then shows that shift in its samples. The zero-action rows share the sampled codes and
 live in the same KV cache (2B rows from the first step on), so a guided frame costs one doubled batch.
+A model trained with `action_dropout` has learned what zero actions mean (the action-free prediction, as
+in classifier-free guidance); one trained without it has seen them only as "stand still".
 """
 
 from __future__ import annotations
