@@ -56,6 +56,8 @@ class BenchConfig:
     workers: int = 2
     device: str = "auto"
     precision: Precision = "float32"  # rollout arithmetic; bfloat16 is faster on GPUs and AMX CPUs
+    temperature: float | None = None  # imagined codes' sampling temperature (0: greedy); None: the model's
+    action_guidance: float | None = None  # None: the model's default
     seed: int = 0
     work: Path = Path("runs/bench_planning")  # the plan output (report.html, videos); replaced
     json: Path = Path("bench/results/planning.json")
@@ -67,7 +69,8 @@ def main(cfg: BenchConfig) -> dict[str, Any]:
     plan_cfg = PlanConfig(out=cfg.work, model=cfg.model, tasks=cfg.tasks, episodes=cfg.episodes,
                           planner=planner,
                           objective=ObjectiveConfig(kind=cfg.objective), max_steps=cfg.max_steps,
-                          workers=cfg.workers, device=cfg.device, precision=cfg.precision, seed=cfg.seed,
+                          workers=cfg.workers, device=cfg.device, precision=cfg.precision,
+                          temperature=cfg.temperature, action_guidance=cfg.action_guidance, seed=cfg.seed,
                           overwrite=True)
     start = time.perf_counter()
     record = run_plan(plan_cfg)

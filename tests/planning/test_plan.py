@@ -25,8 +25,10 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_one_tiny_plan_episode_per_agent_end_to_end(model_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "plan"
     record = run_plan(PlanConfig(out=out, model=model_dir, tasks=("reach",), episodes=1, max_steps=3,
-                                 planner=TINY))
+                                 planner=TINY, temperature=0.0))
     assert set(record["tasks"]["reach-v3"]) == set(AGENTS)
+    assert record["model"]["sampling"]["temperature"] == 0.0  # the override, beside the model's other defaults
+    assert record["model"]["sampling"]["action_guidance"] == 0.0
     wm = record["tasks"]["reach-v3"]["world_model"]
     assert wm["episodes"] == 1 and wm["plans_per_episode"] == 3 and wm["ms_per_plan"] > 0
     assert wm["imagined_per_s"] > 0 and 0 <= wm["success_rate"] <= 1
@@ -71,6 +73,7 @@ def test_workers_give_the_same_results(model_dir: Path, tmp_path: Path) -> None:
     ({"agents": ("world_model", "oracle")}, r"agents: unknown \['oracle'\]"),
     ({"episodes": 0}, "episodes must be >= 1"),
     ({"tasks": ("push", "push-v3")}, "more than once"),
+    ({"temperature": -0.5}, "temperature must be >= 0"),
 ])
 def test_bad_settings_are_named(kwargs: dict, match: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=match):
@@ -122,3 +125,18 @@ def test_world_model_rollouts_pad_a_short_context(model_dir: Path) -> None:
     frames = np.zeros((1, 32, 32, 3), np.uint8)
     out = WorldModelRollouts(wm, frames).imagine(np.zeros((3, 2, 4), np.float32), frames=True)
     assert out.frames.shape == (3, 2, 32, 32, 3) and out.rewards.shape == (3, 2)
+
+
+def test_greedy_imagination_differs_only_by_the_actions(model_dir: Path) -> None:
+    from ivideogpt.planning.models import WorldModelRollouts
+    from ivideogpt.world_model import WorldModel
+
+    wm = WorldModel.load(model_dir)
+    frames = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    actions = np.zeros((3, 2, 4), np.float32)
+
+    def imagined(seed: int, **sampling: float) -> np.ndarray:
+        return WorldModelRollouts(wm, frames, seed, sampling).imagine(actions, frames=True).frames
+
+    assert not np.array_equal(imagined(0), imagined(1))  # the model's default samples at temperature 1
+    assert np.array_equal(imagined(0, temperature=0.0), imagined(1, temperature=0.0))

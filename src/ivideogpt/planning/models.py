@@ -10,6 +10,8 @@ model error, so the gap between the two isolates what the world model costs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from ivideogpt.planning.planner import Imagined
@@ -26,9 +28,12 @@ class WorldModelRollouts:
             context. With fewer than `Tc` (the first steps of an episode) the first frame is repeated in
             front, as if the robot had stood still.
         seed: seeds the sampling of every `imagine` call.
+        sampling: overrides of the model's sampling defaults (`WorldModel.reset`: temperature, top_k,
+            action_guidance).
     """
 
-    def __init__(self, wm: WorldModel, context: np.ndarray, seed: int = 0) -> None:
+    def __init__(self, wm: WorldModel, context: np.ndarray, seed: int = 0,
+                 sampling: Mapping[str, float] | None = None) -> None:
         tc = wm.num_context_frames
         if context.ndim != 4 or len(context) < 1:
             raise ValueError(f"WorldModelRollouts: context must be uint8 (T >= 1, H, W, 3), "
@@ -37,11 +42,12 @@ class WorldModelRollouts:
             context = np.concatenate([np.repeat(context[:1], tc - len(context), axis=0), context])
         self.wm, self.context, self.seed = wm, context[None, -tc:], seed  # (1, Tc, H, W, 3)
         self.action_dim = wm.action_dim
+        self.sampling = dict(sampling or {})
 
     def imagine(self, actions: np.ndarray, frames: bool) -> Imagined:
         n = len(actions)
         # one context encoding, fanned out to N rows
-        state = self.wm.reset(self.context, seed=self.seed).select(np.zeros(n, np.int64))
+        state = self.wm.reset(self.context, seed=self.seed, **self.sampling).select(np.zeros(n, np.int64))
         out = self.wm.imagine(state, actions, decode=frames)
         return Imagined(out.frames, out.rewards)
 

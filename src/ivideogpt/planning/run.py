@@ -71,6 +71,10 @@ class PlanConfig:
     seed: int = 0  # scenes use seeds derived from seed + 30000, the task and the episode index
     device: str = "auto"  # world model device: "auto" (CUDA if available), "cpu", "cuda", "cuda:N"
     precision: Precision = "float32"  # rollout arithmetic (WorldModel.precision); bfloat16 for GPUs/AMX CPUs
+    # how the world model samples its imagined codes; None: the model's defaults (world_model.json). At 0 the
+    # imagined futures are greedy, so samples differ only by their actions, not by sampling noise
+    temperature: float | None = None
+    action_guidance: float | None = None  # w of action guidance (transformer/sampling.py)
     overwrite: bool = False  # replace an earlier plan output at `out`
 
     def __post_init__(self) -> None:
@@ -95,6 +99,10 @@ class PlanConfig:
             raise ValueError(f"PlanConfig.action_repeat must be >= 1, got {self.action_repeat}")
         if self.videos < 0:
             raise ValueError(f"PlanConfig.videos must be >= 0, got {self.videos}")
+        for name in ("temperature", "action_guidance"):
+            value = getattr(self, name)
+            if value is not None and not value >= 0:
+                raise ValueError(f"PlanConfig.{name} must be >= 0, got {value}")
 
     @property
     def task_list(self) -> tuple[str, ...]:
@@ -115,6 +123,7 @@ class Settings(NamedTuple):
     model: str | None  # world-model folder (None when no job uses it)
     device: str
     precision: Precision
+    sampling: dict[str, float]  # WorldModel.reset overrides: temperature, action_guidance
     planner: PlannerConfig
     objective: ObjectiveConfig
     size: int
@@ -168,9 +177,13 @@ def resolve_settings(cfg: PlanConfig) -> tuple[Settings, dict[str, Any]]:
         raise ValueError(f"{folder}: the world model has no reward head, so objective {cfg.objective.kind!r} "
                          "cannot score its futures; use --objective.kind goal")
     recorded = recorded_collection(spec)
+    sampling = {"temperature": spec.sampling.temperature, "top_k": spec.sampling.top_k,
+                "action_guidance": spec.sampling.action_guidance}
+    overrides = {k: v for k in ("temperature", "action_guidance") if (v := getattr(cfg, k)) is not None}
+    sampling.update(overrides)
     settings = Settings(
         model=str(folder) if needs_model else None, device=cfg.device, precision=cfg.precision,
-        planner=cfg.planner,
+        sampling=overrides, planner=cfg.planner,
         objective=cfg.objective, size=spec.image_size,
         camera=cfg.camera or recorded.get("camera", "corner"),
         action_repeat=cfg.action_repeat or recorded.get("action_repeat", 2), max_steps=cfg.max_steps)
@@ -178,7 +191,7 @@ def resolve_settings(cfg: PlanConfig) -> tuple[Settings, dict[str, Any]]:
     fps = probe.metadata["render_fps"]  # also checks the camera name before any episode runs
     probe.close()
     info = {"path": str(folder), "context_frames": spec.context_frames, "image_size": spec.image_size,
-            "sampling": {"temperature": spec.sampling.temperature, "top_k": spec.sampling.top_k},
+            "sampling": sampling,
             "trained_on": recorded, "fps": fps}
     return settings, info
 
@@ -236,7 +249,8 @@ class Player:
             return PlanningAgent(planner, lambda env, frames: SimulatorRollouts(env), self.s.objective,
                                  job.record)
         wm = self.world_model()
-        return PlanningAgent(planner, lambda env, frames: WorldModelRollouts(wm, frames, seed=job.seed),
+        return PlanningAgent(planner,
+                             lambda env, frames: WorldModelRollouts(wm, frames, job.seed, self.s.sampling),
                              self.s.objective, job.record)
 
     def world_model(self) -> WorldModel:
