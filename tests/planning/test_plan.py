@@ -27,7 +27,7 @@ def test_one_tiny_plan_episode_per_agent_end_to_end(model_dir: Path, tmp_path: P
     record = run_plan(PlanConfig(out=out, model=model_dir, tasks=("reach",), episodes=1, max_steps=3,
                                  planner=TINY, temperature=0.0))
     assert set(record["tasks"]["reach-v3"]) == set(AGENTS)
-    assert record["model"]["sampling"]["temperature"] == 0.0  # the override, beside the model's other defaults
+    assert record["model"]["sampling"]["temperature"] == 0.0  # the override, beside the other defaults
     assert record["model"]["sampling"]["action_guidance"] == 0.0
     wm = record["tasks"]["reach-v3"]["world_model"]
     assert wm["episodes"] == 1 and wm["plans_per_episode"] == 3 and wm["ms_per_plan"] > 0
