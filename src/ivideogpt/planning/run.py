@@ -20,7 +20,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -177,10 +177,8 @@ def resolve_settings(cfg: PlanConfig) -> tuple[Settings, dict[str, Any]]:
         raise ValueError(f"{folder}: the world model has no reward head, so objective {cfg.objective.kind!r} "
                          "cannot score its futures; use --objective.kind goal")
     recorded = recorded_collection(spec)
-    sampling = {"temperature": spec.sampling.temperature, "top_k": spec.sampling.top_k,
-                "action_guidance": spec.sampling.action_guidance}
     overrides = {k: v for k in ("temperature", "action_guidance") if (v := getattr(cfg, k)) is not None}
-    sampling.update(overrides)
+    sampling = asdict(replace(spec.sampling, **overrides))  # what the rollouts use, for plan.json
     settings = Settings(
         model=str(folder) if needs_model else None, device=cfg.device, precision=cfg.precision,
         sampling=overrides, planner=cfg.planner,
