@@ -8,8 +8,9 @@
 #   TASK=push bash scripts/finetune_task.sh [MODEL] [WORK_DIR]
 #
 # Environment: TASK (reach), EPISODES (40 recorded), STEPS (500 fine-tune steps), ACTION_REPEAT (the model's
-# control rate: 2 for the shipped model), PLAN_EPISODES (10), TRAIN_EXTRA / PLAN_EXTRA (more overrides of
-# `ivideogpt train` / `ivideogpt plan`, e.g. PLAN_EXTRA="--max-steps 50 --workers 2").
+# control rate: 2 for the shipped model), PLAN_EPISODES (10), PLAN_MODELS ("parent finetuned": which of the two
+# to plan with), TRAIN_EXTRA / PLAN_EXTRA (more overrides of `ivideogpt train` / `ivideogpt plan`, e.g.
+# PLAN_EXTRA="--max-steps 50 --workers 2").
 set -euo pipefail
 model=${1:-src/ivideogpt/pretrained/metaworld64}
 task=${TASK:-reach}
@@ -30,7 +31,7 @@ ivideogpt train --config transformer_metaworld64 --tokens "$work/tokens" --out "
     --init-from "$model" --train.steps "${STEPS:-500}" --train.warmup-steps 20 --train.lr 3e-4 \
     --train.eval-every 100 --train.ckpt-every 100 $resume ${TRAIN_EXTRA:-}
 # 4. plan with both models on the same scenes (the same --seed), random actions as the floor
-for name in parent finetuned; do
+for name in ${PLAN_MODELS:-parent finetuned}; do
     m=$model
     [ "$name" = finetuned ] && m=$work/transformer
     ivideogpt plan --model "$m" --tasks "$task" --episodes "${PLAN_EPISODES:-10}" \
