@@ -8,14 +8,21 @@
 #   TASK=push bash scripts/finetune_task.sh [MODEL] [WORK_DIR]
 #
 # Environment: TASK (reach), EPISODES (40 recorded), STEPS (500 fine-tune steps), ACTION_REPEAT (the model's
-# control rate: 2 for the shipped model), PLAN_EPISODES (10), PLAN_MODELS ("parent finetuned": which of the two
-# to plan with), TRAIN_EXTRA / PLAN_EXTRA (more overrides of `ivideogpt train` / `ivideogpt plan`, e.g.
-# PLAN_EXTRA="--max-steps 50 --workers 2").
+# control rate: 2 for the shipped model), PLAN_EPISODES (10), PLAN_MODELS ("parent finetuned": which of
+# the two to plan with), TRAIN_EXTRA / PLAN_EXTRA (more overrides of `ivideogpt train` / `ivideogpt plan`,
+# e.g. PLAN_EXTRA="--max-steps 50 --workers 2").
 set -euo pipefail
 model=${1:-src/ivideogpt/pretrained/metaworld64}
 task=${TASK:-reach}
 work=${2:-runs/task-$task}
 repeat=${ACTION_REPEAT:-2}
+plan_models=${PLAN_MODELS:-parent finetuned}
+for name in $plan_models; do  # checked before hours of work, not after
+    case $name in
+        parent | finetuned) ;;
+        *) echo "finetune_task.sh: PLAN_MODELS names 'parent' and/or 'finetuned', not '$name'" >&2; exit 2 ;;
+    esac
+done
 export MUJOCO_GL=egl
 
 # 1. the task's episodes, a behaviour policy drawn per episode from the default mixture
@@ -30,8 +37,8 @@ resume=""
 ivideogpt train --config transformer_metaworld64 --tokens "$work/tokens" --out "$work/transformer" \
     --init-from "$model" --train.steps "${STEPS:-500}" --train.warmup-steps 20 --train.lr 3e-4 \
     --train.eval-every 100 --train.ckpt-every 100 $resume ${TRAIN_EXTRA:-}
-# 4. plan with both models on the same scenes (the same --seed), random actions as the floor
-for name in ${PLAN_MODELS:-parent finetuned}; do
+# 4. plan with both models (or PLAN_MODELS) on the same scenes (the same --seed), random actions as the floor
+for name in $plan_models; do
     m=$model
     [ "$name" = finetuned ] && m=$work/transformer
     ivideogpt plan --model "$m" --tasks "$task" --episodes "${PLAN_EPISODES:-10}" \
