@@ -99,14 +99,19 @@ class PlanConfig:
             raise ValueError(f"PlanConfig.action_repeat must be >= 1, got {self.action_repeat}")
         if self.videos < 0:
             raise ValueError(f"PlanConfig.videos must be >= 0, got {self.videos}")
-        for name in ("temperature", "action_guidance"):
-            value = getattr(self, name)
-            if value is not None and not value >= 0:
+        # SamplingConfig checks these too, but only once the model is read; refused here before any work
+        for name, value in self.sampling_overrides.items():
+            if not value >= 0:
                 raise ValueError(f"PlanConfig.{name} must be >= 0, got {value}")
 
     @property
     def task_list(self) -> tuple[str, ...]:
         return tuple(task_name(t) for t in self.tasks)
+
+    @property
+    def sampling_overrides(self) -> dict[str, float]:
+        """The sampling settings given here, which replace the model's defaults (`WorldModel.reset`)."""
+        return {k: v for k in ("temperature", "action_guidance") if (v := getattr(self, k)) is not None}
 
 
 class Job(NamedTuple):
@@ -177,7 +182,7 @@ def resolve_settings(cfg: PlanConfig) -> tuple[Settings, dict[str, Any]]:
         raise ValueError(f"{folder}: the world model has no reward head, so objective {cfg.objective.kind!r} "
                          "cannot score its futures; use --objective.kind goal")
     recorded = recorded_collection(spec)
-    overrides = {k: v for k in ("temperature", "action_guidance") if (v := getattr(cfg, k)) is not None}
+    overrides = cfg.sampling_overrides
     sampling = asdict(replace(spec.sampling, **overrides))  # what the rollouts use, for plan.json
     settings = Settings(
         model=str(folder) if needs_model else None, device=cfg.device, precision=cfg.precision,
