@@ -8,29 +8,31 @@
 #   bash scripts/finetune_actions.sh [WORK_DIR]
 #
 # Environment: STEPS (3000), ACTION_REPEAT (2: the shipped model's control rate; 4 moves the arm twice as far
-# per frame), DATA (data/mw-mix, or data/mw-mix-r<N> for another repeat), TOKENIZER (the shipped one),
-# EVAL_EVERY (250), EXTRA (more `ivideogpt train` overrides).
+# per frame), DATA (dataset folders, space-separated; data/mw-mix, or data/mw-mix-r<N> for another repeat; the
+# first is recorded when missing), TOKENIZER (the shipped one), INIT (the world model whose transformer and
+# reward head start the run: the shipped one), EVAL_EVERY (250), EXTRA (more `ivideogpt train` overrides).
 set -euo pipefail
 work=${1:-runs/actions}
 steps=${STEPS:-3000}
 repeat=${ACTION_REPEAT:-2}
 default_data=data/mw-mix
 [ "$repeat" = 2 ] || default_data=data/mw-mix-r$repeat
-data=${DATA:-$default_data}
+read -r -a data <<< "${DATA:-$default_data}"
 shipped=src/ivideogpt/pretrained/metaworld64
 tokenizer=${TOKENIZER:-$shipped}
+init=${INIT:-$shipped}
 extra=${EXTRA:-}
 export MUJOCO_GL=egl
 
 # 1. 400 episodes, the 10 default tasks x 40, behaviour policy drawn per episode from the default mixture
-[ -f "$data/meta.json" ] || ivideogpt collect metaworld --episodes 40 --out "$data" --workers 2 \
+[ -f "${data[0]}/meta.json" ] || ivideogpt collect metaworld --episodes 40 --out "${data[0]}" --workers 2 \
     --action-repeat "$repeat"
 # 2. codes of every clip (the tokenizer's split settings), a clip starting every 4th frame
-[ -f "$work/tokens/train/meta.json" ] || ivideogpt tokenize --tokenizer "$tokenizer" --data "$data" \
+[ -f "$work/tokens/train/meta.json" ] || ivideogpt tokenize --tokenizer "$tokenizer" --data "${data[@]}" \
     --out "$work/tokens" --start-stride 4 --overwrite
-# 3. the transformer from the shipped weights (the preset's architecture is the shipped one)
+# 3. the transformer from the shipped (or INIT's) weights (the preset's architecture is the shipped one)
 resume=""
 [ -f "$work/transformer-frame/ckpt/last.txt" ] && resume="--resume"
 ivideogpt train --config transformer_metaworld64 --tokens "$work/tokens" --out "$work/transformer-frame" \
-    --init-from "$shipped" --model.action-to frame --train.steps "$steps" --train.warmup-steps 50 \
+    --init-from "$init" --model.action-to frame --train.steps "$steps" --train.warmup-steps 50 \
     --train.lr 5e-4 --train.eval-every "${EVAL_EVERY:-250}" --train.ckpt-every 100 $resume $extra
