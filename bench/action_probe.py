@@ -21,7 +21,6 @@ the action is not learnable from this much data, so a transformer trained on the
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 import tyro
+from record import command_line, write_result
 from torch import Tensor, nn
 from tqdm import tqdm
 
@@ -170,18 +170,16 @@ def run(cfg: ProbeConfig) -> dict[str, Any]:
         results[str(root)] = {"pixels_step": pixel_probe(root, cfg)}
     for tokenizer in cfg.recon:
         results[f"{cfg.data[0]} reconstructed by {tokenizer}"] = recon_probe(cfg.data[0], tokenizer, cfg)
-    out = {"command": " ".join(["python", *sys.argv]),
+    out = {"command": command_line(),
            "steps": {"codes": cfg.steps, "pixels": cfg.pixel_steps},
            "batch_size": {"codes": cfg.batch_size, "pixels": cfg.pixel_batch_size},
            "anchor": "pixels_step: the same question asked of the real frames",
            "torch_threads": torch.get_num_threads(), "wall_time_s": time.perf_counter() - start,
            "results": results}
-    cfg.json.parent.mkdir(parents=True, exist_ok=True)
-    cfg.json.write_text(json.dumps(out, indent=2) + "\n")
+    write_result(cfg.json, out)
     for source, probes in results.items():
         for name, r in probes.items():
             print(f"{source} {name}: R^2 val {r['r2_val']:.3f} (train {r['r2_train']:.3f})")
-    print(f"wrote {cfg.json}")
     return out
 
 

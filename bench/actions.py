@@ -23,14 +23,13 @@ model is scored on sets recorded at its own control rate (the action repeat its 
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import tyro
+from record import command_line, write_result
 
 from ivideogpt.data.metaworld import MetaworldCollectConfig, collect_metaworld
 from ivideogpt.data.store import read_meta
@@ -167,7 +166,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
                                                cfg.work / f"eval-{tag}-unseen", cfg)),
         }
     out = {
-        "command": " ".join(["python", *sys.argv]),
+        "command": command_line(),
         "anchors": {"copy_last": "repeat the last context frame",
                     "tokenizer_recon":
                         "the model's tokenizer encoding and decoding the true future (ceiling)"},
@@ -178,8 +177,7 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         "wall_time_s": time.perf_counter() - start,
         "models": results,
     }
-    cfg.json.parent.mkdir(parents=True, exist_ok=True)
-    cfg.json.write_text(json.dumps(out, indent=2) + "\n")
+    write_result(cfg.json, out)
     for model, r in results.items():
         for where, s in r.items():
             if where == "action_repeat":
@@ -191,7 +189,6 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
                   f"{c['model_psnr_moving']:.2f} / copy {c['copy_last_psnr_moving']:.2f} / "
                   f"tokenizer {c['tokenizer_recon_psnr_moving']:.2f}; ordinary PSNR model "
                   f"{s['ordinary']['model']['psnr']:.2f} vs copy {s['ordinary']['copy_last']['psnr']:.2f}")
-    print(f"wrote {cfg.json}")
     return out
 
 

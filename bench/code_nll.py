@@ -20,8 +20,6 @@ diagnostic of one model at a time, side by side over the models given.
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 import tyro
+from record import command_line, write_result
 from tqdm import tqdm
 
 from ivideogpt.data.clips import ClipConfig, ClipDataset, collate_clips
@@ -94,11 +93,10 @@ def run(cfg: CodeNllConfig) -> dict[str, Any]:
         results[str(path)] = score_model(wm, data, picks, cfg)
         print(f"{path}: " + ", ".join(f"{k} {v:.4g}" for k, v in results[str(path)].items()))
     out = {"protocol": {"data": str(cfg.data), "clips": cfg.clips, "threshold": cfg.threshold,
-                        "command": " ".join(sys.argv),
+                        "command": command_line(),
                         "seconds": round(time.time() - started, 1)},
            "models": results}
-    cfg.json.parent.mkdir(parents=True, exist_ok=True)
-    cfg.json.write_text(json.dumps(out, indent=2) + "\n")
+    write_result(cfg.json, out)
     return out
 
 

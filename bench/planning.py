@@ -21,7 +21,6 @@ A smoke run (minutes; not for the results folder):
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import time
@@ -30,8 +29,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tyro
+from record import command_line, write_result
 
-from ivideogpt.atomic import atomic_path
 from ivideogpt.planning.objectives import ObjectiveConfig
 from ivideogpt.planning.planner import PlannerConfig
 from ivideogpt.planning.run import PlanConfig, run_plan
@@ -76,6 +75,7 @@ def main(cfg: BenchConfig) -> dict[str, Any]:
     record = run_plan(plan_cfg)
     result = {
         "bench": "planning",
+        "command": command_line(),
         "seconds": round(time.perf_counter() - start, 1),
         "machine": {"cpus": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
                     "platform": platform.platform()},
@@ -85,9 +85,7 @@ def main(cfg: BenchConfig) -> dict[str, Any]:
         "targets": targets(record["tasks"]),
         "report": str(cfg.work / "report.html"),
     }
-    with atomic_path(cfg.json) as tmp:
-        tmp.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {cfg.json}")
+    write_result(cfg.json, result, indent=1)
     return result
 
 

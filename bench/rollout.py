@@ -41,10 +41,8 @@ rollout_schemes.py; this file composes them into cells, prints the table and wri
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +52,7 @@ import hf_anchor
 import numpy as np
 import torch
 import tyro
+from record import command_line, write_result
 from rollout_schemes import (
     ANCHOR,
     KV16,
@@ -270,7 +269,7 @@ def run(cfg: RolloutBenchConfig) -> dict[str, Any]:
                       flush=True)
     params = wm.transformer.num_params()
     out = {
-        "command": " ".join(["python", *sys.argv]),
+        "command": command_line(),
         "device": _device_name(cfg.device),
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
@@ -294,9 +293,7 @@ def run(cfg: RolloutBenchConfig) -> dict[str, Any]:
     print(format_summary(out))
     path = cfg.json if cfg.json is not None or cfg.quick else Path("bench/results/rollout.json")
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(out, indent=2) + "\n")
-        print(f"wrote {path}")
+        write_result(path, out)
     return out
 
 

@@ -37,7 +37,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +44,7 @@ from typing import Any
 
 import torch
 import tyro
+from record import command_line, write_result
 
 from ivideogpt.artifacts import load_any_tokenizer
 from ivideogpt.config import load_yaml, merge
@@ -207,14 +207,12 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         rows.append({"name": name, "source": folder, **score(Path(folder), train_cfg, cfg),
                      "train_time_s": train_time})
     rows.append({"name": "copy_last", **score_copy_last(train_cfg, cfg)})
-    result = {"command": " ".join(["python", *sys.argv]), "preset": cfg.preset, "steps": steps,
+    result = {"command": command_line(), "preset": cfg.preset, "steps": steps,
               "data": [str(d) for d in cfg.data], "device": cfg.device,
               "torch_threads": torch.get_num_threads(),
               "wall_time_s": time.perf_counter() - start, "rows": rows}
-    cfg.json.parent.mkdir(parents=True, exist_ok=True)
-    cfg.json.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(cfg.json, result)
     print(format_table(rows))
-    print(f"wrote {cfg.json}")
     return result
 
 

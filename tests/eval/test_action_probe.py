@@ -14,6 +14,7 @@ import torch
 
 def _bench(monkeypatch: pytest.MonkeyPatch):
     path = Path(__file__).parents[2] / "bench" / "action_probe.py"
+    monkeypatch.syspath_prepend(path.parent)  # its bench-local imports (bench/record.py)
     spec = importlib.util.spec_from_file_location("bench_action_probe", path)
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "bench_action_probe", module)  # dataclasses look their module up there

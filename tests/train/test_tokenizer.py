@@ -123,6 +123,7 @@ def test_presets_fill_the_config_and_match_the_tokenizer_presets(preset: str) ->
 
 def test_bench_variants_share_the_preset_and_differ_in_future_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
     path = Path(__file__).parents[2] / "bench" / "tokenizer.py"
+    monkeypatch.syspath_prepend(path.parent)  # its bench-local imports (bench/record.py)
     spec = importlib.util.spec_from_file_location("bench_tokenizer", path)
     bench = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, "bench_tokenizer", bench)  # dataclasses look their module up there
