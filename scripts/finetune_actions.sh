@@ -10,7 +10,9 @@
 # Environment: STEPS (3000), ACTION_REPEAT (2: the shipped model's control rate; 4 moves the arm twice as far
 # per frame), DATA (dataset folders, space-separated; data/mw-mix, or data/mw-mix-r<N> for another repeat; the
 # first is recorded when missing), TOKENIZER (the shipped one), INIT (the world model whose transformer and
-# reward head start the run: the shipped one), EVAL_EVERY (250), EXTRA (more `ivideogpt train` overrides).
+# reward head start the run: the shipped one), NEW_CODES (1 when TOKENIZER is unrelated to INIT's: only its
+# body loads, the code embeddings and logits start fresh), EVAL_EVERY (250), EXTRA (more `ivideogpt train`
+# overrides).
 set -euo pipefail
 work=${1:-runs/actions}
 steps=${STEPS:-3000}
@@ -22,6 +24,8 @@ shipped=src/ivideogpt/pretrained/metaworld64
 tokenizer=${TOKENIZER:-$shipped}
 init=${INIT:-$shipped}
 extra=${EXTRA:-}
+new_codes=""
+[ "${NEW_CODES:-0}" = 1 ] && new_codes="--init-new-codes"
 export MUJOCO_GL=egl
 
 # 1. 400 episodes, the 10 default tasks x 40, behaviour policy drawn per episode from the default mixture
@@ -35,4 +39,4 @@ resume=""
 [ -f "$work/transformer-frame/ckpt/last.txt" ] && resume="--resume"
 ivideogpt train --config transformer_metaworld64 --tokens "$work/tokens" --out "$work/transformer-frame" \
     --init-from "$init" --model.action-to frame --train.steps "$steps" --train.warmup-steps 50 \
-    --train.lr 5e-4 --train.eval-every "${EVAL_EVERY:-250}" --train.ckpt-every 100 $resume $extra
+    --train.lr 5e-4 --train.eval-every "${EVAL_EVERY:-250}" --train.ckpt-every 100 $resume $new_codes $extra

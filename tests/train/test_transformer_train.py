@@ -210,7 +210,7 @@ def test_tokenizer_fine_tuned_from_the_parent_keeps_its_transformer_usable(
         train_tokenizer(merge(tok_cfg, {"out": str(tmp_path / "tok2"), "tokenizer": {"channels": [8, 8, 8]}}))
 
 
-def test_bad_inputs_fail_clearly(tokens: Path, tmp_path: Path) -> None:
+def test_bad_inputs_fail_clearly(tokens: Path, other_run: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no token shards"):
         train_transformer(_cfg(tmp_path / "missing", tmp_path / "a"))
     with pytest.raises(FileNotFoundError, match="pass its parent"):
@@ -222,8 +222,27 @@ def test_bad_inputs_fail_clearly(tokens: Path, tmp_path: Path) -> None:
         (older / split / "moving.npy").unlink()
     with pytest.raises(ValueError, match="moving_weight needs token shards that mark the moving codes"):
         train_transformer(_cfg(older, tmp_path / "c2", model={"moving_weight": 2.0}))
-    # a parent whose tokenizer did not make these shards
-    other = tmp_path / "other"
+    with pytest.raises(ValueError, match="neither the one that made the token shards"):
+        train_transformer(_cfg(tokens, tmp_path / "d", init_from=str(other_run)))
+    with pytest.raises(ValueError, match="architecture differs"):
+        train_transformer(
+            _cfg(other_run.parent / "tokens", tmp_path / "e", init_from=str(other_run), model={"n_layer": 3})
+        )
+
+
+def test_init_new_codes_takes_the_parents_body_only(tokens: Path, other_run: Path, tmp_path: Path) -> None:
+    cfg = _cfg(tokens, tmp_path / "child", init_from=str(other_run), init_new_codes=True)
+    job = TransformerJob(cfg, init_runtime("cpu", "off"))
+    parent, child = _weights(other_run), job.model.state_dict()
+    for key, value in parent.items():
+        same = torch.equal(value, child[key])
+        assert same != key.startswith(("tok_emb.", "lm_head.")), key  # body loaded, code layers fresh
+
+
+@pytest.fixture(scope="module")
+def other_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A one-step run on codes of another tokenizer than `tokens`' (its shards beside it in `tokens/`)."""
+    other = tmp_path_factory.mktemp("other")
     other_tokens = tokenize_dataset(
         TokenizeConfig(
             tokenizer=write_tokenizer(other / "tokenizer", seed=1),
@@ -232,13 +251,7 @@ def test_bad_inputs_fail_clearly(tokens: Path, tmp_path: Path) -> None:
             device="cpu",
         )
     )
-    train_transformer(_cfg(other_tokens, other / "run", train={"steps": 1}))
-    with pytest.raises(ValueError, match="neither the one that made the token shards"):
-        train_transformer(_cfg(tokens, tmp_path / "d", init_from=str(other / "run")))
-    with pytest.raises(ValueError, match="architecture differs"):
-        train_transformer(
-            _cfg(other_tokens, tmp_path / "e", init_from=str(other / "run"), model={"n_layer": 3})
-        )
+    return train_transformer(_cfg(other_tokens, other / "run", train={"steps": 1})).parent
 
 
 def _ddp_worker(rank: int, world_size: int, port: int, out: str, tokens: str) -> None:

@@ -63,6 +63,7 @@ class TransformerTrainConfig:
     out: Path = Path("runs/transformer")  # run folder: log.jsonl, ckpt/, samples/, world_model/ (the export)
     model: TransformerConfig = field(default_factory=lambda: transformer_preset("small"))  # architecture
     init_from: Path | None = None  # a world model (or run folder) whose transformer to start from
+    init_new_codes: bool = False  # init_from's tokenizer is unrelated to the shards': take only its body
     train: TrainLoopConfig = field(default_factory=_default_loop)  # optimisation and bookkeeping
     sample_clips: int = 4  # validation clips rolled out in each sample GIF
     resume: bool = False  # continue the run in `out` from its last checkpoint
@@ -92,7 +93,7 @@ class TransformerJob(TrainJob):
                              "written by `ivideogpt tokenize` since it exists): re-tokenize the data")
         self.model = Transformer(self.model_cfg)
         if parent is not None:
-            load_parent(self.model, parent, self.meta, cfg.init_from)
+            load_parent(self.model, parent, self.meta, cfg.init_from, cfg.init_new_codes)
         self.model.to(runtime.device)
         if runtime.is_main:
             self.tokenizer.to(runtime.device)
@@ -249,6 +250,7 @@ class TransformerJob(TrainJob):
                 "tokens": str(Path(self.cfg.tokens).resolve()),
                 "steps": self.cfg.train.steps,
                 "init_from": None if self.cfg.init_from is None else str(Path(self.cfg.init_from).resolve()),
+                "init_new_codes": self.cfg.init_new_codes,
                 "train_clips": len(self.train_data),
                 "val": self.last_val,
                 # what eval needs to find the held-out episodes and the demo to record matching ones

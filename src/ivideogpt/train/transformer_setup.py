@@ -17,6 +17,7 @@ from ivideogpt.world_model import WorldModel
 
 # fields a parent model (`init_from`) must share with `cfg.model` for its weights to mean the same thing
 ARCH_FIELDS = ("n_layer", "n_head", "n_embd", "hidden_size", "rope_theta", "tie_embeddings")
+CODE_LAYERS = ("tok_emb.", "lm_head.")  # what maps codes in and out: tied to one tokenizer's codebooks
 
 
 
@@ -94,16 +95,23 @@ def resolve_model_config(
     return dataclasses.replace(model, **data)
 
 
-def load_parent(model: Transformer, parent: WorldModel, meta: TokenShardMeta, where: Path) -> None:
-    """Load `parent`'s transformer into `model`; new parts (action layer, heads) keep their zero init."""
+def load_parent(
+    model: Transformer, parent: WorldModel, meta: TokenShardMeta, where: Path, new_codes: bool = False
+) -> None:
+    """Load `parent`'s transformer into `model`; new parts (action layer, heads) keep their zero init.
+
+    With `new_codes` the shards' codes come from an unrelated tokenizer: the parent's body (attention, MLPs,
+    action and reward layers) loads, while what reads and writes codes (the token embedding and the logits
+    head) keeps `model`'s fresh init, as the parent's would map each code to another code's meaning.
+    """
     # the shards' tokenizer, or one it was fine-tuned from: the codes keep their meaning (docs/method.md §3)
     compatible = (meta.extra.get("tokenizer_fingerprint"), *(meta.extra.get("tokenizer_lineage") or []))
-    if tokenizer_fingerprint(parent.tokenizer) not in compatible:
+    if not new_codes and tokenizer_fingerprint(parent.tokenizer) not in compatible:
         raise ValueError(
             f"init_from {where}: its tokenizer is neither the one that made the token shards "
             f"({meta.extra.get('tokenizer_path')}) nor one that tokenizer was fine-tuned from; tokenize the "
             f"data with --tokenizer {where}, or fine-tune that tokenizer first "
-            f"(train-tokenizer --init-from {where})"
+            f"(train-tokenizer --init-from {where}), or pass --init-new-codes to take only its body"
         )
     mine, theirs = model.cfg, parent.transformer.cfg
     diff = [
@@ -120,8 +128,12 @@ def load_parent(model: Transformer, parent: WorldModel, meta: TokenShardMeta, wh
         raise ValueError(
             f"init_from {where}: it takes actions of size {theirs.action_dim}, the data has {mine.action_dim}"
         )
+    weights = parent.transformer.state_dict()
+    if new_codes:
+        weights.update({k: v for k, v in model.state_dict().items() if k.startswith(CODE_LAYERS)})
     try:
-        added = model.load_pretrained(parent.transformer.state_dict())
+        added = model.load_pretrained(weights)
     except ValueError as e:
         raise ValueError(f"init_from {where}: {e}") from e
-    print(f"transformer: initialised from {where}" + (f"; new: {added}" if added else ""))
+    fresh = [*added, *(CODE_LAYERS if new_codes else ())]
+    print(f"transformer: initialised from {where}" + (f"; fresh: {fresh}" if fresh else ""))
