@@ -1,30 +1,68 @@
 #!/usr/bin/env bash
-# Rebuild the world model shipped in src/ivideogpt/pretrained/metaworld64/ with the project's own commands
-# (its MODEL_CARD.md records the run this script made, with the figures). About 2.5 hours on 2 CPU cores.
-# Training uses a GPU when there is one (--train.device auto); EXTRA passes more overrides to both training
-# commands (e.g. EXTRA="--train.batch-size 32"), TRANSFORMER_STEPS and TEMPERATURE set those.
+# Rebuild the action-conditioned metaworld64 world model with the project's own commands: behaviour-policy
+# data at action repeat 4, the wide 8x8-grid tokenizer trained from scratch with moving pixels weighted, the
+# transformer on its codes with the action on every token of its frame, then the benchmarks
+# (README, "The pretrained model in the package"; every figure and its history in docs/actions-log.md).
+# Every stage is resumable: re-running the same command skips finished stages and resumes training from its
+# last checkpoint (every 100 steps), so the recipe survives being stopped, e.g. between sessions.
+# On 2 CPU cores: data 45 min, tokenizer ~2 h, tokenize 40 min, transformer ~2.2 s a step.
 #
 #   bash scripts/train_pretrained.sh [WORK_DIR] [SHIP_DIR]
+#
+# Without SHIP_DIR it stops after the benchmarks; with it, the float16 export goes there too (the shipped
+# folder is replaced only whole, once the export is complete).
+# Environment: TRANSFORMER_STEPS (9000), INIT (the world model whose transformer body starts the run: the
+# shipped one; its code embeddings and logits start fresh, the codes being new), AMP (bf16 autocast; default
+# on when the CPU has AMX, where it halves a step; set AMP=bf16 on a GPU), EXTRA (more overrides for both
+# training commands, e.g. EXTRA="--train.batch-size 32" on a GPU).
 set -euo pipefail
 work=${1:-runs/pretrained}
-ship=${2:-src/ivideogpt/pretrained/metaworld64}
-extra=${EXTRA:-}
+ship=${2:-}
+shipped=src/ivideogpt/pretrained/metaworld64
+init=${INIT:-$shipped}
+steps=${TRANSFORMER_STEPS:-9000}
+amp=${AMP:-}
+if [ -z "$amp" ]; then
+    amp=auto
+    grep -q amx_bf16 /proc/cpuinfo 2>/dev/null && amp=bf16
+fi
+extra="--train.amp $amp ${EXTRA:-}"
+data=(data/mw-mix-r4 data/mw-mix-r4-s1)
 export MUJOCO_GL=egl
 
-# 1. 300 Meta-World episodes: the 10 default tasks x 30, scripted experts with small action noise (seed 0)
-[ -f data/metaworld/meta.json ] || ivideogpt collect metaworld --episodes 30 --out data/metaworld \
-    --workers 2 --policy expert
-# 2. compressive tokenizer with future_blend (README, "Tokenizer"); L2 pixel loss: PSNR is what is scored
-ivideogpt train-tokenizer --config tokenizer_metaworld64 --data data/metaworld --out "$work/tokenizer" \
-    --tokenizer.future-blend --loss.recon l2 --train.steps 2400 --train.eval-every 200 \
-    --train.num-workers 0 $extra
-# 3. codes of every clip (a clip starts every other frame), train/val split by episode as the tokenizer's
-ivideogpt tokenize --tokenizer "$work/tokenizer" --data data/metaworld --out "$work/tokens" --start-stride 2
-# 4. action-conditioned transformer with the reward head
+# 1. 1,600 Meta-World episodes at action repeat 4 (20 frames/s): the 10 default tasks x (40 + 120), the
+#    behaviour policy drawn per episode from the default mixture (README, "Data that teaches control")
+[ -f data/mw-mix-r4/meta.json ] || ivideogpt collect metaworld --episodes 40 --out data/mw-mix-r4 \
+    --workers 2 --action-repeat 4 --seed 0
+[ -f data/mw-mix-r4-s1/meta.json ] || ivideogpt collect metaworld --episodes 120 --out data/mw-mix-r4-s1 \
+    --workers 2 --action-repeat 4 --seed 1
+# 2. the tokenizer: channels 32/64/128, 8x8 future grid (patch 2), future_blend, L2 with moving pixels
+#    weighted 20x; 4,500 steps at lr 5e-4, then 1,200 at 1e-4 (the run resumes with the lower rate)
+tokenizer_args=(--config tokenizer_metaworld64 --data "${data[@]}" --out "$work/tokenizer"
+    --tokenizer.channels 32 64 128 --tokenizer.patch-size 2 --tokenizer.future-blend
+    --loss.recon l2 --loss.motion-weight 20 --train.warmup-steps 50 --train.eval-every 100
+    --train.ckpt-every 100 --train.num-workers 0)
+resume=""
+[ -f "$work/tokenizer/ckpt/last.txt" ] && resume="--resume"
+ivideogpt train-tokenizer "${tokenizer_args[@]}" --train.lr 5e-4 --train.steps 4500 $resume $extra
+ivideogpt train-tokenizer "${tokenizer_args[@]}" --train.lr 1e-4 --train.steps 5700 --resume $extra
+# 3. codes of every clip, a clip starting every 4th frame; train/val split by episode as the tokenizer's
+[ -f "$work/tokens/train/meta.json" ] || ivideogpt tokenize --tokenizer "$work/tokenizer" \
+    --data "${data[@]}" --out "$work/tokens" --start-stride 4 --overwrite
+# 4. the transformer (4 layers, width 256) with the reward head, its body from INIT, the action added to
+#    every token of its frame
+resume=""
+[ -f "$work/transformer/ckpt/last.txt" ] && resume="--resume"
 ivideogpt train --config transformer_metaworld64 --tokens "$work/tokens" --out "$work/transformer" \
-    --train.steps "${TRANSFORMER_STEPS:-3000}" $extra
-# 5. held-out evaluation (validation episodes), with the sampling the model ships with
-ivideogpt eval --model "$work/transformer" --data data/metaworld --out "$work/eval" --clips 256 \
-    --temperature "${TEMPERATURE:-0}"
-# 6. ship: float16 weights, that sampling as the default
-ivideogpt export --model "$work/transformer" --out "$ship" --dtype float16 --temperature "${TEMPERATURE:-0}"
+    --init-from "$init" --init-new-codes --model.action-to frame --train.steps "$steps" \
+    --train.warmup-steps 50 --train.lr 5e-4 --train.eval-every 250 --train.ckpt-every 100 $resume $extra
+# 5. the benchmarks: counterfactual scenes and ordinary episodes with seeds no run trained on
+#    (greedy, and the mean of 8 samples), and closed-loop planning in the simulator
+python bench/actions.py --models "$work/transformer" --work runs/bench_actions \
+    --json "$work/actions.json"
+python bench/actions.py --models "$work/transformer" --work runs/bench_actions --samples 8 --temperature 1 \
+    --json "$work/actions_k8.json"
+python bench/planning.py --model "$work/transformer" --precision bfloat16 --temperature 0 \
+    --work "$work/bench_planning" --json "$work/planning.json"
+# 6. ship: float16 weights, greedy sampling as the default
+[ -z "$ship" ] || ivideogpt export --model "$work/transformer" --out "$ship" --dtype float16 --temperature 0

@@ -135,5 +135,5 @@ def load_parent(
         added = model.load_pretrained(weights)
     except ValueError as e:
         raise ValueError(f"init_from {where}: {e}") from e
-    fresh = [*added, *(CODE_LAYERS if new_codes else ())]
+    fresh = [*added, *(layer.rstrip(".") for layer in CODE_LAYERS if new_codes)]
     print(f"transformer: initialised from {where}" + (f"; fresh: {fresh}" if fresh else ""))
