@@ -32,8 +32,7 @@ export MUJOCO_GL=egl
 [ -f "${data[0]}/meta.json" ] || ivideogpt collect metaworld --episodes 40 --out "${data[0]}" --workers 2 \
     --action-repeat "$repeat"
 # 2. codes of every clip (the tokenizer's split settings), a clip starting every 4th frame
-[ -f "$work/tokens/train/meta.json" ] || ivideogpt tokenize --tokenizer "$tokenizer" --data "${data[@]}" \
-    --out "$work/tokens" --start-stride 4 --overwrite
+ivideogpt tokenize --tokenizer "$tokenizer" --data "${data[@]}" --out "$work/tokens" --start-stride 4 --resume
 # 3. the transformer from the shipped (or INIT's) weights (the preset's architecture is the shipped one)
 resume=""
 [ -f "$work/transformer-frame/ckpt/last.txt" ] && resume="--resume"

@@ -47,8 +47,8 @@ resume=""
 ivideogpt train-tokenizer "${tokenizer_args[@]}" --train.lr 5e-4 --train.steps 4500 $resume $extra
 ivideogpt train-tokenizer "${tokenizer_args[@]}" --train.lr 1e-4 --train.steps 5700 --resume $extra
 # 3. codes of every clip, a clip starting every 4th frame; train/val split by episode as the tokenizer's
-[ -f "$work/tokens/train/meta.json" ] || ivideogpt tokenize --tokenizer "$work/tokenizer" \
-    --data "${data[@]}" --out "$work/tokens" --start-stride 4 --overwrite
+ivideogpt tokenize --tokenizer "$work/tokenizer" --data "${data[@]}" --out "$work/tokens" --start-stride 4 \
+    --resume
 # 4. the transformer (4 layers, width 256) with the reward head, its body from INIT, the action added to
 #    every token of its frame
 resume=""

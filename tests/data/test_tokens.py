@@ -78,3 +78,54 @@ def test_truncated_shard_is_reported(tmp_path):
         TokenShards(tmp_path / "shard")
     with pytest.raises(TokenShardError, match="no meta.json"):
         TokenShards(tmp_path)
+
+
+def _read_all(root) -> TokenBatch:
+    shards = TokenShards(root)
+    return shards.batch(np.arange(len(shards)))
+
+
+def test_a_writer_that_died_resumes_after_its_last_complete_batch(tmp_path):
+    batches = [_batch(3, seed) for seed in range(4)]
+    whole = TokenShardWriter(tmp_path / "whole", _meta())
+    for i, batch in enumerate(batches):
+        whole.add(batch, np.full((3, 3), i))
+    whole.close()
+
+    dead = TokenShardWriter(tmp_path / "shard", _meta())
+    for i, batch in enumerate(batches[:2]):
+        dead.add(batch, np.full((3, 3), i))
+    # it dies while writing the third batch: codes half appended, a chunk file half written
+    dead._context.write(b"\x01\x02\x03")
+    dead._context.flush()
+    (dead.partial / "chunks" / ".tmp-000002-abc.npz").write_bytes(b"half")
+    assert not (tmp_path / "shard").exists()
+
+    with pytest.raises(FileExistsError, match="interrupted tokenize .6 clips written.*--resume"):
+        TokenShardWriter(tmp_path / "shard", _meta())
+    other = _meta()
+    other.future_vocab_size = 301
+    with pytest.raises(TokenShardError, match="other settings .differing: future_vocab_size"):
+        TokenShardWriter(tmp_path / "shard", other, resume=True)
+
+    resumed = TokenShardWriter(tmp_path / "shard", _meta(), resume=True)
+    assert resumed.meta.num_clips == 6
+    for i, batch in enumerate(batches[2:], start=2):
+        resumed.add(batch, np.full((3, 3), i))
+    resumed.close()
+    assert not resumed.partial.exists()
+    got, want = _read_all(tmp_path / "shard"), _read_all(tmp_path / "whole")
+    for name in ("context_codes", "future_codes", "actions", "rewards", "dones", "has_rewards"):
+        assert torch.equal(getattr(got, name), getattr(want, name)), name
+    index = [TokenShards(tmp_path / name).arrays["index"] for name in ("shard", "whole")]
+    assert np.array_equal(*index)
+
+
+def test_overwrite_starts_an_interrupted_shard_over(tmp_path):
+    dead = TokenShardWriter(tmp_path / "shard", _meta())
+    dead.add(_batch(3, 0), np.zeros((3, 3)))
+    fresh = TokenShardWriter(tmp_path / "shard", _meta(), overwrite=True)
+    assert fresh.meta.num_clips == 0
+    fresh.add(_batch(2, 1), np.zeros((2, 3)))
+    fresh.close()
+    assert len(TokenShards(tmp_path / "shard")) == 2

@@ -15,7 +15,7 @@ from ivideogpt.data.episode import Episode
 from ivideogpt.data.frames import to_model
 from ivideogpt.data.motion import moving_codes
 from ivideogpt.data.store import DatasetWriter
-from ivideogpt.data.tokens import TokenShards
+from ivideogpt.data.tokens import TokenShardError, TokenShards, TokenShardWriter
 from ivideogpt.tokenizer import TokenizerConfig, build_tokenizer
 from ivideogpt.train.checkpoint import save_model
 from ivideogpt.train.tokenize import TokenizeConfig, tokenize_dataset
@@ -155,3 +155,44 @@ def test_bad_inputs_fail_clearly(inputs: tuple[Path, Path], tmp_path: Path) -> N
     assert not (tmp_path / "o" / "train").exists()  # refused before any work
     run(overwrite=True, splits=("val",))
     assert len(TokenShards(tmp_path / "o" / "val")) > 0
+
+
+def test_an_interrupted_tokenize_resumes_to_the_same_shards(
+    inputs: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, tok_path = inputs
+
+    def run(out: Path, **kw: object) -> Path:
+        cfg = TokenizeConfig(tokenizer=tok_path, data=[data], out=out, batch_size=4, device="cpu", **kw)
+        return tokenize_dataset(cfg)
+
+    whole = run(tmp_path / "whole")
+    add, calls = TokenShardWriter.add, []
+
+    def dies_on_the_third_batch(self: TokenShardWriter, *args: object) -> None:
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        add(self, *args)
+
+    with monkeypatch.context() as m:
+        m.setattr(TokenShardWriter, "add", dies_on_the_third_batch)
+        with pytest.raises(KeyboardInterrupt):
+            run(tmp_path / "cut")
+    assert not (tmp_path / "cut" / "train").exists()
+    with pytest.raises(FileExistsError, match="continue it with --resume"):
+        run(tmp_path / "cut")
+    with pytest.raises(ValueError, match="pick one"):
+        run(tmp_path / "cut", resume=True, overwrite=True)
+    run(tmp_path / "cut", resume=True)
+    for split in ("train", "val"):
+        got, want = TokenShards(tmp_path / "cut" / split), TokenShards(whole / split)
+        assert len(got) == len(want) > 8
+        assert np.array_equal(got.context, want.context) and np.array_equal(got.future, want.future)
+        assert np.array_equal(got.arrays["index"], want.arrays["index"])
+        assert np.array_equal(got.moving, want.moving)
+    written = (tmp_path / "cut" / "train" / "meta.json").stat().st_mtime_ns
+    run(tmp_path / "cut", resume=True)  # nothing left to do: finished splits are kept as they are
+    assert (tmp_path / "cut" / "train" / "meta.json").stat().st_mtime_ns == written
+    with pytest.raises(TokenShardError, match="other settings .differing: extra.start_stride."):
+        run(tmp_path / "cut", resume=True, start_stride=2)

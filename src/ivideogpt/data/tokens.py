@@ -20,6 +20,7 @@ are only valid with its own context: shards store whole clips, not a frame strea
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ivideogpt.atomic import commit, discard, temp_path
+from ivideogpt.atomic import atomic_path, commit, discard
 
 CODES_DTYPE = np.uint16
 
@@ -77,21 +78,87 @@ class TokenBatch:
         return [TokenBatch(**{k: v[i] for k, v in parts.items()}) for i in range(n)]
 
 
-class TokenShardWriter:
-    """Appends tokenized clips to a shard folder; the folder appears only when `close()` succeeds."""
+ARRAYS = ("actions", "rewards", "dones", "flags", "index", "moving")  # the per-clip arrays beside the codes
+PROGRESS_FILE = "progress.json"  # in a partial shard: the clips and chunks written so far, and the settings
 
-    def __init__(self, root: Path, meta: TokenShardMeta, overwrite: bool = False) -> None:
+
+def partial_path(root: Path) -> Path:
+    """Where a shard is built until `close()` moves it to `root` (kept if the writer dies: resumable)."""
+    return root.with_name(f".{root.name}.partial")
+
+
+def settings(meta: TokenShardMeta) -> dict[str, Any]:
+    """What makes two shards' clips interchangeable: the meta without its clip count, as JSON reads it."""
+    return json.loads(json.dumps({k: v for k, v in asdict(meta).items() if k != "num_clips"}))
+
+
+def require_settings(saved: dict[str, Any], meta: TokenShardMeta, where: Path, fix: str) -> None:
+    """Refuse to continue or keep the shard at `where` if it was written with settings other than `meta`'s."""
+    mine = settings(meta)
+    changed = []
+    for key in sorted(set(saved) | set(mine)):
+        a, b = saved.get(key), mine.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):  # name the provenance field: extra.start_stride
+            changed += [f"{key}.{k}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        elif a != b:
+            changed.append(key)
+    if changed:
+        raise TokenShardError(f"{where} was written with other settings (differing: {', '.join(changed)}); "
+                              f"{fix}")
+
+
+class TokenShardWriter:
+    """Appends tokenized clips to a shard folder; the folder appears only when `close()` succeeds.
+
+    The shard is built in `partial_path(root)`: codes appended to the `.bin` files, each batch's other
+    arrays saved as one chunk file, and after every batch `progress.json` records how many clips are
+    complete (written after their data, so it never counts a clip that is not on disk). A writer killed at
+    any moment leaves that folder behind; one opened with `resume=True` with the same settings cuts
+    whatever came after the last record and continues from `meta.num_clips`.
+    """
+
+    def __init__(
+        self, root: Path, meta: TokenShardMeta, overwrite: bool = False, resume: bool = False
+    ) -> None:
         self.root = Path(root)
         if self.root.exists() and any(self.root.iterdir()) and not overwrite:
             raise FileExistsError(f"{self.root} exists and is not empty (pass overwrite to replace it)")
         self.meta = meta
-        self.tmp = temp_path(self.root)
-        self.tmp.mkdir()
-        self._context = open(self.tmp / "context.bin", "wb")  # noqa: SIM115 (closed by close())
-        self._future = open(self.tmp / "future.bin", "wb")  # noqa: SIM115
-        self._arrays: dict[str, list[np.ndarray]] = {
-            k: [] for k in ("actions", "rewards", "dones", "flags", "index", "moving")
-        }
+        self.partial = partial_path(self.root)
+        self._chunks = 0
+        self._moving: bool | None = None  # whether batches carry `moving` (fixed by the first one)
+        progress = _read_progress(self.partial)
+        if progress is not None and resume:
+            self._restore(progress)
+        else:
+            if progress is not None and progress["num_clips"] and not overwrite:
+                raise FileExistsError(
+                    f"{self.partial} holds an interrupted tokenize ({progress['num_clips']} clips written); "
+                    "resume it (--resume) or start over (--overwrite)"
+                )
+            discard(self.partial)
+            (self.partial / "chunks").mkdir(parents=True)
+            meta.num_clips = 0
+        self._context = open(self.partial / "context.bin", "ab")  # noqa: SIM115 (closed by close())
+        self._future = open(self.partial / "future.bin", "ab")  # noqa: SIM115
+
+    def _restore(self, progress: dict[str, Any]) -> None:
+        """Continue the partial shard: drop what was written after its last record."""
+        require_settings(progress["settings"], self.meta, self.partial, "start over with --overwrite")
+        m = self.meta
+        m.num_clips, self._chunks = progress["num_clips"], progress["chunks"]
+        self._moving = progress["moving"]
+        for name, per_clip in (("context.bin", m.context_frames * m.context_tokens),
+                               ("future.bin", m.future_frames * m.future_tokens)):
+            path = self.partial / name
+            size = m.num_clips * per_clip * np.dtype(CODES_DTYPE).itemsize
+            if path.stat().st_size < size:
+                raise TokenShardError(f"{path}: shorter than the {m.num_clips} clips its progress records")
+            os.truncate(path, size)
+        for chunk in (self.partial / "chunks").iterdir():
+            if not chunk.name.startswith(".") and int(chunk.stem) < self._chunks:
+                continue
+            discard(chunk)  # a chunk written after the last record, or one cut short
 
     def add(self, batch: TokenBatch, index: np.ndarray) -> None:
         """Append B clips; `index` is int64 (B, 3): source, episode, first frame."""
@@ -104,36 +171,66 @@ class TokenShardWriter:
         }
         if batch.moving is not None:
             expected["moving"] = (b, m.future_frames, m.future_tokens)
-        if m.num_clips and (batch.moving is not None) != bool(self._arrays["moving"]):
+        if self._moving is not None and (batch.moving is not None) != self._moving:
             raise TokenShardError("moving: give it with every batch of a shard or with none")
         for name, shape in expected.items():
             got = tuple(getattr(batch, name).shape)
             if got != shape:
                 raise TokenShardError(f"{name} has shape {got}, shard expects {shape}")
-        self._context.write(_codes(batch.context_codes, m.context_vocab_size, "context_codes").tobytes())
-        self._future.write(_codes(batch.future_codes, m.future_vocab_size, "future_codes").tobytes())
-        self._arrays["actions"].append(batch.actions.float().cpu().numpy())
-        self._arrays["rewards"].append(batch.rewards.float().cpu().numpy())
-        self._arrays["dones"].append(batch.dones.bool().cpu().numpy())
-        flags = torch.stack([batch.has_actions, batch.has_rewards], 1)  # (B, 2)
-        self._arrays["flags"].append(flags.bool().cpu().numpy())
-        self._arrays["index"].append(np.asarray(index, dtype=np.int64).reshape(b, 3))
+        context = _codes(batch.context_codes, m.context_vocab_size, "context_codes")
+        future = _codes(batch.future_codes, m.future_vocab_size, "future_codes")
+        arrays = {
+            "actions": batch.actions.float().cpu().numpy(),
+            "rewards": batch.rewards.float().cpu().numpy(),
+            "dones": batch.dones.bool().cpu().numpy(),
+            "flags": torch.stack([batch.has_actions, batch.has_rewards], 1).bool().cpu().numpy(),  # (B, 2)
+            "index": np.asarray(index, dtype=np.int64).reshape(b, 3),
+        }
         if batch.moving is not None:
-            self._arrays["moving"].append(batch.moving.bool().cpu().numpy())
+            arrays["moving"] = batch.moving.bool().cpu().numpy()
+        for f, codes in ((self._context, context), (self._future, future)):
+            f.write(codes.tobytes())
+            f.flush()
+            os.fsync(f.fileno())  # on disk before the progress record that counts them
+        with atomic_path(self.partial / "chunks" / f"{self._chunks:06d}.npz") as tmp, open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        self._chunks += 1
         m.num_clips += b
+        self._moving = batch.moving is not None
+        progress = {"num_clips": m.num_clips, "chunks": self._chunks, "moving": self._moving,
+                    "settings": settings(m)}
+        with atomic_path(self.partial / PROGRESS_FILE) as tmp:
+            tmp.write_text(json.dumps(progress))
 
     def close(self) -> Path:
         self._context.close()
         self._future.close()
         if self.meta.num_clips == 0:
-            discard(self.tmp)
+            discard(self.partial)
             raise TokenShardError(f"no clips were written to {self.root}")
-        for name, parts in self._arrays.items():
-            if parts:
-                np.save(self.tmp / f"{name}.npy", np.concatenate(parts))
-        (self.tmp / "meta.json").write_text(json.dumps(asdict(self.meta), indent=2))
-        commit(self.tmp, self.root)
+        chunks = []
+        for k in range(self._chunks):
+            with np.load(self.partial / "chunks" / f"{k:06d}.npz", allow_pickle=False) as chunk:
+                chunks.append({name: chunk[name] for name in chunk.files})
+        for name in ARRAYS:
+            if name in chunks[0]:
+                np.save(self.partial / f"{name}.npy", np.concatenate([c[name] for c in chunks]))
+        discard(self.partial / "chunks")
+        discard(self.partial / PROGRESS_FILE)
+        (self.partial / "meta.json").write_text(json.dumps(asdict(self.meta), indent=2))
+        commit(self.partial, self.root)
         return self.root
+
+
+def _read_progress(partial: Path) -> dict[str, Any] | None:
+    """A partial shard's progress record; None when there is none (nothing complete to keep)."""
+    path = partial / PROGRESS_FILE
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise TokenShardError(f"{path}: unreadable ({e}); start over with --overwrite") from e
 
 
 class TokenShards(torch.utils.data.Dataset):
@@ -152,7 +249,7 @@ class TokenShards(torch.utils.data.Dataset):
         m = self.meta
         self.context = self._memmap("context.bin", (m.num_clips, m.context_frames, m.context_tokens))
         self.future = self._memmap("future.bin", (m.num_clips, m.future_frames, m.future_tokens))
-        self.arrays = {name: self._array(name) for name in ("actions", "rewards", "dones", "flags", "index")}
+        self.arrays = {name: self._array(name) for name in ARRAYS if name != "moving"}
         self.moving = self._array("moving") if (self.root / "moving.npy").exists() else None
 
     def __len__(self) -> int:

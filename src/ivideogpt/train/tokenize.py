@@ -23,10 +23,18 @@ from tqdm import tqdm
 
 from ivideogpt.artifacts import load_any_tokenizer, recorded_clips, tokenizer_fingerprint, tokenizer_lineage
 from ivideogpt.config import to_dict
-from ivideogpt.data.clips import ClipConfig, ClipDataset, collate_clips
+from ivideogpt.data.clips import ClipBatch, ClipConfig, ClipDataset, collate_clips
 from ivideogpt.data.frames import to_model
 from ivideogpt.data.motion import moving_codes
-from ivideogpt.data.tokens import TokenBatch, TokenShardMeta, TokenShardWriter
+from ivideogpt.data.tokens import (
+    TokenBatch,
+    TokenShardMeta,
+    TokenShards,
+    TokenShardWriter,
+    partial_path,
+    require_settings,
+    settings,
+)
 from ivideogpt.device import resolve_device
 from ivideogpt.tokenizer import VideoTokenizer
 
@@ -49,7 +57,8 @@ class TokenizeConfig:
     splits: tuple[str, ...] = SPLITS  # which splits to write, each to <out>/<split>
     batch_size: int = 32  # clips per tokenizer forward
     device: str = "auto"  # "auto" (CUDA if available), "cpu", "cuda", "cuda:N"
-    overwrite: bool = False  # replace existing shard folders in `out`
+    overwrite: bool = False  # replace existing shard folders in `out` (and start an interrupted one over)
+    resume: bool = False  # keep finished splits made with these settings, continue an interrupted one
 
     def __post_init__(self) -> None:
         for name in ("start_stride", "frame_stride", "batch_size"):
@@ -61,6 +70,8 @@ class TokenizeConfig:
                 raise ValueError(f"TokenizeConfig.{name} must be >= {minimum} or None, got {value}")
         if self.val_fraction is not None and not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"TokenizeConfig.val_fraction must be in [0, 1), got {self.val_fraction}")
+        if self.resume and self.overwrite:
+            raise ValueError("TokenizeConfig: resume keeps what was written, overwrite replaces it; pick one")
         bad = [s for s in self.splits if s not in SPLITS]
         if bad or not self.splits or len(set(self.splits)) != len(self.splits):
             raise ValueError(f"TokenizeConfig.splits must be distinct entries of {SPLITS}, got {self.splits}")
@@ -77,7 +88,9 @@ def tokenize_dataset(cfg: TokenizeConfig) -> Path:
 
     Raises:
         FileNotFoundError: no tokenizer or dataset at the given paths.
-        FileExistsError: a shard folder exists and `overwrite` is off (checked before any work).
+        FileExistsError: a shard folder exists, or an interrupted one, and neither `overwrite` nor `resume`
+            is on (checked before any work).
+        TokenShardError: `resume` on shards written with other settings (tokenizer, data, clip shape).
         ValueError: no data, frames of another size than the tokenizer's, action sizes that differ
             between dataset folders, or no context/future frame counts known.
     """
@@ -85,8 +98,12 @@ def tokenize_dataset(cfg: TokenizeConfig) -> Path:
         raise ValueError("TokenizeConfig.data: no dataset folders given (--data DIR [DIR ...])")
     out = Path(cfg.out)
     existing = [str(out / s) for s in cfg.splits if (out / s).exists() and any((out / s).iterdir())]
-    if existing and not cfg.overwrite:
+    if existing and not (cfg.overwrite or cfg.resume):
         raise FileExistsError(f"token shards exist at {existing}; pass --overwrite to replace them")
+    partial = [str(partial_path(out / s)) for s in cfg.splits if partial_path(out / s).exists()]
+    if partial and not (cfg.overwrite or cfg.resume):
+        raise FileExistsError(f"an interrupted tokenize left {partial}; continue it with --resume, or start "
+                              "over with --overwrite")
     device = resolve_device(cfg.device)
     tokenizer = load_any_tokenizer(cfg.tokenizer, device)
     clip_cfg = _clip_config(cfg, recorded_clips(cfg.tokenizer))
@@ -109,6 +126,9 @@ def tokenize_dataset(cfg: TokenizeConfig) -> Path:
         data = ClipDataset(cfg.data, clip_cfg, split, cache=False)  # episodes load in ~3 ms: no cache needed
         _check_data(data, tokenizer)
         meta = _shard_meta(data, tokenizer, clip_cfg, {**provenance, "split": split})
+        if cfg.resume and _finished(out / split, meta):
+            print(f"tokenize: {out / split} is complete, kept")
+            continue
         _write_split(data, tokenizer, meta, out / split, cfg)
     return out
 
@@ -180,29 +200,34 @@ def _collection(data: ClipDataset) -> dict[str, Any]:
     return found
 
 
+def _finished(root: Path, meta: TokenShardMeta) -> bool:
+    """Whether `root` holds a finished shard made with `meta`'s settings (resume keeps it)."""
+    if not (root / "meta.json").exists():
+        return False
+    require_settings(settings(TokenShards(root).meta), meta, root, "replace it with --overwrite")
+    return True
+
+
 @torch.no_grad()
 def _write_split(
     data: ClipDataset, tokenizer: VideoTokenizer, meta: TokenShardMeta, root: Path, cfg: TokenizeConfig
 ) -> Path:
     """Tokenize the clips of `data` whose start is a multiple of `start_stride` into the shard `root`."""
     ids = [i for i in range(len(data)) if data.locate(i)[2] % cfg.start_stride == 0]
-    loader = DataLoader(Subset(data, ids), batch_size=cfg.batch_size, collate_fn=collate_clips)
-    writer = TokenShardWriter(root, replace(meta), overwrite=cfg.overwrite)
+    writer = TokenShardWriter(root, replace(meta), overwrite=cfg.overwrite, resume=cfg.resume)
+    done = writer.meta.num_clips  # clips an interrupted run already wrote (resume)
+    if done:
+        print(f"tokenize: resuming {root.name} after {done} of {len(ids)} clips")
+    loader = DataLoader(Subset(data, ids[done:]), batch_size=cfg.batch_size, collate_fn=collate_clips)
     device = next(tokenizer.parameters()).device
-    tc = meta.context_frames
-    for batch in tqdm(loader, desc=f"tokenize {root.name}", unit="batch", dynamic_ncols=True):
-        context, future = tokenizer.tokenize(to_model(batch.frames.to(device)), tc)  # (B,Tc,h,w), (B,Tf,h,w)
-        tokens = TokenBatch(
-            context_codes=context.flatten(2),  # (B, Tc, Nc)
-            future_codes=future.flatten(2),  # (B, Tf, Nf)
-            actions=batch.actions,
-            rewards=batch.rewards,
-            dones=batch.dones,
-            has_actions=batch.has_actions,
-            has_rewards=batch.has_rewards,
-            moving=moving_codes(batch.frames, tc, tuple(future.shape[-2:])),  # (B, Tf, Nf)
-        )
-        writer.add(tokens, torch.stack([batch.source, batch.episode, batch.start], 1).numpy())
+    try:
+        for batch in tqdm(loader, desc=f"tokenize {root.name}", unit="batch", dynamic_ncols=True):
+            writer.add(_codes_of(batch, tokenizer, meta.context_frames, device),
+                       torch.stack([batch.source, batch.episode, batch.start], 1).numpy())
+    except KeyboardInterrupt:
+        print(f"tokenize: interrupted after {writer.meta.num_clips} of {len(ids)} {root.name} clips; "
+              "the same command with --resume continues")
+        raise
     written = writer.close()
     m = writer.meta
     print(
@@ -210,3 +235,18 @@ def _write_split(
         f"({m.context_tokens} + {m.future_tokens} tokens per frame) -> {written}"
     )
     return written
+
+
+def _codes_of(batch: ClipBatch, tokenizer: VideoTokenizer, tc: int, device: torch.device) -> TokenBatch:
+    """A batch of clips as the shard stores it: the tokenizer's codes beside the clips' other arrays."""
+    context, future = tokenizer.tokenize(to_model(batch.frames.to(device)), tc)  # (B,Tc,h,w), (B,Tf,h,w)
+    return TokenBatch(
+        context_codes=context.flatten(2),  # (B, Tc, Nc)
+        future_codes=future.flatten(2),  # (B, Tf, Nf)
+        actions=batch.actions,
+        rewards=batch.rewards,
+        dones=batch.dones,
+        has_actions=batch.has_actions,
+        has_rewards=batch.has_rewards,
+        moving=moving_codes(batch.frames, tc, tuple(future.shape[-2:])),  # (B, Tf, Nf)
+    )
