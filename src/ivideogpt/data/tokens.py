@@ -127,11 +127,11 @@ class TokenShardWriter:
         self.partial = partial_path(self.root)
         self._chunks = 0
         self._moving: bool | None = None  # whether batches carry `moving` (fixed by the first one)
-        progress = _read_progress(self.partial)
+        progress = None if overwrite else _read_progress(self.partial)
         if progress is not None and resume:
             self._restore(progress)
         else:
-            if progress is not None and progress["num_clips"] and not overwrite:
+            if progress is not None and progress["num_clips"]:
                 raise FileExistsError(
                     f"{self.partial} holds an interrupted tokenize ({progress['num_clips']} clips written); "
                     "resume it (--resume) or start over (--overwrite)"
@@ -194,6 +194,8 @@ class TokenShardWriter:
             os.fsync(f.fileno())  # on disk before the progress record that counts them
         with atomic_path(self.partial / "chunks" / f"{self._chunks:06d}.npz") as tmp, open(tmp, "wb") as f:
             np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
         self._chunks += 1
         m.num_clips += b
         self._moving = batch.moving is not None
