@@ -1,4 +1,5 @@
-"""Killed runs: a SIGKILL in the middle of a checkpoint write, a log line cut short; both resume exactly."""
+"""Killed runs: a SIGKILL in the middle of a checkpoint or token-shard write, a log line cut short; all resume
+exactly."""
 
 from __future__ import annotations
 
@@ -10,14 +11,19 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
+from ivideogpt.cli import main
+from ivideogpt.data.tokens import TokenShards
 from ivideogpt.train.checkpoint import load_checkpoint
 from ivideogpt.train.distributed import init_runtime
 from ivideogpt.train.loop import run_training, seed_everything
 from ivideogpt.train.monitor import read_log
+from tests.faults.helpers import cli
 from tests.train.helpers import ToyConfig, ToyJob
+from tests.train.test_tokenize import write_squares, write_tokenizer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -115,3 +121,64 @@ def test_a_broken_middle_log_line_is_named(tmp_path: Path) -> None:
         _run(cfg, tmp_path, resume=True)
     assert log.read_text().splitlines() == lines  # nothing dropped from a log it could not read
     assert json.loads(lines[0])["step"] == 2
+
+
+# Tokenizes in batches of 4 clips and stops dead in the middle of the third batch's chunk file (its codes
+# are already appended to the .bin files), after telling the test (by creating MARKER) that it is there.
+_KILLED_TOKENIZE = """
+import sys, time
+from pathlib import Path
+import numpy as np
+from ivideogpt.cli import main
+
+marker, savez, calls = Path(sys.argv[1]), np.savez, []
+
+def stalling_savez(f, **arrays):
+    calls.append(1)
+    if len(calls) == 3:
+        f.write(b"PK half a chunk")
+        f.flush()
+        marker.touch()
+        time.sleep(600)
+    savez(f, **arrays)
+
+np.savez = stalling_savez
+main(sys.argv[2:])
+"""
+
+
+def test_sigkill_in_the_middle_of_a_tokenize_batch_resumes_to_the_same_shards(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, tokenizer = write_squares(tmp_path / "data"), write_tokenizer(tmp_path / "tokenizer")
+    args = ["tokenize", "--tokenizer", str(tokenizer), "--data", str(data), "--batch-size", "4",
+            "--device", "cpu"]
+    cut, marker = tmp_path / "cut", tmp_path / "writing"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_TOKENIZE, str(marker), *args, "--out", str(cut)],
+                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while not marker.exists():
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the tokenize never reached its third batch"
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (cut / "train").exists()
+
+    code, err = cli([*args, "--out", str(cut)], capsys)
+    assert code == 2 and "continue it with --resume" in err
+    main([*args, "--out", str(cut), "--resume"])
+    assert "resuming train after 8 of" in capsys.readouterr().out  # two whole batches were kept
+    assert cli([*args, "--out", str(tmp_path / "whole")], capsys)[0] == 0
+    for split in ("train", "val"):
+        got, want = TokenShards(cut / split), TokenShards(tmp_path / "whole" / split)
+        assert len(got) == len(want) > 8
+        assert np.array_equal(got.context, want.context) and np.array_equal(got.future, want.future)
+        for name in ("actions", "rewards", "index"):
+            assert np.array_equal(got.arrays[name], want.arrays[name]), name
+    assert not [p.name for p in cut.iterdir() if p.name.startswith(".")]  # no partial shard left behind
