@@ -67,22 +67,27 @@ def _run(cfg: ToyConfig, out: Path, resume: bool = False, interrupt_at: int | No
     return job
 
 
-def test_sigkill_during_a_checkpoint_write_keeps_the_previous_one_and_resumes_exactly(tmp_path: Path) -> None:
-    run, marker = tmp_path / "killed", tmp_path / "writing"
+def _kill_when_marked(script: str, args: list[str], marker: Path, where: str) -> None:
+    """Run `script` with `args` in a subprocess; SIGKILL it once it creates `marker` (stalled at `where`)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
-    proc = subprocess.Popen([sys.executable, "-c", _KILLED_RUN, str(run), str(marker)], env=env, cwd=ROOT,
+    proc = subprocess.Popen([sys.executable, "-c", script, *args], env=env, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 120
         while not marker.exists():
             assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            assert time.monotonic() < deadline, "the run never reached its step-8 checkpoint"
+            assert time.monotonic() < deadline, f"it never reached {where}"
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
         proc.kill()
         proc.wait()
     assert proc.returncode == -signal.SIGKILL
+
+
+def test_sigkill_during_a_checkpoint_write_keeps_the_previous_one_and_resumes_exactly(tmp_path: Path) -> None:
+    run, marker = tmp_path / "killed", tmp_path / "writing"
+    _kill_when_marked(_KILLED_RUN, [str(run), str(marker)], marker, "its step-8 checkpoint")
     assert load_checkpoint(run).step == 4  # the half-written step 8 is not what last.txt names
 
     cfg = ToyConfig()
@@ -154,20 +159,7 @@ def test_sigkill_in_the_middle_of_a_tokenize_batch_resumes_to_the_same_shards(
     args = ["tokenize", "--tokenizer", str(tokenizer), "--data", str(data), "--batch-size", "4",
             "--device", "cpu"]
     cut, marker = tmp_path / "cut", tmp_path / "writing"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
-    proc = subprocess.Popen([sys.executable, "-c", _KILLED_TOKENIZE, str(marker), *args, "--out", str(cut)],
-                            env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while not marker.exists():
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            assert time.monotonic() < deadline, "the tokenize never reached its third batch"
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.kill()
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    _kill_when_marked(_KILLED_TOKENIZE, [str(marker), *args, "--out", str(cut)], marker, "its third batch")
     assert not (cut / "train").exists()
 
     code, err = cli([*args, "--out", str(cut)], capsys)
