@@ -125,6 +125,7 @@ class TokenShardWriter:
             raise FileExistsError(f"{self.root} exists and is not empty (pass overwrite to replace it)")
         self.meta = meta
         self.partial = partial_path(self.root)
+        self._settings = settings(meta)  # fixed for the writer's life; each progress record repeats them
         self._chunks = 0
         self._moving: bool | None = None  # whether batches carry `moving` (fixed by the first one)
         progress = None if overwrite else _read_progress(self.partial)
@@ -200,7 +201,7 @@ class TokenShardWriter:
         m.num_clips += b
         self._moving = batch.moving is not None
         progress = {"num_clips": m.num_clips, "chunks": self._chunks, "moving": self._moving,
-                    "settings": settings(m)}
+                    "settings": self._settings}
         with atomic_path(self.partial / PROGRESS_FILE) as tmp:
             tmp.write_text(json.dumps(progress))
 
