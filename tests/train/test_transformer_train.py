@@ -113,6 +113,21 @@ def test_a_checkpoint_older_than_a_new_option_resumes_while_the_option_keeps_its
                                model={"learned_positions": True}))  # a real change of architecture
 
 
+def test_a_run_resumes_with_other_training_only_options_but_not_another_architecture(
+    tokens: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train_transformer(_cfg(tokens, tmp_path / "run", train={"steps": 2}))
+    capsys.readouterr()
+    train_transformer(_cfg(tokens, tmp_path / "run", train={"steps": 3}, resume=True,
+                           model={"code_noise": 0.5, "action_dropout": 0.1}))  # an A/B branch, say
+    assert "model.code_noise: saved 0.0, now 0.5" in capsys.readouterr().out  # reported, not refused
+    saved = json.loads((tmp_path / "run" / "ckpt" / "step_000000003" / "config.json").read_text())
+    assert saved["model"]["code_noise"] == 0.5
+    with pytest.raises(CheckpointError, match="model.n_layer: saved"):
+        train_transformer(_cfg(tokens, tmp_path / "run", train={"steps": 4}, resume=True,
+                               model={"n_layer": 3}))
+
+
 def test_resumed_run_equals_uninterrupted(
     tokens: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

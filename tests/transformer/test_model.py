@@ -155,7 +155,7 @@ def test_action_contrast_loss_prefers_own_actions_and_ignores_constant_ones() ->
     rows = model.layout.action_rows(batch.actions, 2)
     own = F.cross_entropy(model(tokens, rows, logit_positions=at).logits.transpose(1, 2),
                           tokens[:, at + 1], reduction="none").view(2, 3, -1)
-    model._action_contrast(batch, tokens, at, own)[0].backward()
+    model._action_contrast(batch, tokens, at, tokens[:, at + 1], own)[0].backward()
     assert max(float(p.grad.abs().max()) for p in model.parameters() if p.grad is not None) < 1e-6
 
 
@@ -184,6 +184,39 @@ def test_action_dropout_drops_the_actions_of_a_random_share_of_clips_in_training
     assert torch.equal(model.eval().compute_loss(batch)[0], plain.eval().compute_loss(batch)[0])
     with pytest.raises(ValueError, match="action_dropout"):
         tiny_config(action_dim=3, action_dropout=1.0)
+
+
+def test_code_noise_corrupts_the_future_codes_read_never_the_targets_nor_the_context() -> None:
+    model = Transformer(tiny_config(action_dim=3, code_noise=1.0))
+    randomize_zero_init(model)
+    clean = Transformer(tiny_config(action_dim=3))  # the same weights, no noise
+    clean.load_state_dict(model.state_dict())
+    batch = random_batch(model.cfg, 64, 2, 3)
+    tokens = model.layout.build(batch.context_codes, batch.future_codes)
+    code_at = model.layout.target_positions(2, 3) + 1
+    noised = model._noised_inputs(tokens, code_at)
+    changed = noised != tokens
+    outside = torch.ones(tokens.shape[1], dtype=torch.bool)
+    outside[code_at] = False
+    assert not changed[:, outside].any()  # context codes, SEP and SLOT tokens are never touched
+    vc = model.cfg.context_vocab_size
+    assert bool(((noised[changed] >= vc) & (noised[changed] < vc + model.cfg.future_vocab_size)).all())
+    rates = changed[:, code_at].float().mean(1)  # each clip its own level, u ~ U(0, 1)
+    assert float(rates.min()) < 0.2 and float(rates.max()) > 0.8
+    # the loss is on the clean codes: with the noised inputs and clean targets, by hand
+    torch.manual_seed(0)
+    loss = model.train().compute_loss(batch)[0]
+    torch.manual_seed(0)
+    noised = model._noised_inputs(tokens, code_at)
+    at = code_at - 1
+    logits = clean.train()(noised, model.layout.action_rows(batch.actions, 2), logit_positions=at).logits
+    assert float(loss) == pytest.approx(float(F.cross_entropy(logits.transpose(1, 2), tokens[:, code_at])),
+                                        rel=1e-5)
+    assert not torch.equal(loss, clean.compute_loss(batch)[0])
+    # evaluation reads the codes as they are
+    assert torch.equal(model.eval().compute_loss(batch)[0], clean.eval().compute_loss(batch)[0])
+    with pytest.raises(ValueError, match="code_noise"):
+        tiny_config(code_noise=1.5)
 
 
 def test_action_free_clips_in_a_batch_get_no_action() -> None:

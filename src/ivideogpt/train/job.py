@@ -101,6 +101,10 @@ class TrainJob(ABC):
         """Top-level config sections that must equal the checkpoint's to resume (the architecture)."""
         return ()
 
+    def resumable_config_keys(self) -> tuple[str, ...]:
+        """Dotted keys inside the strict sections that may still change on resume (training-only options)."""
+        return ()
+
     def config_defaults(self) -> dict[str, Any]:
         """Each strict section's dataclass defaults (`config_diff`): an option added to the library after a
         checkpoint was written does not block resuming it while the run leaves the option at its default."""

@@ -250,7 +250,8 @@ def _start_step(job: TrainJob, runtime: Runtime, cfg: TrainLoopConfig, out_dir: 
 def _check_resume_config(job: TrainJob, saved: dict[str, Any], where: Path, runtime: Runtime) -> None:
     """Architecture sections must match the checkpoint's; other differences are reported."""
     diffs = config_diff(saved, job.config(), defaults=job.config_defaults())
-    fatal = [f"{key}: {what}" for key, what in diffs.items() if key.split(".")[0] in job.strict_config_keys()]
+    fatal = [f"{key}: {what}" for key, what in diffs.items()
+             if key.split(".")[0] in job.strict_config_keys() and key not in job.resumable_config_keys()]
     if fatal:
         raise CheckpointError(f"{where}: the checkpoint was written with another model config: "
                               + "; ".join(fatal))

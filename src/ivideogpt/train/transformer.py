@@ -46,6 +46,7 @@ from ivideogpt.train.transformer_setup import (
     shard_tokenizer,
 )
 from ivideogpt.transformer import Transformer, TransformerConfig, generate_frames, transformer_preset
+from ivideogpt.transformer.config import TRAINING_ONLY_FIELDS
 from ivideogpt.world_model import EXPORT_DIR, WorldModel, WorldModelSpec
 
 
@@ -128,6 +129,9 @@ class TransformerJob(TrainJob):
 
     def strict_config_keys(self) -> tuple[str, ...]:
         return ("model",)
+
+    def resumable_config_keys(self) -> tuple[str, ...]:
+        return tuple(f"model.{name}" for name in TRAINING_ONLY_FIELDS)
 
     # ---- training -----------------------------------------------------------------------------------
     def indices_for_step(self, step: int) -> list[int]:

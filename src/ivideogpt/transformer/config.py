@@ -61,6 +61,11 @@ class TransformerConfig:
     # also learns the action-free prediction that action guidance contrasts with (classifier-free guidance,
     # transformer/sampling.py; docs/method.md §6); evaluation never drops; 0: off
     action_dropout: float = 0.0
+    # training only: each future code the model reads (never one it predicts) is replaced by a random code
+    # of its codebook with probability u * code_noise, u ~ U(0, 1) per clip, so that the imagined history of
+    # a rollout, never exact, is no surprise and the motion must come from the actions rather than from
+    # the frames before (docs/method.md §6); 0: off
+    code_noise: float = 0.0
 
     def __post_init__(self) -> None:
         positive = (
@@ -96,6 +101,8 @@ class TransformerConfig:
             raise ValueError(f"TransformerConfig.action_dim must be >= 0, got {self.action_dim}")
         if self.action_to not in ("slot", "frame"):
             raise ValueError(f"TransformerConfig.action_to must be 'slot' or 'frame', got {self.action_to!r}")
+        if not 0.0 <= self.code_noise <= 1.0:
+            raise ValueError(f"TransformerConfig.code_noise must be in [0, 1], got {self.code_noise}")
         for name in ("reward_loss_weight", "done_loss_weight", "action_contrast_weight", "moving_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TransformerConfig.{name} must be >= 0, got {getattr(self, name)}")
@@ -142,6 +149,12 @@ class TransformerConfig:
         """Tokens of the trained window: max_context_frames context and max_future_frames future frames."""
         context = self.max_context_frames * (self.tokens_per_context_frame + 1) - 1
         return context + self.max_future_frames * (self.tokens_per_future_frame + 1)
+
+
+# Fields that shape only the training loss or the inputs it sees, not the weights nor what the model computes
+# in evaluation: a run may resume with other values (e.g. to branch an A/B from one checkpoint).
+TRAINING_ONLY_FIELDS = ("dropout", "attn_dropout", "action_dropout", "code_noise", "reward_loss_weight",
+                        "done_loss_weight", "action_contrast_weight", "moving_weight")
 
 
 def state_dict_mismatch(cfg: TransformerConfig, state: Mapping[str, Any]) -> list[str]:

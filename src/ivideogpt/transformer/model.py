@@ -171,8 +171,10 @@ class Transformer(nn.Module):
         if self.training and self.cfg.action_dropout:
             has_actions = has_actions & (torch.rand(b, device=device) >= self.cfg.action_dropout)
         action_rows = self._clip_actions(batch.actions, has_actions, b, tc, tf)  # (B, L, A) or None
-        out, token_nll = self._target_nll(tokens, action_rows, targets_at)  # (B, Tf * n)
         targets = tokens[:, targets_at + 1]  # (B, Tf * n) future codes
+        if self.training and self.cfg.code_noise:
+            tokens = self._noised_inputs(tokens, targets_at + 1)
+        out, token_nll = self._target_nll(tokens, action_rows, targets_at, targets)  # (B, Tf * n)
         ce = token_nll.mean()
         ends = self.layout.frame_end_positions(tc, tf, device)  # (Tf,)
         head_loss, metrics = self.heads.loss(
@@ -185,7 +187,8 @@ class Transformer(nn.Module):
         fit = self._moving_weighted_ce(token_nll, batch.moving) if self.cfg.moving_weight else ce
         loss = fit + head_loss
         if self.cfg.action_contrast_weight and action_rows is not None:
-            contrast, margin = self._action_contrast(batch, tokens, targets_at, token_nll.view(b, tf, -1))
+            contrast, margin = self._action_contrast(batch, tokens, targets_at, targets,
+                                                     token_nll.view(b, tf, -1))
             loss = loss + self.cfg.action_contrast_weight * contrast
             metrics = {**metrics, "action_contrast": contrast, "action_margin": margin}
         accuracy = (out.logits.argmax(-1) == targets).float().mean()
@@ -201,8 +204,21 @@ class Transformer(nn.Module):
         weight = 1 + self.cfg.moving_weight * moving.flatten(1).to(token_nll.dtype)
         return (weight * token_nll).sum() / weight.sum()
 
-    def _action_contrast(self, batch: TokenBatch, tokens: Tensor, targets_at: Tensor, token_nll: Tensor
-                         ) -> tuple[Tensor, Tensor]:
+    def _noised_inputs(self, tokens: Tensor, code_at: Tensor) -> Tensor:
+        """Tokens (B, L) with each future code at `code_at` (P,) replaced by a uniformly random future code
+        with probability u * `cfg.code_noise`, u ~ U(0, 1) per clip: clips see every level of corruption
+        from none up, as a rollout's history is more or less wrong."""
+        b = tokens.shape[0]
+        rate = torch.rand(b, 1, device=tokens.device) * self.cfg.code_noise
+        hit = torch.rand(b, code_at.numel(), device=tokens.device) < rate  # (B, P)
+        vc, vf = self.cfg.context_vocab_size, self.cfg.future_vocab_size
+        noise = torch.randint(vc, vc + vf, (b, code_at.numel()), device=tokens.device)
+        noised = tokens.clone()
+        noised[:, code_at] = torch.where(hit, noise, tokens[:, code_at])
+        return noised
+
+    def _action_contrast(self, batch: TokenBatch, tokens: Tensor, targets_at: Tensor, targets: Tensor,
+                         token_nll: Tensor) -> tuple[Tensor, Tensor]:
         """Action-contrast loss and its margin (nats per frame) of a batch whose own-action NLL is known.
 
         The negative is each clip's future actions in reverse order: the same actions, so the same policy
@@ -214,7 +230,7 @@ class Transformer(nn.Module):
         actions = batch.actions.clone()
         actions[:, tc:] = actions[:, tc:].flip(1)
         rows = self._clip_actions(actions, batch.has_actions, tokens.shape[0], tc, tf)
-        reversed_nll = self._target_nll(tokens, rows, targets_at)[1]
+        reversed_nll = self._target_nll(tokens, rows, targets_at, targets)[1]
         gap = (token_nll.sum(-1) - reversed_nll.view_as(token_nll).sum(-1)).mean(-1)  # (B,) nats per frame
         used = batch.has_actions.to(gap.dtype)
         contrast = (F.softplus(gap) * used).sum() / used.sum().clamp(min=1)
@@ -232,17 +248,19 @@ class Transformer(nn.Module):
         tokens = self.layout.build(context_codes, future_codes)
         targets_at = self.layout.target_positions(tc, tf, tokens.device)
         rows = None if actions is None else self._action_rows(actions, tc)
-        return self._target_nll(tokens, rows, targets_at)[1].float().view(b, tf, -1)
+        nll = self._target_nll(tokens, rows, targets_at, tokens[:, targets_at + 1])[1]
+        return nll.float().view(b, tf, -1)
 
     def frame_nll(self, context_codes: Tensor, future_codes: Tensor, actions: Tensor | None) -> Tensor:
         """Negative log-likelihood (nats) of each future frame's codes, teacher-forced: float32 (B, Tf)."""
         return self.token_nll(context_codes, future_codes, actions).sum(-1)
 
-    def _target_nll(self, tokens: Tensor, rows: Tensor | None, targets_at: Tensor
+    def _target_nll(self, tokens: Tensor, rows: Tensor | None, targets_at: Tensor, targets: Tensor
                     ) -> tuple[TransformerOutput, Tensor]:
-        """The forward with logits at `targets_at` (P,), and the NLL (B, P) of the code after each."""
+        """The forward of `tokens` with logits at `targets_at` (P,), and the NLL (B, P) of `targets`, the code
+        due after each (the tokens there, unless the inputs were noised)."""
         out = self(tokens, rows, logit_positions=targets_at)
-        return out, F.cross_entropy(out.logits.transpose(1, 2), tokens[:, targets_at + 1], reduction="none")
+        return out, F.cross_entropy(out.logits.transpose(1, 2), targets, reduction="none")
 
     def _clip_actions(self, actions: Tensor, has_actions: Tensor, b: int, tc: int, tf: int) -> Tensor | None:
         """Clip actions (B, Tc + Tf, A) -> per-position rows (B, L, A); None for action-free input."""
