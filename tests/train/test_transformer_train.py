@@ -3,6 +3,7 @@ fine-tuning from an action-free parent, DDP, and bad inputs."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -25,6 +26,7 @@ from ivideogpt.train.monitor import read_log
 from ivideogpt.train.tokenize import TokenizeConfig, tokenize_dataset
 from ivideogpt.train.tokenizer import TokenizerTrainConfig, train_tokenizer
 from ivideogpt.train.transformer import TransformerJob, TransformerTrainConfig, train_transformer
+from ivideogpt.transformer import generate_frames
 from ivideogpt.world_model import WorldModel
 
 from .test_ddp import _free_port
@@ -63,7 +65,7 @@ def test_loss_falls_validates_samples_and_exports(tokens: Path, tmp_path: Path) 
     val = [r for r in log if "transformer/val/loss" in r]
     assert [r["step"] for r in val] == [10, 20, 30]
     assert val[-1]["transformer/val/ce"] < val[0]["transformer/val/ce"]
-    for key in ("accuracy", "reward_mse", "reward_corr"):
+    for key in ("accuracy", "reward_mse", "reward_corr", "first_accuracy", "greedy_accuracy"):
         assert f"transformer/val/{key}" in val[-1]
     assert {"transformer/train/tokens_per_s", "transformer/train/grad_norm"} <= set(log[0])
     assert (tmp_path / "run" / "samples" / "step_000000030.gif").stat().st_size > 0
@@ -74,6 +76,25 @@ def test_loss_falls_validates_samples_and_exports(tokens: Path, tmp_path: Path) 
     assert wm.spec.provenance["val"]["reward_corr"] == pytest.approx(val[-1]["transformer/val/reward_corr"])
     out = wm.rollout(np.zeros((2, 2, 16, 16, 3), np.uint8), np.zeros((2, 5, 2), np.float32), seed=0)
     assert out.frames.shape == (2, 5, 16, 16, 3) and out.rewards.shape == (2, 5)
+
+
+def test_greedy_accuracy_scores_the_models_own_rollout_of_the_first_frame(tokens: Path, tmp_path: Path
+                                                                          ) -> None:
+    job = TransformerJob(_cfg(tokens, tmp_path / "run"), init_runtime("cpu", "off"))
+    job.model.eval()
+    batch = job.val_data.batch(job.val_ids()[0])
+    actions = batch.actions[:, 2:3]
+    own = generate_frames(job.model, batch.context_codes, actions, 1, temperature=0.0, top_k=None)[0]
+    # clips whose first frame is the model's own greedy choice: both ways hit every code
+    mine = dataclasses.replace(batch, future_codes=torch.cat([own, batch.future_codes[:, 1:]], dim=1))
+    with torch.no_grad():
+        scores = job._first_frame_accuracy(mine, job.model.compute_loss(mine)[2].logits)
+    assert scores == {"first_accuracy": 1.0, "greedy_accuracy": 1.0}
+    with torch.no_grad():
+        scores = job._first_frame_accuracy(batch, job.model.compute_loss(batch)[2].logits)
+    hit = (own[:, 0] == batch.future_codes[:, 0]).float().mean()
+    assert scores["greedy_accuracy"] == pytest.approx(float(hit))
+    assert scores["first_accuracy"] < 1.0  # an untrained model misses true codes
 
 
 def test_a_checkpoint_exports_as_the_world_model_of_its_step(tokens: Path, tmp_path: Path) -> None:

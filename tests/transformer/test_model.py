@@ -8,6 +8,7 @@ import yaml
 from ivideogpt.config import from_dict, to_dict
 from ivideogpt.train.optim import build_adamw
 from ivideogpt.transformer import PRESETS, KVCache, Transformer, TransformerConfig, symlog, transformer_preset
+from ivideogpt.transformer.model import _mixed_inputs
 
 from .helpers import random_batch, random_clip, randomize_zero_init, tiny_config
 
@@ -194,20 +195,24 @@ def test_code_noise_corrupts_the_future_codes_read_never_the_targets_nor_the_con
     batch = random_batch(model.cfg, 64, 2, 3)
     tokens = model.layout.build(batch.context_codes, batch.future_codes)
     code_at = model.layout.target_positions(2, 3) + 1
-    noised = model._noised_inputs(tokens, code_at)
+    vc, vf = model.cfg.context_vocab_size, model.cfg.future_vocab_size
+
+    def noised_inputs() -> torch.Tensor:  # what compute_loss draws, in its order
+        return _mixed_inputs(tokens, code_at, torch.randint(vc, vc + vf, (64, code_at.numel())), 1.0)
+
+    noised = noised_inputs()
     changed = noised != tokens
     outside = torch.ones(tokens.shape[1], dtype=torch.bool)
     outside[code_at] = False
     assert not changed[:, outside].any()  # context codes, SEP and SLOT tokens are never touched
-    vc = model.cfg.context_vocab_size
-    assert bool(((noised[changed] >= vc) & (noised[changed] < vc + model.cfg.future_vocab_size)).all())
+    assert bool(((noised[changed] >= vc) & (noised[changed] < vc + vf)).all())
     rates = changed[:, code_at].float().mean(1)  # each clip its own level, u ~ U(0, 1)
     assert float(rates.min()) < 0.2 and float(rates.max()) > 0.8
     # the loss is on the clean codes: with the noised inputs and clean targets, by hand
     torch.manual_seed(0)
     loss = model.train().compute_loss(batch)[0]
     torch.manual_seed(0)
-    noised = model._noised_inputs(tokens, code_at)
+    noised = noised_inputs()
     at = code_at - 1
     logits = clean.train()(noised, model.layout.action_rows(batch.actions, 2), logit_positions=at).logits
     assert float(loss) == pytest.approx(float(F.cross_entropy(logits.transpose(1, 2), tokens[:, code_at])),
@@ -217,6 +222,39 @@ def test_code_noise_corrupts_the_future_codes_read_never_the_targets_nor_the_con
     assert torch.equal(model.eval().compute_loss(batch)[0], clean.eval().compute_loss(batch)[0])
     with pytest.raises(ValueError, match="code_noise"):
         tiny_config(code_noise=1.5)
+
+
+def test_self_feed_reads_the_models_own_greedy_codes_and_still_predicts_the_true_ones() -> None:
+    model = Transformer(tiny_config(action_dim=3, self_feed=1.0))
+    randomize_zero_init(model)
+    clean = Transformer(tiny_config(action_dim=3))
+    clean.load_state_dict(model.state_dict())
+    batch = random_batch(model.cfg, 64, 2, 3)
+    tokens = model.layout.build(batch.context_codes, batch.future_codes)
+    at = model.layout.target_positions(2, 3)
+    rows = model.layout.action_rows(batch.actions, 2)
+    vc, vf = model.cfg.context_vocab_size, model.cfg.future_vocab_size
+    own = clean.eval()(tokens, rows, logit_positions=at).logits[..., vc : vc + vf].argmax(-1) + vc
+    torch.manual_seed(0)
+    fed = model.train()._self_fed_inputs(tokens, rows, at)
+    changed = fed != tokens
+    outside = torch.ones(tokens.shape[1], dtype=torch.bool)
+    outside[at + 1] = False
+    assert not changed[:, outside].any()  # only future codes are read differently
+    assert torch.equal(fed[:, at + 1][changed[:, at + 1]], own[changed[:, at + 1]])  # the model's own choices
+    hit = (fed[:, at + 1] == own).float().mean(1)  # each clip its own share of them, u ~ U(0, 1)
+    assert float(hit.min()) < 0.5 and float(hit.max()) > 0.9
+    # trained on its own codes, scored against the true ones; evaluation reads the truth
+    torch.manual_seed(0)
+    loss = model.compute_loss(batch)[0]
+    torch.manual_seed(0)
+    fed = model._self_fed_inputs(tokens, rows, at)
+    logits = clean.train()(fed, rows, logit_positions=at).logits
+    assert float(loss) == pytest.approx(float(F.cross_entropy(logits.transpose(1, 2), tokens[:, at + 1])),
+                                        rel=1e-5)
+    assert torch.equal(model.eval().compute_loss(batch)[0], clean.eval().compute_loss(batch)[0])
+    with pytest.raises(ValueError, match="self_feed"):
+        tiny_config(self_feed=-0.1)
 
 
 def test_action_free_clips_in_a_batch_get_no_action() -> None:

@@ -179,6 +179,10 @@ class TransformerJob(TrainJob):
         With actions, also `ce_other_actions`: the cross-entropy when each clip gets another clip's actions
         (rolled by one along the batch). `action_gain` = that minus `ce` is how much the actions inform the
         prediction: 0 for a model that ignores them (docs/method.md §6).
+
+        `first_accuracy` / `greedy_accuracy`: the share of the first future frame's true codes that the
+        argmax hits after the true codes before it (teacher-forced, as trained) / after its own (a greedy
+        rollout). The gap is what the model loses to its own mistakes within a frame (`self_feed`).
         """
         if self.val_data is None:
             return {}
@@ -191,6 +195,7 @@ class TransformerJob(TrainJob):
             b = self.val_data.batch(ids).to(self.runtime.device)
             with self.runtime.autocast():
                 _, metrics, out = self.model.compute_loss(b)
+                metrics.update(self._first_frame_accuracy(b, out.logits))
             if self.model.action_proj is not None and len(ids) > 1:
                 other = dataclasses.replace(b, actions=b.actions.roll(1, dims=0))
                 with self.runtime.autocast():
@@ -211,6 +216,17 @@ class TransformerJob(TrainJob):
             if pred.numel() > 1 and pred.std() > 0 and truth.std() > 0:  # undefined for constant series
                 self.last_val["reward_corr"] = float(torch.corrcoef(torch.stack([pred, truth]))[0, 1])
         return self.last_val
+
+    def _first_frame_accuracy(self, b: TokenBatch, logits: Tensor) -> dict[str, float]:
+        """`evaluate`'s first/greedy_accuracy of a batch whose teacher-forced logits are known."""
+        n, vc = self.model.layout.future_tokens, self.model.layout.context_vocab_size
+        truth = b.future_codes[:, 0].flatten(1)  # (B, n)
+        forced = logits[:, :n, vc : vc + self.model.layout.future_vocab_size].argmax(-1)
+        tc = self.meta.context_frames
+        actions = b.actions[:, tc : tc + 1] if self.model_cfg.action_dim else None
+        greedy = generate_frames(self.model, b.context_codes, actions, 1, temperature=0.0, top_k=None)[0]
+        return {"first_accuracy": float((forced == truth).float().mean()),
+                "greedy_accuracy": float((greedy[:, 0] == truth).float().mean())}
 
     @torch.no_grad()
     def write_samples(self, step: int, out_dir: Path) -> None:

@@ -66,6 +66,11 @@ class TransformerConfig:
     # a rollout, never exact, is no surprise and the motion must come from the actions rather than from
     # the frames before (docs/method.md §6); 0: off
     code_noise: float = 0.0
+    # training only: each future code the model reads is replaced by the model's own greedy choice there
+    # (from a first, gradient-free teacher-forced pass) with probability u * self_feed, u ~ U(0, 1) per clip:
+    # parallel scheduled sampling, so that a rollout's own mistakes, which random codes do not resemble,
+    # are no surprise (docs/method.md §6); 0: off
+    self_feed: float = 0.0
 
     def __post_init__(self) -> None:
         positive = (
@@ -101,8 +106,9 @@ class TransformerConfig:
             raise ValueError(f"TransformerConfig.action_dim must be >= 0, got {self.action_dim}")
         if self.action_to not in ("slot", "frame"):
             raise ValueError(f"TransformerConfig.action_to must be 'slot' or 'frame', got {self.action_to!r}")
-        if not 0.0 <= self.code_noise <= 1.0:
-            raise ValueError(f"TransformerConfig.code_noise must be in [0, 1], got {self.code_noise}")
+        for name in ("code_noise", "self_feed"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"TransformerConfig.{name} must be in [0, 1], got {getattr(self, name)}")
         for name in ("reward_loss_weight", "done_loss_weight", "action_contrast_weight", "moving_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"TransformerConfig.{name} must be >= 0, got {getattr(self, name)}")
@@ -153,8 +159,8 @@ class TransformerConfig:
 
 # Fields that shape only the training loss or the inputs it sees, not the weights nor what the model computes
 # in evaluation: a run may resume with other values (e.g. to branch an A/B from one checkpoint).
-TRAINING_ONLY_FIELDS = ("dropout", "attn_dropout", "action_dropout", "code_noise", "reward_loss_weight",
-                        "done_loss_weight", "action_contrast_weight", "moving_weight")
+TRAINING_ONLY_FIELDS = ("dropout", "attn_dropout", "action_dropout", "code_noise", "self_feed",
+                        "reward_loss_weight", "done_loss_weight", "action_contrast_weight", "moving_weight")
 
 
 def state_dict_mismatch(cfg: TransformerConfig, state: Mapping[str, Any]) -> list[str]:

@@ -172,8 +172,12 @@ class Transformer(nn.Module):
             has_actions = has_actions & (torch.rand(b, device=device) >= self.cfg.action_dropout)
         action_rows = self._clip_actions(batch.actions, has_actions, b, tc, tf)  # (B, L, A) or None
         targets = tokens[:, targets_at + 1]  # (B, Tf * n) future codes
+        if self.training and self.cfg.self_feed:
+            tokens = self._self_fed_inputs(tokens, action_rows, targets_at)
         if self.training and self.cfg.code_noise:
-            tokens = self._noised_inputs(tokens, targets_at + 1)
+            vc, vf = self.cfg.context_vocab_size, self.cfg.future_vocab_size
+            noise = torch.randint(vc, vc + vf, (b, targets_at.numel()), device=device)
+            tokens = _mixed_inputs(tokens, targets_at + 1, noise, self.cfg.code_noise)
         out, token_nll = self._target_nll(tokens, action_rows, targets_at, targets)  # (B, Tf * n)
         ce = token_nll.mean()
         ends = self.layout.frame_end_positions(tc, tf, device)  # (Tf,)
@@ -204,18 +208,18 @@ class Transformer(nn.Module):
         weight = 1 + self.cfg.moving_weight * moving.flatten(1).to(token_nll.dtype)
         return (weight * token_nll).sum() / weight.sum()
 
-    def _noised_inputs(self, tokens: Tensor, code_at: Tensor) -> Tensor:
-        """Tokens (B, L) with each future code at `code_at` (P,) replaced by a uniformly random future code
-        with probability u * `cfg.code_noise`, u ~ U(0, 1) per clip: clips see every level of corruption
-        from none up, as a rollout's history is more or less wrong."""
-        b = tokens.shape[0]
-        rate = torch.rand(b, 1, device=tokens.device) * self.cfg.code_noise
-        hit = torch.rand(b, code_at.numel(), device=tokens.device) < rate  # (B, P)
-        vc, vf = self.cfg.context_vocab_size, self.cfg.future_vocab_size
-        noise = torch.randint(vc, vc + vf, (b, code_at.numel()), device=tokens.device)
-        noised = tokens.clone()
-        noised[:, code_at] = torch.where(hit, noise, tokens[:, code_at])
-        return noised
+    @torch.no_grad()
+    def _self_fed_inputs(self, tokens: Tensor, action_rows: Tensor | None, targets_at: Tensor) -> Tensor:
+        """Tokens (B, L) with future codes replaced by the model's own greedy choices (`cfg.self_feed`).
+
+        One teacher-forced pass gives the argmax at every target position, i.e. what a greedy rollout would
+        write there after a correct prefix; reading some of those instead of the truth teaches the model
+        to carry on sensibly after its own mistakes (parallel scheduled sampling).
+        """
+        logits = self(tokens, action_rows, logit_positions=targets_at).logits  # (B, P, V)
+        vc = self.cfg.context_vocab_size
+        own = logits[..., vc : vc + self.cfg.future_vocab_size].argmax(-1) + vc  # (B, P) token ids
+        return _mixed_inputs(tokens, targets_at + 1, own, self.cfg.self_feed)
 
     def _action_contrast(self, batch: TokenBatch, tokens: Tensor, targets_at: Tensor, targets: Tensor,
                          token_nll: Tensor) -> tuple[Tensor, Tensor]:
@@ -247,7 +251,7 @@ class Transformer(nn.Module):
         (b, tc), tf = context_codes.shape[:2], future_codes.shape[1]
         tokens = self.layout.build(context_codes, future_codes)
         targets_at = self.layout.target_positions(tc, tf, tokens.device)
-        rows = None if actions is None else self._action_rows(actions, tc)
+        rows = None if actions is None else self.future_action_rows(actions, tc)
         nll = self._target_nll(tokens, rows, targets_at, tokens[:, targets_at + 1])[1]
         return nll.float().view(b, tf, -1)
 
@@ -273,9 +277,9 @@ class Transformer(nn.Module):
                 f"(action_dim={self.cfg.action_dim}), got {tuple(actions.shape)}"
             )
         actions = actions * has_actions.to(actions.dtype)[:, None, None]
-        return self._action_rows(actions[:, tc:], tc)
+        return self.future_action_rows(actions[:, tc:], tc)
 
-    def _action_rows(self, future_actions: Tensor, tc: int) -> Tensor:
+    def future_action_rows(self, future_actions: Tensor, tc: int) -> Tensor:
         """Actions (B, Tf, A) of the future frames after Tc context frames -> position rows (B, L, A_in)."""
         inputs = self.frame_action_inputs(future_actions)
         context = inputs.new_zeros(inputs.shape[0], tc, inputs.shape[2])  # context frames have no action
@@ -360,6 +364,18 @@ class Transformer(nn.Module):
         """
         matmul_params = sum(m.weight.numel() for m in self.modules() if isinstance(m, nn.Linear))
         return 6 * matmul_params + 12 * self.cfg.n_layer * self.cfg.n_embd * seq_len
+
+
+def _mixed_inputs(tokens: Tensor, code_at: Tensor, replacement: Tensor, max_rate: float) -> Tensor:
+    """Tokens (B, L) with the codes at `code_at` (P,) swapped for `replacement` (B, P), each with probability
+    u * `max_rate`, u ~ U(0, 1) per clip: clips see every level of corruption from none up, as a rollout's
+    history is more or less wrong. Only inputs change; the caller keeps the true targets."""
+    b = tokens.shape[0]
+    rate = torch.rand(b, 1, device=tokens.device) * max_rate
+    hit = torch.rand(b, code_at.numel(), device=tokens.device) < rate  # (B, P)
+    mixed = tokens.clone()
+    mixed[:, code_at] = torch.where(hit, replacement, tokens[:, code_at])
+    return mixed
 
 
 def _check_rows(x: Tensor, name: str, b: int, t: int) -> Tensor:
