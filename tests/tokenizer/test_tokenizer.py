@@ -8,6 +8,7 @@ import torch
 
 from ivideogpt.config import from_dict, to_dict
 from ivideogpt.data.frames import to_uint8
+from ivideogpt.data.motion import moving_patches
 from ivideogpt.tokenizer import (
     CompressiveTokenizer,
     PerFrameTokenizer,
@@ -19,6 +20,7 @@ from ivideogpt.tokenizer import (
     tokenizer_preset,
 )
 from ivideogpt.tokenizer.blocks import CrossAttnBlock
+from ivideogpt.tokenizer.compressive import STILL_CODE
 from tests.tokenizer.helpers import moving_square_clip, random_clip, tiny_config
 
 pytestmark = pytest.mark.filterwarnings("ignore:no LPIPS weights")
@@ -290,3 +292,30 @@ def test_future_blend_mask_learns_where_the_last_context_frame_is_right() -> Non
     plain = build_tokenizer(dataclasses.replace(tiny_config(), resolution=32))(clip, 1)
     assert plain.future_raw is None and plain.future_mask_logits is None
     assert "blend_mask" not in loss_fn.generator_loss(clip, plain, plain.recon, 0)[1]
+
+
+def test_still_patches_get_the_still_code_whose_vector_the_decoder_trains() -> None:
+    tok = build_tokenizer(tiny_config(future_blend=True, still_threshold=1.0))
+    clip = moving_square_clip(2, 4, 64)  # the square slides 2 pixels a frame; the background stays
+    clip[:, 3] = clip[:, 1]  # the last future frame: exactly the last context frame
+    _, codes = tok.tokenize(clip, 2)  # (B, 2, hf, wf)
+    assert bool((codes[:, 1] == STILL_CODE).all())  # nothing moved: every code is the still one
+    change = (clip[:, 2] - clip[:, 1]).abs().mean(1) * 127.5  # (B, H, W) grey levels
+    moved = moving_patches(change[:, None], tok.future_grid, 1.0).view(codes[:, 0].shape)
+    assert bool(moved.any()) and bool((~moved).any())
+    assert bool((codes[:, 0][~moved] == STILL_CODE).all())
+    plain = build_tokenizer(tiny_config(future_blend=True))
+    plain.load_state_dict(tok.state_dict())  # the same weights; the still code is the only difference
+    assert torch.equal(plain.tokenize(clip, 2)[1][:, 0][moved], codes[:, 0][moved])
+    # training: the forward decodes the still vector there, and the reconstruction loss shapes it
+    out = tok(clip, 2)
+    assert torch.equal(out.future_codes, codes)
+    (out.recon[:, 2:] - clip[:, 2:]).square().mean().backward()
+    assert tok.future_vqgan.quantizer.codebook.weight.grad[STILL_CODE].abs().sum() > 0
+    with torch.no_grad():  # decoding the codes gives the forward's frames
+        state = tok.encode_context(clip[:, :2])
+        torch.testing.assert_close(tok.decode_future(codes, state), out.recon[:, 2:], rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="still_threshold needs future_blend"):
+        tiny_config(still_threshold=20.0)
+    with pytest.raises(ValueError, match="still_threshold must be >= 0"):
+        tiny_config(future_blend=True, still_threshold=-1.0)

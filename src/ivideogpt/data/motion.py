@@ -18,9 +18,15 @@ def moving_codes(frames: torch.Tensor, tc: int, grid: int | tuple[int, int],
     """bool (N, Tf, gh * gw) from uint8 frames (N, Tc + Tf, H, W, C) and the future code grid (gh, gw):
     whether each future code's patch holds a pixel that differs from the last context frame by more than
     `threshold`."""
-    (n, t, h, w), (gh, gw) = frames.shape[:4], (grid, grid) if isinstance(grid, int) else grid
-    if h % gh or w % gw:
-        raise ValueError(f"moving_codes: frames of {h}x{w} do not split into a {gh}x{gw} grid of patches")
     change = (frames[:, tc:].float() - frames[:, tc - 1 : tc].float()).abs().mean(-1)  # (N, Tf, H, W)
-    patches = change.view(n, t - tc, gh, h // gh, gw, w // gw).amax(dim=(3, 5))
+    return moving_patches(change, grid, threshold)
+
+
+def moving_patches(change: torch.Tensor, grid: int | tuple[int, int], threshold: float) -> torch.Tensor:
+    """bool (N, Tf, gh * gw) from a per-pixel change (N, Tf, H, W) in grey levels: whether each patch of the
+    (gh, gw) grid holds a pixel that changed by more than `threshold`."""
+    (n, t, h, w), (gh, gw) = change.shape, (grid, grid) if isinstance(grid, int) else grid
+    if h % gh or w % gw:
+        raise ValueError(f"moving_patches: frames of {h}x{w} do not split into a {gh}x{gw} grid of patches")
+    patches = change.view(n, t, gh, h // gh, gw, w // gw).amax(dim=(3, 5))
     return (patches > threshold).flatten(2)

@@ -13,6 +13,7 @@ the per-frame baseline sends every frame through E_c/D_c.
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from ivideogpt.data.motion import moving_patches
 from ivideogpt.tokenizer.config import TokenizerConfig
 from ivideogpt.tokenizer.losses import TokenizerLoss
 from ivideogpt.tokenizer.output import TokenizerOutput
@@ -31,6 +33,7 @@ RANGE_TOLERANCE = 1e-3
 # `future_blend`: the mask starts at sigmoid(2) = 0.88 on the last context frame, so a fresh tokenizer
 # already scores about as well as copying that frame while D_p's own image still gets gradients.
 BLEND_INIT_LOGIT = 2.0
+STILL_CODE = 0  # the future code of a still patch, with `TokenizerConfig.still_threshold`
 
 
 @dataclass
@@ -235,7 +238,20 @@ class VideoTokenizer(nn.Module):
         ctx_q, enc_features = self.context_vqgan.encode(clip[:, :num_context].flatten(0, 1))
         context = self._per_clip(enc_features, clip.shape[0])
         fut_q, _ = self.future_vqgan.encode(clip[:, num_context:].flatten(0, 1), context)
+        if self.cfg.still_threshold:
+            fut_q = self._code_still_patches(fut_q, clip, num_context)
         return ctx_q, fut_q
+
+    def _code_still_patches(self, q: QuantizerOutput, clip: Tensor, num_context: int) -> QuantizerOutput:
+        """Future codes (B*Tf, hf, wf) with every still patch's (`cfg.still_threshold`) set to STILL_CODE, and
+        its vector to that code's, so that gradients through the decoder shape the one vector."""
+        change = (clip[:, num_context:] - clip[:, num_context - 1 : num_context]).abs().mean(2) * 127.5
+        still = ~moving_patches(change, self.future_grid, self.cfg.still_threshold)  # (B, Tf, hf * wf)
+        still = still.view(q.codes.shape)  # (B*Tf, hf, wf)
+        vector = self.future_vqgan.quantizer.embeddings()[STILL_CODE].to(q.quantized.dtype)  # (D,)
+        return dataclasses.replace(
+            q, codes=q.codes.masked_fill(still, STILL_CODE),
+            quantized=torch.where(still[:, None], vector[None, :, None, None], q.quantized))
 
     def _per_clip(self, features: Features, batch: int) -> Features | None:
         """Per-frame features `(B*Tc, C, s, s)` -> `(B, Tc, C, s, s)` at the sizes E_p/D_p attend to."""

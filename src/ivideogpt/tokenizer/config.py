@@ -75,6 +75,12 @@ class TokenizerConfig:
     # real pixels when encoded from frames). Not in the reference; lets a small CPU-trained tokenizer keep
     # static pixels exactly and spend its 16 tokens on what moved.
     future_blend: bool = False
+    # compressive with future_blend: a future patch none of whose pixels changed by more than this many grey
+    # levels (mean over RGB) since the last context frame gets the reserved code STILL_CODE (0), whose vector
+    # is learnt through the decoder, which then copies the context there. Otherwise still patches get
+    # whatever code their latent is nearest, about 1 nat each the transformer cannot predict
+    # (docs/actions-log.md); 0: off
+    still_threshold: float = 0.0
 
     def __post_init__(self) -> None:
         self.channels = tuple(self.channels)
@@ -85,6 +91,12 @@ class TokenizerConfig:
         if self.future_blend and self.kind != "compressive":
             raise ValueError("TokenizerConfig.future_blend needs kind='compressive' (per-frame tokenizers "
                              "code every frame alone)")
+        if self.still_threshold < 0:
+            raise ValueError(f"TokenizerConfig.still_threshold must be >= 0, got {self.still_threshold}")
+        if self.still_threshold and not self.future_blend:
+            raise ValueError("TokenizerConfig.still_threshold needs future_blend: a still patch's code says "
+                             "'copy the last context frame here', which only the blend mask can do (set "
+                             "--tokenizer.future-blend too, also when the parent of --init-from has it)")
         if not self.channels or any(c < 1 for c in self.channels):
             raise ValueError(f"TokenizerConfig.channels must be non-empty positive widths, "
                              f"got {self.channels}")
