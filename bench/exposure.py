@@ -10,10 +10,13 @@ ways and decoded by the model's tokenizer against the same context:
     greedy           the greedy rollout: each argmax after the model's own codes before it
 
 and scored against the real frame, beside copying the last context frame. Figures per model and way:
-`accuracy` (share of the true codes hit), `psnr` and `psnr_moving` (dB; moving = pixels that differ from
-the last context frame, as in `ivideogpt eval`). A greedy rollout far below teacher forcing is exposure
-bias: the model has never read its own mistakes, and one wrong code leads to more (the option
-`self_feed`, docs/method.md §6, trains on them). No anchor: a diagnostic of each model, side by side.
+`accuracy` (share of the true codes hit), `nll` (the frame's codes' negative log-likelihood under the
+model, nats), `psnr` and `psnr_moving` (dB; moving = pixels that differ from the last context frame, as in
+`ivideogpt eval`). A greedy rollout far below teacher forcing is either exposure bias (the model never
+read its own mistakes, and one wrong code leads to more; the option `self_feed`, docs/method.md §6, trains
+on them) or an atypical mode: a greedy frame far likelier than the true one (lower `nll`) yet decoded far
+worse says the fault is in what the codes make likely, not in the search. No anchor: a diagnostic of each
+model, side by side.
 
     python bench/exposure.py --models runs/snaps/main5200 --data runs/bench_actions/data/ordinary-r4
 """
@@ -77,12 +80,14 @@ def score_model(wm: WorldModel, data: ClipDataset, picks: np.ndarray, cfg: Expos
     wm.transformer.eval()
     wm.tokenizer.eval()
     hits: dict[str, list[torch.Tensor]] = {way: [] for way in WAYS[:3]}
+    nlls: dict[str, list[torch.Tensor]] = {way: [] for way in WAYS[:3]}
     scores: dict[str, list[torch.Tensor]] = {f"{way}/{metric}": [] for way in WAYS
                                              for metric in ("psnr", "psnr_moving")}
     shown = None
     for start in tqdm(range(0, len(picks), cfg.batch), desc="clips", unit="batch", leave=False):
         batch = collate_clips([data[int(i)] for i in picks[start : start + cfg.batch]])
-        codes = first_frame_codes(wm, batch.frames, batch.actions[:, tc].to(wm.device))
+        actions = batch.actions[:, tc].to(wm.device)
+        codes = first_frame_codes(wm, batch.frames, actions)
         state = wm.tokenizer.context_from_codes(codes["context"].unflatten(2, wm.tokenizer.context_grid))
         state.last_frame = to_model(batch.frames[:, tc - 1].to(wm.device))  # as `WorldModel` decodes
         real, last = batch.frames[:, tc], batch.frames[:, tc - 1]
@@ -94,11 +99,14 @@ def score_model(wm: WorldModel, data: ClipDataset, picks: np.ndarray, cfg: Expos
             scores[f"{way}/psnr_moving"].append(moving_psnr(real, frame, last))
             if way in hits:
                 hits[way].append((codes[way] == codes["tokenizer"]).float().mean(1).cpu())
+                nll = wm.transformer.token_nll(codes["context"], codes[way][:, None], actions[:, None])
+                nlls[way].append(nll.sum((1, 2)).cpu())
         if shown is None:
             shown = np.stack([last, real, *(decoded[w] for w in WAYS[:3])], axis=1).astype(np.uint8)
     figures: dict[str, dict[str, float]] = {way: {} for way in WAYS}
     for way, hit in hits.items():
         figures[way]["accuracy"] = float(torch.cat(hit).mean())
+        figures[way]["nll"] = float(torch.cat(nlls[way]).mean())
     for key, values in scores.items():
         way, metric = key.split("/")
         figures[way][metric] = float(np.nanmean(torch.cat(values).numpy()))
