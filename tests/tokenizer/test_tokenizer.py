@@ -312,6 +312,13 @@ def test_still_patches_get_the_still_code_whose_vector_the_decoder_trains() -> N
     assert torch.equal(out.future_codes, codes)
     (out.recon[:, 2:] - clip[:, 2:]).square().mean().backward()
     assert tok.future_vqgan.quantizer.codebook.weight.grad[STILL_CODE].abs().sum() > 0
+    # its uses count, so dead-code restarts leave it alone however seldom the lookup picks it
+    quantizer = tok.future_vqgan.quantizer
+    before = quantizer.usage_ema[STILL_CODE].clone()
+    tok(clip, 2)
+    decay = quantizer.cfg.dead_code_decay
+    still_uses = (~moved).sum() + codes[:, 1].numel()  # frame 1: its still patches; frame 2: all
+    assert float(quantizer.usage_ema[STILL_CODE]) >= float(decay * before + (1 - decay) * still_uses) - 1e-4
     with torch.no_grad():  # decoding the codes gives the forward's frames
         state = tok.encode_context(clip[:, :2])
         torch.testing.assert_close(tok.decode_future(codes, state), out.recon[:, 2:], rtol=1e-4, atol=1e-4)

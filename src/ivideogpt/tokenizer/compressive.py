@@ -248,7 +248,9 @@ class VideoTokenizer(nn.Module):
         change = (clip[:, num_context:] - clip[:, num_context - 1 : num_context]).abs().mean(2) * 127.5
         still = ~moving_patches(change, self.future_grid, self.cfg.still_threshold)  # (B, Tf, hf * wf)
         still = still.view(q.codes.shape)  # (B*Tf, hf, wf)
-        vector = self.future_vqgan.quantizer.embeddings()[STILL_CODE].to(q.quantized.dtype)  # (D,)
+        quantizer = self.future_vqgan.quantizer
+        quantizer.add_uses(STILL_CODE, still.sum())  # the lookup seldom picks it: keep restarts off it
+        vector = quantizer.embeddings()[STILL_CODE].to(q.quantized.dtype)  # (D,)
         return dataclasses.replace(
             q, codes=q.codes.masked_fill(still, STILL_CODE),
             quantized=torch.where(still[:, None], vector[None, :, None, None], q.quantized))

@@ -97,6 +97,16 @@ class VectorQuantizer(nn.Module):
         e = F.embedding(codes.long(), self.embeddings())  # (N, h, w, D)
         return rearrange(e, "n h w d -> n d h w")
 
+    def add_uses(self, code: int, count: Tensor) -> None:
+        """In a training call, count `count` (a scalar tensor) more uses of `code`, assigned by the caller
+        rather than by the lookup, so that dead-code restarts never take a code the caller keeps using."""
+        if not (self.training and self.cfg.restart_dead_codes and torch.is_grad_enabled()):
+            return  # as `forward`: usage is tracked in training steps only (checked outside no_grad)
+        count = count.detach().float().clone()
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(count)  # as `_update_usage`: every rank keeps the same usage
+        self.usage_ema[code] += (1.0 - self.cfg.dead_code_decay) * count
+
     @torch.no_grad()
     def _lookup(self, flat: Tensor) -> Tensor:
         emb = self.embeddings().float()
