@@ -28,10 +28,11 @@ from typing import Any
 import numpy as np
 import torch
 import tyro
+from action_clips import load_action_model
 from record import command_line, write_result
 from tqdm import tqdm
 
-from ivideogpt.data.clips import ClipConfig, ClipDataset, collate_clips
+from ivideogpt.data.clips import ClipDataset, collate_clips
 from ivideogpt.data.frames import to_model
 from ivideogpt.data.motion import MOVING_THRESHOLD, moving_codes
 from ivideogpt.eval.scores import spread_indices
@@ -82,13 +83,7 @@ def run(cfg: CodeNllConfig) -> dict[str, Any]:
         raise ValueError("give at least one world model: --models DIR [DIR ...]")
     started, results = time.time(), {}
     for path in cfg.models:
-        wm = WorldModel.load(path)
-        if not wm.action_dim:
-            raise ValueError(f"{path}: an action-free world model; the action gain needs actions")
-        clip_cfg = ClipConfig(context_frames=wm.num_context_frames, future_frames=wm.spec.future_frames)
-        data = ClipDataset([cfg.data], clip_cfg, "all", action_dim=wm.action_dim)  # actions padded as trained
-        if data.stores[0].meta.action_dim is None:
-            raise ValueError(f"{cfg.data}: episodes without actions; the action gain needs them")
+        wm, data = load_action_model(path, cfg.data)
         picks = spread_indices(len(data), cfg.clips)
         results[str(path)] = score_model(wm, data, picks, cfg)
         print(f"{path}: " + ", ".join(f"{k} {v:.4g}" for k, v in results[str(path)].items()))

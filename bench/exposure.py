@@ -32,10 +32,11 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 import tyro
+from action_clips import load_action_model
 from record import command_line, write_result
 from tqdm import tqdm
 
-from ivideogpt.data.clips import ClipConfig, ClipDataset, collate_clips
+from ivideogpt.data.clips import ClipDataset, collate_clips
 from ivideogpt.data.frames import to_model, to_uint8
 from ivideogpt.eval.metrics import moving_psnr, psnr
 from ivideogpt.eval.scores import spread_indices
@@ -88,8 +89,7 @@ def score_model(wm: WorldModel, data: ClipDataset, picks: np.ndarray, cfg: Expos
         batch = collate_clips([data[int(i)] for i in picks[start : start + cfg.batch]])
         actions = batch.actions[:, tc].to(wm.device)
         codes = first_frame_codes(wm, batch.frames, actions)
-        state = wm.tokenizer.context_from_codes(codes["context"].unflatten(2, wm.tokenizer.context_grid))
-        state.last_frame = to_model(batch.frames[:, tc - 1].to(wm.device))  # as `WorldModel` decodes
+        state = wm.tokenizer.encode_context(to_model(batch.frames[:, :tc].to(wm.device)))  # as `WorldModel`
         real, last = batch.frames[:, tc], batch.frames[:, tc - 1]
         decoded = {way: to_uint8(wm.tokenizer.decode_future(codes[way].view(-1, *grid), state)).cpu()
                    for way in WAYS[:3]}
@@ -118,13 +118,7 @@ def run(cfg: ExposureConfig) -> dict[str, Any]:
         raise ValueError("give at least one world model: --models DIR [DIR ...]")
     started, results = time.time(), {}
     for path in cfg.models:
-        wm = WorldModel.load(path)
-        if not wm.action_dim:
-            raise ValueError(f"{path}: an action-free world model; this bench feeds the clips' actions")
-        data = ClipDataset([cfg.data], ClipConfig(context_frames=wm.num_context_frames, future_frames=1),
-                           "all", action_dim=wm.action_dim)
-        if data.stores[0].meta.action_dim is None:
-            raise ValueError(f"{cfg.data}: episodes without actions")
+        wm, data = load_action_model(path, cfg.data, future_frames=1)
         figures, shown = score_model(wm, data, spread_indices(len(data), cfg.clips), cfg)
         results[str(path)] = figures
         print(f"{path}: " + "; ".join(f"{way} " + ", ".join(f"{k} {v:.3f}" for k, v in f.items())
