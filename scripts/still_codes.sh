@@ -13,13 +13,7 @@
 # train_pretrained.sh), EXTRA (more overrides for both training commands).
 set -euo pipefail
 work=${1:-runs/pretrained}
-amp=${AMP:-}
-if [ -z "$amp" ]; then
-    amp=auto
-    grep -q amx_bf16 /proc/cpuinfo 2>/dev/null && amp=bf16
-fi
-extra="--train.amp $amp ${EXTRA:-}"
-data=(data/mw-mix-r4 data/mw-mix-r4-s1)
+source "$(dirname "$0")/recipe_env.sh"  # amp, extra, data
 [ -f "$work/tokenizer/tokenizer/config.json" ] || { echo "no finished tokenizer in $work/tokenizer: run \
 scripts/train_pretrained.sh $work first" >&2; exit 1; }
 [ -f "$work/transformer/ckpt/last.txt" ] || { echo "no transformer checkpoint in $work/transformer: run \

@@ -21,13 +21,7 @@ ship=${2:-}
 shipped=src/ivideogpt/pretrained/metaworld64
 init=${INIT:-$shipped}
 steps=${TRANSFORMER_STEPS:-9000}
-amp=${AMP:-}
-if [ -z "$amp" ]; then
-    amp=auto
-    grep -q amx_bf16 /proc/cpuinfo 2>/dev/null && amp=bf16
-fi
-extra="--train.amp $amp ${EXTRA:-}"
-data=(data/mw-mix-r4 data/mw-mix-r4-s1)
+source "$(dirname "$0")/recipe_env.sh"  # amp, extra, data
 export MUJOCO_GL=egl
 
 # 1. 1,600 Meta-World episodes at action repeat 4 (20 frames/s): the 10 default tasks x (40 + 120), the
