@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Rebuild the action-conditioned metaworld64 world model with the project's own commands: behaviour-policy
-# data at action repeat 4, the wide 8x8-grid tokenizer trained from scratch with moving pixels weighted, the
-# transformer on its codes with the action on every token of its frame, then the issue's benchmarks
-# (README, "The pretrained model in the package"; every figure and its history in docs/actions-log.md).
+# data at action repeat 4, the wide 8x8-grid tokenizer trained from scratch with moving pixels weighted and
+# one still code for every future patch where nothing moved, the transformer on its codes with the action on
+# every token of its frame, then the issue's benchmarks (README, "The pretrained model in the package";
+# every figure and its history in docs/actions-log.md).
 # Every stage is resumable: re-running the same command skips finished stages and resumes training from its
 # last checkpoint (every 100 steps), so the recipe survives being stopped, e.g. between sessions.
 # On 2 CPU cores: data 45 min, tokenizer ~2 h, tokenize 40 min, transformer ~2.2 s a step.
@@ -14,13 +15,16 @@
 # Environment: TRANSFORMER_STEPS (9000), INIT (the world model whose transformer body starts the run: the
 # shipped one; its code embeddings and logits start fresh, the codes being new), AMP (bf16 autocast; default
 # on when the CPU has AMX, where it halves a step; set AMP=bf16 on a GPU), EXTRA (more overrides for both
-# training commands, e.g. EXTRA="--train.batch-size 32" on a GPU).
+# training commands, e.g. EXTRA="--train.batch-size 32" on a GPU), THRESHOLD (5 grey levels: a future patch
+# none of whose pixels changed more since the last context frame gets the still code; 0 turns it off, the
+# recipe before docs/actions-log.md's "A still code for still patches").
 set -euo pipefail
 work=${1:-runs/pretrained}
 ship=${2:-}
 shipped=src/ivideogpt/pretrained/metaworld64
 init=${INIT:-$shipped}
 steps=${TRANSFORMER_STEPS:-9000}
+threshold=${THRESHOLD:-5}
 source "$(dirname "$0")/recipe_env.sh"  # amp, extra, data
 export MUJOCO_GL=egl
 
@@ -31,11 +35,12 @@ export MUJOCO_GL=egl
 [ -f data/mw-mix-r4-s1/meta.json ] || ivideogpt collect metaworld --episodes 120 --out data/mw-mix-r4-s1 \
     --workers 2 --action-repeat 4 --seed 1
 # 2. the tokenizer: channels 32/64/128, 8x8 future grid (patch 2), future_blend, L2 with moving pixels
-#    weighted 20x; 4,500 steps at lr 5e-4, then 1,200 at 1e-4 (the run resumes with the lower rate)
+#    weighted 20x, still patches coded as one; 4,500 steps at lr 5e-4, then 1,200 at 1e-4 (the run resumes
+#    with the lower rate)
 tokenizer_args=(--config tokenizer_metaworld64 --data "${data[@]}" --out "$work/tokenizer"
     --tokenizer.channels 32 64 128 --tokenizer.patch-size 2 --tokenizer.future-blend
-    --loss.recon l2 --loss.motion-weight 20 --train.warmup-steps 50 --train.eval-every 100
-    --train.ckpt-every 100 --train.num-workers 0)
+    --tokenizer.still-threshold "$threshold" --loss.recon l2 --loss.motion-weight 20
+    --train.warmup-steps 50 --train.eval-every 100 --train.ckpt-every 100 --train.num-workers 0)
 resume=""
 [ -f "$work/tokenizer/ckpt/last.txt" ] && resume="--resume"
 ivideogpt train-tokenizer "${tokenizer_args[@]}" --train.lr 5e-4 --train.steps 4500 $resume $extra
