@@ -59,6 +59,8 @@ class BenchConfig:
     samples: int = 1  # sampled futures per branch; > 1 scores their pixel mean (`--counterfactual-samples`)
     temperature: float | None = None  # sampling temperature; None: each model's default
     reuse: bool = False  # take finished evals in <work> (their metrics.json) instead of rerunning them
+    scenes: int | None = None  # counterfactual scenes scored per set (spread evenly); None: all
+    unseen: bool = True  # also score the unseen tasks
 
 
 def collect_sets(cfg: BenchConfig, action_repeat: int = 2) -> dict[str, Path]:
@@ -93,7 +95,7 @@ def evaluate(model: Path, data: Path, counterfactual: Path, out: Path, cfg: Benc
         return read_metrics_json(out / "metrics.json")
     return evaluate_predictions(EvalConfig(
         model=model, data=[data], counterfactual=counterfactual, out=out, split="all", clips=cfg.clips,
-        horizon=cfg.horizon, counterfactual_scenes=10_000, counterfactual_samples=cfg.samples,
+        horizon=cfg.horizon, counterfactual_scenes=cfg.scenes or 10_000, counterfactual_samples=cfg.samples,
         temperature=cfg.temperature, overwrite=True,
         note="bench/actions.py: fresh episodes, seeds no training run used"))
 
@@ -138,7 +140,7 @@ def summarize(metrics: dict[str, Any]) -> dict[str, Any]:
 def sampling_tag(cfg: BenchConfig) -> str:
     """Eval folder suffix, so that `--reuse` never takes an eval made with other sampling settings."""
     return (f"-T{cfg.temperature:g}" if cfg.temperature is not None else "") + \
-        (f"-k{cfg.samples}" if cfg.samples > 1 else "")
+        (f"-k{cfg.samples}" if cfg.samples > 1 else "") + (f"-s{cfg.scenes}" if cfg.scenes else "")
 
 
 def sampling_protocol(cfg: BenchConfig) -> str:
@@ -158,13 +160,11 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
         tag = (model.name if model.name != "world_model" else model.parent.name) + sampling_tag(cfg)
         action_repeat = recorded_collection(read_spec(model)).get("action_repeat", 2)
         sets = collect_sets(cfg, action_repeat)
-        results[str(model)] = {
-            "action_repeat": action_repeat,
-            "default_tasks": summarize(evaluate(model, sets["ordinary"], sets["cf_default"],
-                                                cfg.work / f"eval-{tag}-default", cfg)),
-            "unseen_tasks": summarize(evaluate(model, sets["unseen"], sets["cf_unseen"],
-                                               cfg.work / f"eval-{tag}-unseen", cfg)),
-        }
+        wheres = [("default", "ordinary", "cf_default")] + [("unseen", "unseen", "cf_unseen")] * cfg.unseen
+        results[str(model)] = {"action_repeat": action_repeat} | {
+            f"{where}_tasks": summarize(evaluate(model, sets[ordinary], sets[scenes],
+                                                 cfg.work / f"eval-{tag}-{where}", cfg))
+            for where, ordinary, scenes in wheres}
     out = {
         "command": command_line(),
         "anchors": {"copy_last": "repeat the last context frame",

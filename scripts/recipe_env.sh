@@ -1,4 +1,4 @@
-# Sourced by scripts/train_pretrained.sh and scripts/still_codes.sh: the recipe's data folders and the
+# Sourced by scripts/train_pretrained.sh: the recipe's data folders and the
 # training commands' precision. AMP overrides it (bf16 autocast by default when the CPU has AMX, where it
 # halves a step; set AMP=bf16 on a GPU); EXTRA adds more overrides to both training commands.
 amp=${AMP:-}

@@ -12,7 +12,7 @@
 #
 # Without SHIP_DIR it stops after the benchmarks; with it, the float16 export goes there too (the shipped
 # folder is replaced only whole, once the export is complete).
-# Environment: TRANSFORMER_STEPS (9000), INIT (the world model whose transformer body starts the run: the
+# Environment: TRANSFORMER_STEPS (6000), INIT (the world model whose transformer body starts the run: the
 # shipped one; its code embeddings and logits start fresh, the codes being new), AMP (bf16 autocast; default
 # on when the CPU has AMX, where it halves a step; set AMP=bf16 on a GPU), EXTRA (more overrides for both
 # training commands, e.g. EXTRA="--train.batch-size 32" on a GPU), THRESHOLD (5 grey levels: a future patch
@@ -23,7 +23,7 @@ work=${1:-runs/pretrained}
 ship=${2:-}
 shipped=src/ivideogpt/pretrained/metaworld64
 init=${INIT:-$shipped}
-steps=${TRANSFORMER_STEPS:-9000}
+steps=${TRANSFORMER_STEPS:-6000}
 threshold=${THRESHOLD:-5}
 source "$(dirname "$0")/recipe_env.sh"  # amp, extra, data
 export MUJOCO_GL=egl
