@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A quick look at a transformer run's checkpoint while it trains: export it (float32) and put it through
-# bench/actions.py on 16 counterfactual scenes of the default tasks and 8 ordinary clips, greedy (about
-# 2 minutes on 2 CPU cores; 16 scenes x 12 ordered branch pairs, so differences of a few hundredths are noise).
+# bench/actions.py on 16 counterfactual scenes of the default tasks and 8 ordinary clips, greedy (6.5 min
+# on 2 CPU cores beside a running training; 16 scenes x 12 ordered branch pairs, so differences of a few
+# hundredths are noise).
 #
 #   bash scripts/eval_checkpoint.sh RUN_DIR STEP        e.g. runs/pretrained/transformer 2000
 #
