@@ -12,7 +12,10 @@ set -euo pipefail
 run=${1:?RUN_DIR}
 step=${2:?STEP}
 ckpt="$run/ckpt/$(printf 'step_%09d' "$step")"
-[ -d "$ckpt" ] || { echo "no checkpoint $ckpt (have: $(ls "$run/ckpt" 2>/dev/null | tr '\n' ' '))" >&2; exit 1; }
+if [ ! -d "$ckpt" ]; then
+    echo "no checkpoint $ckpt (have: $(ls "$run/ckpt" 2>/dev/null | tr '\n' ' '))" >&2
+    exit 1
+fi
 name="$(basename "$run")-$step"
 [ -f "runs/snaps/$name/world_model.json" ] || ivideogpt export --model "$ckpt" --out "runs/snaps/$name" \
     --dtype float32
