@@ -6,13 +6,16 @@
 # every figure and its history in docs/actions-log.md).
 # Every stage is resumable: re-running the same command skips finished stages and resumes training from its
 # last checkpoint (every 100 steps), so the recipe survives being stopped, e.g. between sessions.
-# On 2 CPU cores: data 45 min, tokenizer ~2 h, tokenize 40 min, transformer ~2.2 s a step.
+# On 2 CPU cores: data 10 min, tokenizer 1 h 45 min, tokenize 36 min, transformer ~1 s a step (compiled,
+# without attention dropout: bench/train_step.py).
 #
 #   bash scripts/train_pretrained.sh [WORK_DIR] [SHIP_DIR]
 #
 # Without SHIP_DIR it stops after the benchmarks; with it, the float16 export goes there too (the shipped
 # folder is replaced only whole, once the export is complete).
-# Environment: TRANSFORMER_STEPS (6000), INIT (the world model whose transformer body starts the run: the
+# Environment: TOKENIZER (a finished tokenizer, e.g. the recipe's own kept in checkpoints/: stage 2 is then
+# skipped and its codes are the ones tokenized), TRANSFORMER_STEPS (6000), INIT (the world model whose
+# transformer body starts the run: the
 # shipped one; its code embeddings and logits start fresh, the codes being new), AMP (bf16 autocast; default
 # on when the CPU has AMX, where it halves a step; set AMP=bf16 on a GPU), EXTRA (more overrides for both
 # training commands, e.g. EXTRA="--train.batch-size 32" on a GPU), THRESHOLD (5 grey levels: a future patch
@@ -25,7 +28,8 @@ shipped=src/ivideogpt/pretrained/metaworld64
 init=${INIT:-$shipped}
 steps=${TRANSFORMER_STEPS:-6000}
 threshold=${THRESHOLD:-5}
-source "$(dirname "$0")/recipe_env.sh"  # amp, extra, data
+tokenizer=${TOKENIZER:-$work/tokenizer}
+source "$(dirname "$0")/recipe_env.sh"  # amp, extra, compile, data
 export MUJOCO_GL=egl
 
 # 1. 1,600 Meta-World episodes at action repeat 4 (20 frames/s): the 10 default tasks x (40 + 120), the
@@ -41,20 +45,23 @@ tokenizer_args=(--config tokenizer_metaworld64 --data "${data[@]}" --out "$work/
     --tokenizer.channels 32 64 128 --tokenizer.patch-size 2 --tokenizer.future-blend
     --tokenizer.still-threshold "$threshold" --loss.recon l2 --loss.motion-weight 20
     --train.warmup-steps 50 --train.eval-every 100 --train.ckpt-every 100 --train.num-workers 0)
-resume=""
-[ -f "$work/tokenizer/ckpt/last.txt" ] && resume="--resume"
-ivideogpt train-tokenizer "${tokenizer_args[@]}" --train.lr 5e-4 --train.steps 4500 $resume $extra
-ivideogpt train-tokenizer "${tokenizer_args[@]}" --train.lr 1e-4 --train.steps 5700 --resume $extra
+if [ -z "${TOKENIZER:-}" ]; then
+    resume=""
+    [ -f "$work/tokenizer/ckpt/last.txt" ] && resume="--resume"
+    ivideogpt train-tokenizer "${tokenizer_args[@]}" --train.lr 5e-4 --train.steps 4500 $resume $extra
+    ivideogpt train-tokenizer "${tokenizer_args[@]}" --train.lr 1e-4 --train.steps 5700 --resume $extra
+fi
 # 3. codes of every clip, a clip starting every 4th frame; train/val split by episode as the tokenizer's
-ivideogpt tokenize --tokenizer "$work/tokenizer" --data "${data[@]}" --out "$work/tokens" --start-stride 4 \
-    --resume
+ivideogpt tokenize --tokenizer "$tokenizer" --data "${data[@]}" --out "$work/tokens" --start-stride 4 --resume
 # 4. the transformer (4 layers, width 256) with the reward head, its body from INIT, the action added to
-#    every token of its frame
+#    every token of its frame; without attention dropout, which on CPUs halves a step (the fused attention
+#    kernel takes no dropout; bench/train_step.py) and which a run of under two epochs hardly needs
 resume=""
 [ -f "$work/transformer/ckpt/last.txt" ] && resume="--resume"
 ivideogpt train --config transformer_metaworld64 --tokens "$work/tokens" --out "$work/transformer" \
-    --init-from "$init" --init-new-codes --model.action-to frame --train.steps "$steps" \
-    --train.warmup-steps 50 --train.lr 5e-4 --train.eval-every 250 --train.ckpt-every 100 $resume $extra
+    --init-from "$init" --init-new-codes --model.action-to frame --model.attn-dropout 0 \
+    --train.steps "$steps" --train.warmup-steps 50 --train.lr 5e-4 --train.eval-every 250 \
+    --train.ckpt-every 100 $resume $extra $compile
 # 5. the issue's benchmarks: counterfactual scenes and ordinary episodes with seeds no run trained on
 #    (greedy, and the mean of 8 samples), and closed-loop planning in the simulator
 python bench/actions.py --models "$work/transformer" --work runs/bench_actions \

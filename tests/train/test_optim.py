@@ -55,3 +55,16 @@ def test_tokenizer_codebooks_and_positions_are_not_decayed() -> None:
 def test_build_adamw() -> None:
     opt = build_adamw(nn.Linear(2, 2), 1e-3, 0.1, (0.9, 0.95), torch.device("cpu"))
     assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]
+    assert opt.defaults["fused"]  # the fused kernel on CPUs too (bench/train_step.py)
+    model = nn.Linear(3, 2)
+    reference = nn.Linear(3, 2)
+    reference.load_state_dict(model.state_dict())
+    fused = build_adamw(model, 1e-2, 0.1, (0.9, 0.95), torch.device("cpu"))
+    plain = torch.optim.AdamW(param_groups(reference, 0.1), lr=1e-2, betas=(0.9, 0.95), foreach=False)
+    for _ in range(3):
+        for module, optimizer in ((model, fused), (reference, plain)):
+            optimizer.zero_grad()
+            module(torch.ones(4, 3)).square().sum().backward()
+            optimizer.step()
+    for a, b in zip(model.parameters(), reference.parameters(), strict=True):
+        torch.testing.assert_close(a, b)  # the same update as the loop implementation

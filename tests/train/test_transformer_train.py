@@ -324,3 +324,24 @@ def test_ddp_ranks_stay_identical(tokens: Path, tmp_path: Path) -> None:
         2,
         4,
     ]
+
+
+def test_compiled_training_on_cpu_matches_eager_and_checkpoints_the_plain_model(
+    tokens: Path, tmp_path: Path
+) -> None:
+    """`--train.compile` on a CPU (bench/train_step.py): eager's losses, the plain model's checkpoint."""
+    settings = {"model": {"attn_dropout": 0.0}, "train": {"steps": 6, "eval_every": 6, "sample_every": 0}}
+    train_transformer(_cfg(tokens, tmp_path / "eager", **settings))
+    torch._dynamo.reset()
+    torch._dynamo.utils.counters.clear()
+    settings["train"]["compile"] = True
+    train_transformer(_cfg(tokens, tmp_path / "compiled", **settings))
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > 0  # it did compile
+    logs = [read_log(tmp_path / run / "log.jsonl") for run in ("eager", "compiled")]
+    key = "transformer/train/loss"
+    eager, compiled = ([r[key] for r in log if key in r] for log in logs)
+    assert len(compiled) == len(eager) > 0
+    torch.testing.assert_close(compiled, eager, rtol=1e-3, atol=1e-4)
+    last = [load_checkpoint(tmp_path / run / "ckpt" / "step_000000006").weights["transformer"]
+            for run in ("eager", "compiled")]
+    assert set(last[1]) == set(last[0])  # the plain module's names, no compile wrapper in them

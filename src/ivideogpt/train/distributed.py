@@ -63,18 +63,18 @@ class Runtime:
         return bool(t.item() > 0)
 
     def wrap(self, module: nn.Module, compile: bool = False, method: str = "forward") -> nn.Module:
-        """What to run a training step through: compiled (CUDA only) and DDP-wrapped when distributed.
+        """What to run a training step through: compiled when asked and DDP-wrapped when distributed.
 
         Args:
             module: the plain module; parameters are shared with it, so optimizers, checkpoints and
                 evaluation keep using `module` (see `unwrap`).
-            compile: `torch.compile` it (ignored off CUDA).
+            compile: `torch.compile` it (on CPUs inductor needs a C++ compiler; bench/train_step.py).
             method: the method of `module` the wrapper's forward runs, e.g. "compute_loss": DDP hooks its
                 gradient all-reduce into a forward of the wrapper, so a loss method that runs the model's
                 forward inside must itself be the wrapped forward (and compile then covers the loss too).
         """
         wrapped = module if method == "forward" else MethodAsForward(module, method)
-        if compile and self.device.type == "cuda":
+        if compile:
             wrapped = torch.compile(wrapped)
         if self.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None

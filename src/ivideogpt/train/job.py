@@ -46,7 +46,9 @@ class TrainLoopConfig:
     seed: int = 0  # seeds initialisation, data order and RNG
     device: str = "auto"  # "auto" (CUDA if available), "cpu", "cuda", "cuda:N"
     amp: Amp = "auto"  # autocast: "auto" (bf16 on CUDA, off on CPU), "bf16" or "off"
-    compile: bool = False  # torch.compile the trained model (CUDA only; pays off on long runs)
+    # torch.compile the training step: minutes to compile, then faster steps (bench/train_step.py), so for
+    # long runs; on CPUs it needs a C++ compiler
+    compile: bool = False
 
     def __post_init__(self) -> None:
         positive = ("steps", "batch_size", "grad_accum", "log_every", "eval_batches")
