@@ -20,6 +20,7 @@ random codes of the recipe's shapes (speed does not depend on the values), timed
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import platform
 import statistics
@@ -32,11 +33,13 @@ import torch
 import tyro
 from record import command_line, write_result
 
+from ivideogpt.config import load_yaml, merge
 from ivideogpt.data.tokens import TokenBatch
 from ivideogpt.train.distributed import init_runtime
 from ivideogpt.train.job import optimizer_step
 from ivideogpt.train.optim import param_groups
-from ivideogpt.transformer import Transformer, TransformerConfig
+from ivideogpt.train.transformer import TransformerTrainConfig
+from ivideogpt.transformer import TokenLayout, Transformer, TransformerConfig
 
 
 @dataclass
@@ -58,12 +61,13 @@ VARIANTS = {  # name: (attention dropout, fused AdamW, compiled)
 
 
 def recipe_config(attn_dropout: float) -> TransformerConfig:
-    """configs/transformer_metaworld64.yaml on the recipe's tokenizer (8x8 future grid, 1024-code books)."""
-    return TransformerConfig(
-        n_layer=4, n_head=4, n_embd=256, mlp_hidden=704, attn_dropout=attn_dropout,
-        context_vocab_size=1024, future_vocab_size=1024, tokens_per_context_frame=256,
-        tokens_per_future_frame=64, max_context_frames=2, max_future_frames=6, action_dim=4,
-        action_to="frame", reward_head=True, reward_symlog=True,
+    """configs/transformer_metaworld64.yaml as the recipe trains it, on its tokenizer's codes (2 context
+    frames of 16x16 codes, 6 future frames of 8x8, 1024-code books) and its data (4-d actions, rewards)."""
+    model = merge(TransformerTrainConfig(), load_yaml("transformer_metaworld64")).model
+    return dataclasses.replace(
+        model, attn_dropout=attn_dropout, action_to="frame", context_vocab_size=1024, future_vocab_size=1024,
+        tokens_per_context_frame=256, tokens_per_future_frame=64, max_context_frames=2, max_future_frames=6,
+        action_dim=4, reward_head=True,
     )
 
 
@@ -107,7 +111,8 @@ def main(args: Args) -> None:
     if amp == "auto":
         has_amx = "amx_bf16" in Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else False
         amp = "bf16" if has_amx else "off"
-    batch = random_batch(recipe_config(0.0), args.batch_size)
+    cfg = recipe_config(0.0)
+    batch = random_batch(cfg, args.batch_size)
     steps, warmup = {}, {}
     for name in VARIANTS:
         steps[name], warmup[name] = build_step(name, batch, amp)
@@ -133,7 +138,7 @@ def main(args: Args) -> None:
             "machine": {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                         "load_avg_at_end": os.getloadavg()},
             "torch": torch.__version__, "amp": amp, "batch_size": args.batch_size,
-            "tokens_per_clip": Transformer(recipe_config(0.0)).layout.sequence_length(2, 6),
+            "tokens_per_clip": TokenLayout(cfg).sequence_length(2, 6),
             "variants": rows,
         })
 

@@ -6,7 +6,7 @@
 # every figure and its history in docs/actions-log.md).
 # Every stage is resumable: re-running the same command skips finished stages and resumes training from its
 # last checkpoint (every 100 steps), so the recipe survives being stopped, e.g. between sessions.
-# On 2 CPU cores: data 10 min, tokenizer 1 h 45 min, tokenize 36 min, transformer ~1 s a step (compiled,
+# On 2 CPU cores: data 10 min, tokenizer 1 h 45 min, tokenize 36 min, transformer ~0.7 s a step (compiled,
 # without attention dropout: bench/train_step.py).
 #
 #   bash scripts/train_pretrained.sh [WORK_DIR] [SHIP_DIR]
@@ -15,10 +15,10 @@
 # folder is replaced only whole, once the export is complete).
 # Environment: TOKENIZER (a finished tokenizer, e.g. the recipe's own kept in checkpoints/: stage 2 is then
 # skipped and its codes are the ones tokenized), TRANSFORMER_STEPS (6000), INIT (the world model whose
-# transformer body starts the run: the
-# shipped one; its code embeddings and logits start fresh, the codes being new), AMP (bf16 autocast; default
-# on when the CPU has AMX, where it halves a step; set AMP=bf16 on a GPU), EXTRA (more overrides for both
-# training commands, e.g. EXTRA="--train.batch-size 32" on a GPU), THRESHOLD (5 grey levels: a future patch
+# transformer body starts the run: the shipped one; its code embeddings and logits start fresh, the codes
+# being new), AMP (bf16 autocast; default on when the CPU has AMX, where it halves a step; set AMP=bf16 on a
+# GPU), EXTRA (more overrides for both training commands, e.g. EXTRA="--train.batch-size 32" on a GPU),
+# COMPILE (0: the transformer uncompiled), THRESHOLD (5 grey levels: a future patch
 # none of whose pixels changed more since the last context frame gets the still code; 0 turns it off, the
 # recipe before docs/actions-log.md's "A still code for still patches").
 set -euo pipefail
