@@ -37,7 +37,7 @@ from ivideogpt.demo import recorded_collection
 from ivideogpt.eval.predict import EvalConfig, evaluate_predictions
 from ivideogpt.eval.report import read_metrics_json
 from ivideogpt.sim.metaworld import DEFAULT_TASKS
-from ivideogpt.world_model_io import read_spec
+from ivideogpt.world_model_io import read_spec, resolve_world_model_dir
 
 UNSEEN_TASKS = ("drawer-open", "button-press", "door-close", "window-close")  # not in DEFAULT_TASKS
 LATE_STEPS = slice(4, 8)  # steps 5-8, where the context alone no longer tells where the arm goes
@@ -58,6 +58,7 @@ class BenchConfig:
     workers: int = 2  # recording processes
     samples: int = 1  # sampled futures per branch; > 1 scores their pixel mean (`--counterfactual-samples`)
     temperature: float | None = None  # sampling temperature; None: each model's default
+    still_split: bool | None = None  # greedy decides still-or-moved first; None: each model's default
     reuse: bool = False  # take finished evals in <work> (their metrics.json) instead of rerunning them
     scenes: int | None = None  # counterfactual scenes scored per set (spread evenly); None: all
     unseen: bool = True  # also score the unseen tasks
@@ -96,7 +97,7 @@ def evaluate(model: Path, data: Path, counterfactual: Path, out: Path, cfg: Benc
     return evaluate_predictions(EvalConfig(
         model=model, data=[data], counterfactual=counterfactual, out=out, split="all", clips=cfg.clips,
         horizon=cfg.horizon, counterfactual_scenes=cfg.scenes or 10_000, counterfactual_samples=cfg.samples,
-        temperature=cfg.temperature, overwrite=True,
+        temperature=cfg.temperature, still_split=cfg.still_split, overwrite=True,
         note="bench/actions.py: fresh episodes, seeds no training run used"))
 
 
@@ -140,12 +141,15 @@ def summarize(metrics: dict[str, Any]) -> dict[str, Any]:
 def sampling_tag(cfg: BenchConfig) -> str:
     """Eval folder suffix, so that `--reuse` never takes an eval made with other sampling settings."""
     return (f"-T{cfg.temperature:g}" if cfg.temperature is not None else "") + \
+        {None: "", True: "-split", False: "-nosplit"}[cfg.still_split] + \
         (f"-k{cfg.samples}" if cfg.samples > 1 else "") + (f"-s{cfg.scenes}" if cfg.scenes else "")
 
 
 def sampling_protocol(cfg: BenchConfig) -> str:
     temperature = ("each model's default temperature" if cfg.temperature is None
                    else f"temperature {cfg.temperature:g}")
+    if cfg.still_split is not None:
+        temperature += f", still split {cfg.still_split}"
     if cfg.samples == 1:
         return f"one rollout per branch, {temperature}"
     return f"pixel mean of {cfg.samples} sampled rollouts per branch, {temperature}"
@@ -158,7 +162,8 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for model in cfg.models:
         tag = (model.name if model.name != "world_model" else model.parent.name) + sampling_tag(cfg)
-        action_repeat = recorded_collection(read_spec(model)).get("action_repeat", 2)
+        # a run folder (the recipe passes <work>/transformer) holds its export in world_model/
+        action_repeat = recorded_collection(read_spec(resolve_world_model_dir(model))).get("action_repeat", 2)
         sets = collect_sets(cfg, action_repeat)
         wheres = [("default", "ordinary", "cf_default")] + [("unseen", "unseen", "cf_unseen")] * cfg.unseen
         results[str(model)] = {"action_repeat": action_repeat} | {

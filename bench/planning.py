@@ -57,6 +57,7 @@ class BenchConfig:
     precision: Precision = "float32"  # rollout arithmetic; bfloat16 is faster on GPUs and AMX CPUs
     temperature: float | None = None  # imagined codes' sampling temperature (0: greedy); None: the model's
     action_guidance: float | None = None  # None: the model's default
+    still_split: bool | None = None  # greedy decides still-or-moved first; None: the model's default
     seed: int = 0
     work: Path = Path("runs/bench_planning")  # the plan output (report.html, videos); replaced
     json: Path = Path("bench/results/planning.json")
@@ -69,7 +70,8 @@ def main(cfg: BenchConfig) -> dict[str, Any]:
                           planner=planner,
                           objective=ObjectiveConfig(kind=cfg.objective), max_steps=cfg.max_steps,
                           workers=cfg.workers, device=cfg.device, precision=cfg.precision,
-                          temperature=cfg.temperature, action_guidance=cfg.action_guidance, seed=cfg.seed,
+                          temperature=cfg.temperature, action_guidance=cfg.action_guidance,
+                          still_split=cfg.still_split, seed=cfg.seed,
                           overwrite=True)
     start = time.perf_counter()
     record = run_plan(plan_cfg)

@@ -35,7 +35,8 @@ def test_export_casts_weights_and_sets_sampling(saved: Path, tmp_path: Path) -> 
     assert shipped.spec.sampling.action_guidance == 1.5
     assert shipped.spec.provenance["export"]["dtype"] == "float16"
     assert shipped.spec.provenance["export"]["sampling_before"] == {"temperature": 1.0, "top_k": 100,
-                                                                   "action_guidance": 0.0}
+                                                                   "action_guidance": 0.0,
+                                                                   "still_split": False}
     # greedy rollouts of the fp16 copy match the float32 original given the same (greedy) sampling
     ctx, act = frames(2, 1), actions(2, 3)
     a = shipped.rollout(ctx, act, seed=0)
@@ -58,5 +59,8 @@ def test_export_refuses_bad_targets(saved: Path, tmp_path: Path) -> None:
     (tmp_path / "other" / "notes.txt").write_text("mine")
     with pytest.raises(FileExistsError, match="not a world-model folder"):
         export_world_model(ExportConfig(saved, tmp_path / "other"))
+    with pytest.raises(ValueError, match="still_split needs a tokenizer with a still code"):
+        export_world_model(ExportConfig(saved, tmp_path / "split", still_split=True))
+    assert not (tmp_path / "split").exists()
     with pytest.raises(FileNotFoundError):
         export_world_model(ExportConfig(tmp_path / "missing", tmp_path / "y"))

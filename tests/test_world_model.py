@@ -30,10 +30,13 @@ SIZE = 64  # the tiny tokenizer preset's resolution
 
 
 def tiny_world_model(
-    action_dim: int = 3, heads: bool = True, context_frames: int = 1, future_frames: int = 3
+    action_dim: int = 3, heads: bool = True, context_frames: int = 1, future_frames: int = 3,
+    still_threshold: float = 0.0,
 ) -> WorldModel:
     """An untrained tiny world model whose action projection and heads are random (so they show)."""
     tok = tokenizer_preset("tiny")
+    if still_threshold:  # still patches get one code (the blend mask copies the context there)
+        tok = dataclasses.replace(tok, future_blend=True, still_threshold=still_threshold)
     tf = transformer_preset(
         "tiny", action_dim=action_dim, reward_head=heads, done_head=heads, max_context_frames=context_frames,
         max_future_frames=future_frames, **layout_fields(tok),
@@ -163,6 +166,17 @@ def test_action_guidance_is_a_sampling_setting_that_step_and_rollout_share(wm: W
     np.testing.assert_array_equal(stepped, guided.frames)
     with pytest.raises(ValueError, match="action_guidance must be >= 0"):
         wm.rollout(ctx, acts, action_guidance=-0.5)
+
+
+def test_still_split_is_a_sampling_setting_only_for_tokenizers_with_a_still_code(wm: WorldModel) -> None:
+    ctx, acts = frames(2, 1), actions(2, 3)
+    with pytest.raises(ValueError, match="still_split needs a tokenizer with a still code"):
+        wm.rollout(ctx, acts, temperature=0.0, still_split=True)
+    still = tiny_world_model(still_threshold=5.0)
+    split = still.rollout(ctx, acts, temperature=0.0, still_split=True)
+    state = still.reset(ctx, temperature=0.0, still_split=True)
+    stepped = np.stack([still.step(state, acts[:, t])[0] for t in range(3)], 1)
+    np.testing.assert_array_equal(stepped, split.frames)  # step and rollout decode alike
 
 
 def test_select_fans_one_context_out(wm: WorldModel) -> None:

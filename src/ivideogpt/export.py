@@ -25,6 +25,7 @@ import torch
 from ivideogpt.filenames import STATE_FILE
 from ivideogpt.train.transformer import checkpoint_world_model
 from ivideogpt.world_model import SamplingConfig, WorldModel
+from ivideogpt.world_model_io import check_still_split
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 UNSET = -1  # top_k value that keeps the model's own (None already means "the whole codebook")
@@ -40,6 +41,7 @@ class ExportConfig:
     temperature: float | None = None  # new default sampling temperature (0: greedy); None: keep the model's
     top_k: int | None = UNSET  # new default top-k; None: the whole codebook; -1: keep the model's
     action_guidance: float | None = None  # new default action guidance (transformer/sampling.py); None: keep
+    still_split: bool | None = None  # new default for greedy's still code (transformer/fast_decode.py)
 
     def __post_init__(self) -> None:
         self.model, self.out = Path(self.model), Path(self.out)
@@ -54,7 +56,8 @@ class ExportConfig:
         """`current` with this export's overrides."""
         guidance = current.action_guidance if self.action_guidance is None else self.action_guidance
         return SamplingConfig(current.temperature if self.temperature is None else self.temperature,
-                              current.top_k if self.top_k == UNSET else self.top_k, guidance)
+                              current.top_k if self.top_k == UNSET else self.top_k, guidance,
+                              current.still_split if self.still_split is None else self.still_split)
 
 
 def is_step_folder(path: Path) -> bool:
@@ -72,6 +75,7 @@ def export_world_model(cfg: ExportConfig) -> Path:
     """
     wm = checkpoint_world_model(cfg.model) if is_step_folder(cfg.model) else WorldModel.load(cfg.model)
     sampling = cfg.sampling(wm.spec.sampling)
+    check_still_split(sampling, wm.spec.tokenizer)
     record = {"from": str(cfg.model.resolve()), "dtype": cfg.dtype,
               "sampling_before": dataclasses.asdict(wm.spec.sampling)}
     wm.spec = dataclasses.replace(wm.spec, sampling=sampling,
@@ -79,5 +83,6 @@ def export_world_model(cfg: ExportConfig) -> Path:
     out = wm.save(cfg.out, DTYPES[cfg.dtype])
     size = sum(f.stat().st_size for f in out.iterdir()) / 2**20
     print(f"export: {cfg.model} -> {out} ({cfg.dtype}, {size:.1f} MiB; sampling temperature "
-          f"{sampling.temperature}, top-k {sampling.top_k}, action guidance {sampling.action_guidance})")
+          f"{sampling.temperature}, top-k {sampling.top_k}, action guidance {sampling.action_guidance}, "
+          f"still split {sampling.still_split})")
     return out

@@ -37,6 +37,7 @@ from ivideogpt.world_model_io import (  # re-exported: the folder format is part
     VERSION,
     SamplingConfig,
     WorldModelSpec,
+    check_still_split,
     layout_fields,
     load_state,
     read_spec,
@@ -65,7 +66,7 @@ class WorldModelState:
     context: ContextState  # context codes and the decoder features every imagined frame attends to
     rollout: RolloutState  # transformer KV cache and the future codes in the window
     generator: torch.Generator  # seeded source of all sampling noise of these rollouts
-    sampling: SamplingConfig  # temperature, top-k (action guidance lives in `rollout`) of every step
+    sampling: SamplingConfig  # every step's temperature, top-k (guidance, still split: in `rollout`)
 
     @property
     def batch_size(self) -> int:
@@ -163,21 +164,23 @@ class WorldModel:
         temperature: float | None = None,
         top_k: int | None = None,
         action_guidance: float | None = None,
+        still_split: bool | None = None,
     ) -> WorldModelState:
         """Start B rollouts from real context frames.
 
         Args:
             context_frames: uint8 (B, T, H, W, 3) with T >= `num_context_frames`; the last Tc are used.
             seed: seeds all sampling of these rollouts (None: a random seed).
-            temperature, top_k, action_guidance: override the spec's sampling defaults (`SamplingConfig`).
+            temperature, top_k, action_guidance, still_split: override the spec's sampling defaults
+                (`SamplingConfig`).
 
         Returns:
             The state to pass to `step`.
         """
         context = self._encode_context(context_frames)
-        how = self.sampling_config(temperature, top_k, action_guidance)
+        how = self.sampling_config(temperature, top_k, action_guidance, still_split)
         rollout = sampling.start(self.transformer, self._context_tokens(context), self.window_frames,
-                                 self.slide_frames, self.decode_options, how.action_guidance)
+                                 self.slide_frames, self.decode_options, how.action_guidance, how.still_split)
         return WorldModelState(context, rollout, self._generator(seed), how)
 
     def step(
@@ -214,6 +217,7 @@ class WorldModel:
         top_k: int | None = None,
         *,
         action_guidance: float | None = None,
+        still_split: bool | None = None,
         cached: bool = True,
     ) -> Rollout:
         """Imagine T frames after the context in one call.
@@ -223,7 +227,8 @@ class WorldModel:
             actions: float (B, T, A); row t produces imagined frame t. None: action-free (give `horizon`).
             horizon: T; must match `actions` when both are given.
             seed: seeds the sampling (None: random); the same seed gives the same frames.
-            temperature, top_k, action_guidance: override the spec's sampling defaults (`SamplingConfig`).
+            temperature, top_k, action_guidance, still_split: override the spec's sampling defaults
+                (`SamplingConfig`).
             cached: False runs the reference path that re-runs the whole window for every token (same
                 samples, far slower; for tests and benchmarks; float32 whatever `precision` says).
 
@@ -241,13 +246,15 @@ class WorldModel:
             t = horizon if horizon is not None else horizon_of(actions, self.action_dim)
             action_seq = self._check_actions(actions, (b, t, self.action_dim), "actions")
             horizon = t
-        how = self.sampling_config(temperature, top_k, action_guidance)
+        how = self.sampling_config(temperature, top_k, action_guidance, still_split)
         args = (self.transformer, self._context_tokens(context), action_seq, horizon, how.temperature,
                 how.top_k, self._generator(seed), self.window_frames, self.slide_frames)
         if cached:
-            codes, rewards, dones = sampling.generate_frames(*args, self.decode_options, how.action_guidance)
+            codes, rewards, dones = sampling.generate_frames(*args, self.decode_options, how.action_guidance,
+                                                             how.still_split)
         else:
-            codes, rewards, dones = generate_frames_uncached(*args, guidance=how.action_guidance)
+            codes, rewards, dones = generate_frames_uncached(*args, guidance=how.action_guidance,
+                                                             still_split=how.still_split)
         frames = self._decode_frames(codes, context)  # (B, T, H, W, 3)
         return Rollout(frames, _numpy_or_none(rewards), _numpy_or_none(dones))
 
@@ -358,12 +365,16 @@ class WorldModel:
         return check_actions(actions, shape, self.action_dim, self.device, name)
 
     def sampling_config(self, temperature: float | None = None, top_k: int | None = None,
-                        action_guidance: float | None = None) -> SamplingConfig:
+                        action_guidance: float | None = None,
+                        still_split: bool | None = None) -> SamplingConfig:
         """The sampling a rollout uses: these overrides (None keeps each) on the spec's defaults."""
         s = self.spec.sampling
-        return SamplingConfig(s.temperature if temperature is None else temperature,
-                              s.top_k if top_k is None else top_k,
-                              s.action_guidance if action_guidance is None else action_guidance)
+        how = SamplingConfig(s.temperature if temperature is None else temperature,
+                             s.top_k if top_k is None else top_k,
+                             s.action_guidance if action_guidance is None else action_guidance,
+                             s.still_split if still_split is None else still_split)
+        check_still_split(how, self.tokenizer.cfg)
+        return how
 
     def _generator(self, seed: int | None) -> torch.Generator:
         generator = torch.Generator(self.device)

@@ -48,6 +48,9 @@ class SamplingConfig:
     temperature: float = 1.0  # softmax temperature; 0 samples greedily
     top_k: int | None = 100  # sample among the k likeliest codes; None: the whole codebook
     action_guidance: float = 0.0  # w: sample from l_a + w (l_a - l_0) (transformer/sampling.py); 0: off
+    # greedy (temperature 0) picks the still code only where it holds >= half the probability, else the
+    # likeliest code of what moved (transformer/fast_decode.py); needs a tokenizer with still codes
+    still_split: bool = False
 
     def __post_init__(self) -> None:
         if not self.temperature >= 0:
@@ -97,6 +100,14 @@ class WorldModelSpec:
         for name, (got, want, source) in expected.items():
             if got != want:
                 raise ValueError(f"WorldModelSpec.{name} is {got} but the {source} is {want}")
+        check_still_split(self.sampling, self.tokenizer)
+
+
+def check_still_split(sampling: SamplingConfig, tokenizer: TokenizerConfig) -> None:
+    """`still_split` means something only where one future code stands for every still patch."""
+    if sampling.still_split and not tokenizer.still_threshold:
+        raise ValueError("sampling still_split needs a tokenizer with a still code (still_threshold > 0); "
+                         "this world model's tokenizer has none")
 
 
 def layout_fields(tokenizer: TokenizerConfig) -> dict[str, int]:

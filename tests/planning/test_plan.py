@@ -140,3 +140,11 @@ def test_greedy_imagination_differs_only_by_the_actions(model_dir: Path) -> None
 
     assert not np.array_equal(imagined(0), imagined(1))  # the model's default samples at temperature 1
     assert np.array_equal(imagined(0, temperature=0.0), imagined(1, temperature=0.0))
+
+
+def test_plan_passes_only_the_sampling_settings_given(model_dir: Path, tmp_path: Path) -> None:
+    cfg = PlanConfig(out=tmp_path / "p", model=model_dir, tasks=("reach",), temperature=0.0, still_split=True)
+    assert cfg.sampling_overrides == {"temperature": 0.0, "still_split": True}
+    assert PlanConfig(out=tmp_path / "q", model=model_dir, tasks=("reach",)).sampling_overrides == {}
+    with pytest.raises(ValueError, match="temperature must be >= 0"):
+        PlanConfig(out=tmp_path / "r", model=model_dir, tasks=("reach",), temperature=-1.0)

@@ -12,7 +12,7 @@ from ivideogpt.transformer import (
     start,
     step,
 )
-from ivideogpt.transformer.fast_decode import DecodeOptions, decode_engine
+from ivideogpt.transformer.fast_decode import DecodeOptions, decode_engine, sample_from_logits
 
 from .helpers import random_clip, randomize_zero_init, tiny_config
 
@@ -53,6 +53,33 @@ def test_cached_and_uncached_sampling_agree(frames: int, window: int | None, sli
     torch.testing.assert_close(cached[2], uncached[2], rtol=1e-4, atol=1e-5)
     assert len(set(cached[0].flatten().tolist())) > 3  # really sampled, not a constant
     assert int(cached[0].min()) >= 0 and int(cached[0].max()) < model.cfg.future_vocab_size
+
+
+def test_still_split_greedy_decides_still_or_moved_first() -> None:
+    """Plain argmax keeps the still code (0) wherever the moved codes split the rest; still_split takes
+    it only where it holds at least half the probability, else the likeliest moved code."""
+    probs = torch.tensor([[0.40, 0.35, 0.25, 0.0], [0.60, 0.20, 0.10, 0.10], [0.20, 0.10, 0.30, 0.40]])
+    logits = probs.clamp_min(1e-9).log()
+    assert sample_from_logits(logits, None, 0.0, None).tolist() == [0, 0, 3]
+    assert sample_from_logits(logits, None, 0.0, None, still_split=True).tolist() == [1, 0, 3]
+    noise = -torch.log(-torch.log(torch.rand(3, 4, generator=torch.Generator().manual_seed(0))))
+    assert torch.equal(sample_from_logits(logits, noise, 1.0, None, still_split=True),
+                       sample_from_logits(logits, noise, 1.0, None))  # sampling is already exact
+
+
+@pytest.mark.parametrize("still_split", [False, True])
+def test_greedy_rollouts_with_still_split_agree_cached_and_uncached(still_split: bool) -> None:
+    model = _model()
+    with torch.no_grad():  # the still code the argmax of many tokens, with well under half the probability
+        model.lm_head.weight[model.layout.context_vocab_size] *= 2
+    context, actions = _rollout_inputs(model, 3)
+    kwargs = {"temperature": 0.0, "top_k": None, "still_split": still_split}
+    cached = generate_frames(model, context, actions, 3, **kwargs)[0]
+    assert torch.equal(cached, generate_frames_uncached(model, context, actions, 3, **kwargs)[0])
+    plain = generate_frames(model, context, actions, 3, temperature=0.0, top_k=None)[0]
+    assert (plain == 0).any()
+    assert torch.equal(cached, plain) != still_split
+    assert (cached == 0).any() != still_split  # nowhere did the still code hold half the probability
 
 
 @pytest.mark.parametrize("compiled", [False, True])

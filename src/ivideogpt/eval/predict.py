@@ -73,6 +73,7 @@ class EvalConfig:
     temperature: float | None = None  # sampling temperature; None: the model's default
     top_k: int | None = None  # top-k sampling; None: the model's default
     action_guidance: float | None = None  # action guidance w (transformer/sampling.py); None: the model's
+    still_split: bool | None = None  # greedy decides still-or-moved first (transformer/fast_decode.py)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)  # LPIPS/I3D weights (aggregate unused)
     video_clips: int = 8  # clips shown in the video grid
     video_fps: float = 8.0  # playback rate of the video grid
@@ -110,7 +111,8 @@ class EvalConfig:
 
     def sampling_overrides(self) -> dict[str, Any]:
         """The sampling settings given here, as `WorldModel.rollout` keywords (None keeps the model's)."""
-        return {"temperature": self.temperature, "top_k": self.top_k, "action_guidance": self.action_guidance}
+        return {"temperature": self.temperature, "top_k": self.top_k, "action_guidance": self.action_guidance,
+                "still_split": self.still_split}
 
 
 def evaluate_predictions(cfg: EvalConfig) -> dict[str, Any]:
@@ -270,7 +272,7 @@ def _claim_output(out: Path, overwrite: bool) -> None:
 
 
 def _protocol(cfg: EvalConfig, wm: WorldModel, data: ClipDataset, clips: int) -> dict[str, Any]:
-    sampling = wm.sampling_config(cfg.temperature, cfg.top_k, cfg.action_guidance)
+    sampling = wm.sampling_config(**cfg.sampling_overrides())
     return {
         "context": wm.num_context_frames,
         "horizon": data.cfg.future_frames,
@@ -282,7 +284,7 @@ def _protocol(cfg: EvalConfig, wm: WorldModel, data: ClipDataset, clips: int) ->
         "split": f"{cfg.split} (val_fraction {data.cfg.val_fraction}, split_seed {data.cfg.split_seed})",
         "trained_future_frames": wm.spec.future_frames,
         "sampling": f"temperature {sampling.temperature}, top_k {sampling.top_k}, action guidance "
-                    f"{sampling.action_guidance}, seed {cfg.seed}",
+                    f"{sampling.action_guidance}, still split {sampling.still_split}, seed {cfg.seed}",
         "precision": wm.precision,
         "scoring": "only predicted frames are scored; copy_last repeats the last context frame; "
                    "tokenizer_recon encodes and decodes the true future given the true context (the ceiling)",

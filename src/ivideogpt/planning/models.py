@@ -29,11 +29,11 @@ class WorldModelRollouts:
             front, as if the robot had stood still.
         seed: seeds the sampling of every `imagine` call.
         sampling: overrides of the model's sampling defaults (`WorldModel.reset`: temperature, top_k,
-            action_guidance).
+            action_guidance, still_split).
     """
 
     def __init__(self, wm: WorldModel, context: np.ndarray, seed: int = 0,
-                 sampling: Mapping[str, float] | None = None) -> None:
+                 sampling: Mapping[str, float | bool] | None = None) -> None:
         tc = wm.num_context_frames
         if context.ndim != 4 or len(context) < 1:
             raise ValueError(f"WorldModelRollouts: context must be uint8 (T >= 1, H, W, 3), "

@@ -75,6 +75,7 @@ class PlanConfig:
     # imagined futures are greedy, so samples differ only by their actions, not by sampling noise
     temperature: float | None = None
     action_guidance: float | None = None  # w of action guidance (transformer/sampling.py)
+    still_split: bool | None = None  # greedy decides still-or-moved first (transformer/fast_decode.py)
     overwrite: bool = False  # replace an earlier plan output at `out`
 
     def __post_init__(self) -> None:
@@ -100,8 +101,8 @@ class PlanConfig:
         if self.videos < 0:
             raise ValueError(f"PlanConfig.videos must be >= 0, got {self.videos}")
         # SamplingConfig checks these too, but only once the model is read; refused here before any work
-        for name, value in self.sampling_overrides.items():
-            if not value >= 0:
+        for name in ("temperature", "action_guidance"):
+            if (value := getattr(self, name)) is not None and not value >= 0:
                 raise ValueError(f"PlanConfig.{name} must be >= 0, got {value}")
 
     @property
@@ -109,9 +110,10 @@ class PlanConfig:
         return tuple(task_name(t) for t in self.tasks)
 
     @property
-    def sampling_overrides(self) -> dict[str, float]:
+    def sampling_overrides(self) -> dict[str, float | bool]:
         """The sampling settings given here, which replace the model's defaults (`WorldModel.reset`)."""
-        return {k: v for k in ("temperature", "action_guidance") if (v := getattr(self, k)) is not None}
+        names = ("temperature", "action_guidance", "still_split")
+        return {k: v for k in names if (v := getattr(self, k)) is not None}
 
 
 class Job(NamedTuple):
@@ -128,7 +130,7 @@ class Settings(NamedTuple):
     model: str | None  # world-model folder (None when no job uses it)
     device: str
     precision: Precision
-    sampling: dict[str, float]  # WorldModel.reset overrides: temperature, action_guidance
+    sampling: dict[str, float | bool]  # WorldModel.reset overrides: temperature, action_guidance, still_split
     planner: PlannerConfig
     objective: ObjectiveConfig
     size: int

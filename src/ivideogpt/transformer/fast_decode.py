@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ivideogpt.tokenizer.compressive import STILL_CODE
 from ivideogpt.transformer.blocks import rope_cos_sin
 from ivideogpt.transformer.kv_cache import KVCache
 from ivideogpt.transformer.model import Transformer
@@ -212,7 +213,8 @@ class DecodeEngine:
                                  None if done is None else done.float())
 
 
-def sample_from_logits(logits: Tensor, noise: Tensor | None, temperature: float, top_k: int | None) -> Tensor:
+def sample_from_logits(logits: Tensor, noise: Tensor | None, temperature: float, top_k: int | None,
+                       still_split: bool = False) -> Tensor:
     """Codes (B,) from future-codebook logits (B, Vf): Gumbel-max over the top k, or argmax at T = 0.
 
     Args:
@@ -220,9 +222,18 @@ def sample_from_logits(logits: Tensor, noise: Tensor | None, temperature: float,
         noise: Gumbel noise (B, Vf) (`gumbel_noise`); unused (may be None) at temperature 0.
         temperature: softmax temperature.
         top_k: keep the k largest logits (None: all).
+        still_split: at temperature 0, take the still code (`STILL_CODE`, a tokenizer with
+            `still_threshold`) only where it holds at least half the probability, else the likeliest other
+            code: first the mode of "did this patch change", then of "into what". Plain argmax keeps the
+            still code wherever the codes of what moved share the rest among them, so its rollouts stand
+            still (docs/actions-log.md). Sampling (T > 0) is the same either way.
     """
     if temperature == 0:
-        return logits.argmax(dim=-1)
+        if not still_split:
+            return logits.argmax(dim=-1)
+        moved = logits.float().index_fill(1, torch.tensor([STILL_CODE], device=logits.device), -math.inf)
+        still = logits[:, STILL_CODE].float() >= torch.logsumexp(moved, dim=-1)  # P(still) >= 1/2
+        return torch.where(still, STILL_CODE, moved.argmax(dim=-1))
     scores = logits / temperature + noise
     if top_k is not None and top_k < logits.shape[1]:
         kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]  # (B, 1)

@@ -39,6 +39,7 @@ def generate_frames_uncached(
     window_frames: int | None = None,
     slide_frames: int | None = None,
     guidance: float = 0.0,
+    still_split: bool = False,
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """Reference path: same arguments, results and windowing as `generate_frames`, no cache.
 
@@ -83,7 +84,8 @@ def generate_frames_uncached(
                         unguided = model(tokens[:, :length], torch.zeros_like(rows[:, :length])).logits[:, -1]
                         logits = _guide(torch.cat([logits, unguided]), guidance, b)
                     noise_j = None if noise is None else noise[j]
-                    codes[:, 0, j] = sample_codes(logits, layout, temperature, top_k, noise=noise_j)
+                    codes[:, 0, j] = sample_codes(logits, layout, temperature, top_k, noise=noise_j,
+                                                   still_split=still_split)
             frames = torch.cat([frames, codes], dim=1)
             results.append((codes[:, 0], *_read_heads(model, out)))
     return _stack_results(results)

@@ -59,6 +59,7 @@ class RolloutState:
     num_generated: int = 0  # frames generated since `start`
     options: DecodeOptions | None = None  # how the decode step runs (None: float32 eager, `DecodeOptions()`)
     guidance: float = 0.0  # action guidance w (module docstring); 0: plain sampling
+    still_split: bool = False  # greedy steps decide still-or-moved first (`fast_decode.sample_from_logits`)
     guided_rows: bool = False  # the cache holds the B zero-action rows after the B rows (set by `step`)
     action_total: Tensor | None = None  # float (B, A) sum of every generated frame's action (`action_sum`)
 
@@ -85,6 +86,7 @@ def start(
     slide_frames: int | None = None,
     options: DecodeOptions | None = None,
     guidance: float = 0.0,
+    still_split: bool = False,
 ) -> RolloutState:
     """Encode the context frames into a fresh KV cache.
 
@@ -95,6 +97,7 @@ def start(
         slide_frames: frames dropped per slide (default half the window, at least 1).
         options: how `step` decodes (dtype, compile); the context runs in the same dtype.
         guidance: action guidance w >= 0 of every `step` (module docstring); ignored by action-free models.
+        still_split: how every greedy `step` treats the still code (`fast_decode.sample_from_logits`).
 
     Returns:
         The state to pass to `step`.
@@ -113,7 +116,7 @@ def start(
     actions = tokens.new_zeros(b, 0, model.cfg.action_input_dim, dtype=torch.float32) if a else None
     total = None if model.action_sum_proj is None else tokens.new_zeros(b, a, dtype=torch.float32)
     return RolloutState(cache, lc, frames, actions, window, slide, options=options,
-                        guidance=guidance if a else 0.0, action_total=total)
+                        guidance=guidance if a else 0.0, still_split=still_split, action_total=total)
 
 
 @torch.no_grad()
@@ -160,7 +163,8 @@ def step(
         for j in range(n):
             x = engine.run_step(x, cache, rotations[j])
             logits = _guide(engine.logits(x), state.guidance, b)
-            codes.append(sample_from_logits(logits, None if noise is None else noise[j], temperature, top_k))
+            codes.append(sample_from_logits(logits, None if noise is None else noise[j], temperature, top_k,
+                                            state.still_split))
             x = engine.code_input(codes[-1].repeat(len(x) // b), rows_act)
         x = engine.run_step(x, cache, rotations[n])  # feed the last code only to read the frame's heads
     codes = torch.stack(codes, dim=1)  # (B, n)
@@ -185,6 +189,7 @@ def generate_frames(
     slide_frames: int | None = None,
     options: DecodeOptions | None = None,
     guidance: float = 0.0,
+    still_split: bool = False,
 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """Sample `num_frames` future frames after the context, KV-cached across frames.
 
@@ -195,14 +200,14 @@ def generate_frames(
             action-free.
         num_frames: frames to generate (may exceed the window: the rollout slides).
         temperature, top_k, generator: as in `step`.
-        window_frames, slide_frames, options, guidance: as in `start`.
+        window_frames, slide_frames, options, guidance, still_split: as in `start`.
 
     Returns:
         Future codes int64 (B, num_frames, n), rewards (B, num_frames) and done probabilities
         (B, num_frames), each None when the model lacks that head.
     """
     _check_rollout(model, context_codes, actions, num_frames)
-    state = start(model, context_codes, window_frames, slide_frames, options, guidance)
+    state = start(model, context_codes, window_frames, slide_frames, options, guidance, still_split)
     results = [
         step(model, state, None if actions is None else actions[:, t], temperature, top_k, generator)[:3]
         for t in range(num_frames)
@@ -217,6 +222,7 @@ def sample_codes(
     top_k: int | None = 100,
     generator: torch.Generator | None = None,
     noise: Tensor | None = None,
+    still_split: bool = False,
 ) -> Tensor:
     """Sample future codes from next-token logits, restricted to the future codebook.
 
@@ -227,6 +233,7 @@ def sample_codes(
         top_k: keep the k largest logits (None: all).
         generator: source of the Gumbel noise when `noise` is not given.
         noise: Gumbel noise (B, Vf) to use (`fast_decode.gumbel_noise`); rollouts draw a frame's at once.
+        still_split: at temperature 0, decide still-or-moved first (`fast_decode.sample_from_logits`).
 
     Returns:
         int64 (B,) future-codebook indices in [0, Vf).
@@ -238,7 +245,7 @@ def sample_codes(
         noise = gumbel_noise(tuple(logits.shape), generator, logits.device)
     # Gumbel-max: argmax(logits / T + G) is a sample of softmax(logits / T); the noise does not depend on
     # the logits, so two paths whose logits agree to rounding draw the same codes.
-    return sample_from_logits(logits, noise, temperature, top_k)
+    return sample_from_logits(logits, noise, temperature, top_k, still_split)
 
 
 # --------------------------------------------------------------------------------------- helpers
