@@ -25,7 +25,6 @@ import torch
 from ivideogpt.filenames import STATE_FILE
 from ivideogpt.train.transformer import checkpoint_world_model
 from ivideogpt.world_model import SamplingConfig, WorldModel
-from ivideogpt.world_model_io import check_still_split
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 UNSET = -1  # top_k value that keeps the model's own (None already means "the whole codebook")
@@ -54,10 +53,10 @@ class ExportConfig:
 
     def sampling(self, current: SamplingConfig) -> SamplingConfig:
         """`current` with this export's overrides."""
-        guidance = current.action_guidance if self.action_guidance is None else self.action_guidance
-        return SamplingConfig(current.temperature if self.temperature is None else self.temperature,
-                              current.top_k if self.top_k == UNSET else self.top_k, guidance,
-                              current.still_split if self.still_split is None else self.still_split)
+        if self.top_k != UNSET:  # here None is a setting (the whole codebook), so UNSET keeps the model's
+            current = dataclasses.replace(current, top_k=self.top_k)
+        return current.overridden(temperature=self.temperature, action_guidance=self.action_guidance,
+                                  still_split=self.still_split)
 
 
 def is_step_folder(path: Path) -> bool:
@@ -75,9 +74,9 @@ def export_world_model(cfg: ExportConfig) -> Path:
     """
     wm = checkpoint_world_model(cfg.model) if is_step_folder(cfg.model) else WorldModel.load(cfg.model)
     sampling = cfg.sampling(wm.spec.sampling)
-    check_still_split(sampling, wm.spec.tokenizer)
     record = {"from": str(cfg.model.resolve()), "dtype": cfg.dtype,
               "sampling_before": dataclasses.asdict(wm.spec.sampling)}
+    # WorldModelSpec checks the sampling against the tokenizer (still_split), so nothing is written if unfit
     wm.spec = dataclasses.replace(wm.spec, sampling=sampling,
                                   provenance={**wm.spec.provenance, "export": record})
     out = wm.save(cfg.out, DTYPES[cfg.dtype])

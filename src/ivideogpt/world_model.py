@@ -368,11 +368,8 @@ class WorldModel:
                         action_guidance: float | None = None,
                         still_split: bool | None = None) -> SamplingConfig:
         """The sampling a rollout uses: these overrides (None keeps each) on the spec's defaults."""
-        s = self.spec.sampling
-        how = SamplingConfig(s.temperature if temperature is None else temperature,
-                             s.top_k if top_k is None else top_k,
-                             s.action_guidance if action_guidance is None else action_guidance,
-                             s.still_split if still_split is None else still_split)
+        how = self.spec.sampling.overridden(temperature=temperature, top_k=top_k,
+                                            action_guidance=action_guidance, still_split=still_split)
         check_still_split(how, self.tokenizer.cfg)
         return how
 

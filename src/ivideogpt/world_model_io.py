@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,10 @@ class SamplingConfig:
             raise ValueError(f"SamplingConfig.top_k must be >= 1 or None, got {self.top_k}")
         if not self.action_guidance >= 0:
             raise ValueError(f"SamplingConfig.action_guidance must be >= 0, got {self.action_guidance}")
+
+    def overridden(self, **settings: Any) -> SamplingConfig:
+        """This sampling with the given settings replaced (validated); None keeps a setting as it is."""
+        return replace(self, **{name: value for name, value in settings.items() if value is not None})
 
 
 @dataclass
