@@ -22,6 +22,16 @@ def test_codes_round_trip_exactly(l2: bool) -> None:
     assert out.quantized.shape == (3, 6, 4, 5)
 
 
+def test_nearest_code_search_stays_float32_under_bf16_autocast() -> None:
+    torch.manual_seed(0)
+    vq = VectorQuantizer(QuantizerConfig(codebook_size=1024, code_dim=32, restart_dead_codes=False))
+    z = torch.randn(4, 32, 16, 16)
+    want = vq(z).codes
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = vq(z).codes
+    assert torch.equal(got, want)
+
+
 def test_straight_through_gradient_and_losses() -> None:
     vq = VectorQuantizer(QuantizerConfig(codebook_size=16, code_dim=4, beta=0.25, restart_dead_codes=False))
     z = torch.randn(2, 4, 3, 3, requires_grad=True)

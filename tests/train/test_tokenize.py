@@ -196,3 +196,21 @@ def test_an_interrupted_tokenize_resumes_to_the_same_shards(
     assert (tmp_path / "cut" / "train" / "meta.json").stat().st_mtime_ns == written
     with pytest.raises(TokenShardError, match="other settings .differing: extra.start_stride."):
         run(tmp_path / "cut", resume=True, start_stride=2)
+
+
+def test_bf16_tokenize_is_recorded_and_not_mixed_with_float32(
+    inputs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data, tok_path = inputs
+
+    def run(out: Path, **kw: object) -> Path:
+        return tokenize_dataset(TokenizeConfig(tokenizer=tok_path, data=[data], out=out, device="cpu", **kw))
+
+    bf16 = TokenShards(run(tmp_path / "bf16", amp="bf16") / "train")
+    fp32 = TokenShards(run(tmp_path / "fp32") / "train")
+    assert bf16.meta.extra["amp"] == "bf16" and "amp" not in fp32.meta.extra
+    assert bf16.context.shape == fp32.context.shape and bf16.future.shape == fp32.future.shape
+    agree = (bf16.context == fp32.context).mean()
+    assert agree > 0.9, agree  # the nearest-code search runs in float32 under autocast too
+    with pytest.raises(TokenShardError, match="differing: extra.amp"):
+        run(tmp_path / "bf16", resume=True)

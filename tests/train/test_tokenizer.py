@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -121,13 +119,8 @@ def test_presets_fill_the_config_and_match_the_tokenizer_presets(preset: str) ->
     assert cfg.tokenizer == tokenizer_preset(preset.removeprefix("tokenizer_"))
 
 
-def test_bench_variants_share_the_preset_and_differ_in_future_tokens(monkeypatch: pytest.MonkeyPatch) -> None:
-    path = Path(__file__).parents[2] / "bench" / "tokenizer.py"
-    monkeypatch.syspath_prepend(path.parent)  # its bench-local imports (bench/record.py)
-    spec = importlib.util.spec_from_file_location("bench_tokenizer", path)
-    bench = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "bench_tokenizer", bench)  # dataclasses look their module up there
-    spec.loader.exec_module(bench)
+def test_bench_variants_share_the_preset_and_differ_in_future_tokens(load_bench) -> None:
+    bench = load_bench("tokenizer")
     base = tokenizer_preset("metaworld64")
     tokens = {name: build_tokenizer(cfg).tokens_per_future_frame
               for name, cfg in bench.variants(base).items()}

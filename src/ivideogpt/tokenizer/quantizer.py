@@ -108,8 +108,11 @@ class VectorQuantizer(nn.Module):
         self.usage_ema[code] += (1.0 - self.cfg.dead_code_decay) * count
 
     @torch.no_grad()
+    @torch.autocast("cuda", enabled=False)
+    @torch.autocast("cpu", enabled=False)
     def _lookup(self, flat: Tensor) -> Tensor:
-        emb = self.embeddings().float()
+        # in float32 even under autocast: bf16 similarities pick another code for most context latents
+        flat, emb = flat.float(), self.embeddings().float()
         if self.cfg.l2_normalized:
             return (flat @ emb.t()).argmax(dim=-1)  # cosine similarity of unit vectors
         dist2 = flat.square().sum(-1, keepdim=True) - 2 * flat @ emb.t() + emb.square().sum(-1)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch.utils.data import DataLoader, Subset
@@ -57,6 +57,9 @@ class TokenizeConfig:
     splits: tuple[str, ...] = SPLITS  # which splits to write, each to <out>/<split>
     batch_size: int = 32  # clips per tokenizer forward
     device: str = "auto"  # "auto" (CUDA if available), "cpu", "cuda", "cuda:N"
+    # bf16: the tokenizer runs under bfloat16 autocast, for GPUs and CPUs with AMX (measured in
+    # docs/actions-log.md); a few codes then differ from float32's, so shards record it and resume checks it
+    amp: Literal["off", "bf16"] = "off"
     overwrite: bool = False  # replace existing shard folders in `out` (and start an interrupted one over)
     resume: bool = False  # keep finished splits made with these settings, continue an interrupted one
 
@@ -116,6 +119,7 @@ def tokenize_dataset(cfg: TokenizeConfig) -> Path:
         "frame_stride": cfg.frame_stride,
         "val_fraction": clip_cfg.val_fraction,
         "split_seed": clip_cfg.split_seed,
+        **({"amp": cfg.amp} if cfg.amp != "off" else {}),  # float32 shards keep the settings they had
     }
     for split in cfg.splits:
         if split == "val" and clip_cfg.val_fraction == 0:
@@ -220,10 +224,12 @@ def _write_split(
         print(f"tokenize: resuming {root.name} after {done} of {len(ids)} clips")
     loader = DataLoader(Subset(data, ids[done:]), batch_size=cfg.batch_size, collate_fn=collate_clips)
     device = next(tokenizer.parameters()).device
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.amp == "bf16")
     try:
         for batch in tqdm(loader, desc=f"tokenize {root.name}", unit="batch", dynamic_ncols=True):
-            writer.add(_codes_of(batch, tokenizer, meta.context_frames, device),
-                       torch.stack([batch.source, batch.episode, batch.start], 1).numpy())
+            with autocast:
+                writer.add(_codes_of(batch, tokenizer, meta.context_frames, device),
+                           torch.stack([batch.source, batch.episode, batch.start], 1).numpy())
     except KeyboardInterrupt:
         print(f"tokenize: interrupted after {writer.meta.num_clips} of {len(ids)} {root.name} clips; "
               "the same command with --resume continues")
