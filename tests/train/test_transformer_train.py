@@ -246,6 +246,15 @@ def test_tokenizer_fine_tuned_from_the_parent_keeps_its_transformer_usable(
         train_tokenizer(merge(tok_cfg, {"out": str(tmp_path / "tok2"), "tokenizer": {"channels": [8, 8, 8]}}))
 
 
+def test_a_float16_export_continues_on_the_float32_tokenizers_codes(tokens: Path, tmp_path: Path) -> None:
+    parent = train_transformer(_cfg(tokens, tmp_path / "parent", train={"steps": 2}))
+    half = export_world_model(ExportConfig(model=parent, out=tmp_path / "half", dtype="float16"))
+    assert tokenizer_fingerprint(WorldModel.load(half).tokenizer) != tokenizer_fingerprint(
+        WorldModel.load(parent).tokenizer)  # rounded weights: the check goes by the codes it was trained on
+    child = train_transformer(_cfg(tokens, tmp_path / "child", init_from=str(half), train={"steps": 1}))
+    assert WorldModel.load(child).spec.provenance["init_from"] == str(half)
+
+
 def test_bad_inputs_fail_clearly(tokens: Path, other_run: Path, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no token shards"):
         train_transformer(_cfg(tmp_path / "missing", tmp_path / "a"))

@@ -105,8 +105,11 @@ def load_parent(
     head) keeps `model`'s fresh init, as the parent's would map each code to another code's meaning.
     """
     # the shards' tokenizer, or one it was fine-tuned from: the codes keep their meaning (docs/method.md §3)
-    compatible = (meta.extra.get("tokenizer_fingerprint"), *(meta.extra.get("tokenizer_lineage") or []))
-    if not new_codes and tokenizer_fingerprint(parent.tokenizer) not in compatible:
+    compatible = {meta.extra.get("tokenizer_fingerprint"), *(meta.extra.get("tokenizer_lineage") or [])}
+    # the parent's own tokenizer, or the one whose codes its transformer was trained on (a float16 export's
+    # tokenizer is that one rounded, with another fingerprint but the same codes' meaning)
+    parents = {tokenizer_fingerprint(parent.tokenizer), parent.spec.provenance.get("tokenizer_fingerprint")}
+    if not new_codes and not (parents & compatible) - {None}:
         raise ValueError(
             f"init_from {where}: its tokenizer is neither the one that made the token shards "
             f"({meta.extra.get('tokenizer_path')}) nor one that tokenizer was fine-tuned from; tokenize the "
