@@ -57,8 +57,8 @@ class TokenizeConfig:
     splits: tuple[str, ...] = SPLITS  # which splits to write, each to <out>/<split>
     batch_size: int = 32  # clips per tokenizer forward
     device: str = "auto"  # "auto" (CUDA if available), "cpu", "cuda", "cuda:N"
-    # bf16: the tokenizer runs under bfloat16 autocast, for GPUs and CPUs with AMX (measured in
-    # docs/actions-log.md); a few codes then differ from float32's, so shards record it and resume checks it
+    # bf16: the tokenizer under bfloat16 autocast, for GPUs and CPUs with AMX (2x here; README); about 7% of
+    # the context codes then differ from float32's, so the shards record it and resume checks it
     amp: Literal["off", "bf16"] = "off"
     overwrite: bool = False  # replace existing shard folders in `out` (and start an interrupted one over)
     resume: bool = False  # keep finished splits made with these settings, continue an interrupted one
