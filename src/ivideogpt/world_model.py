@@ -15,22 +15,20 @@ that attends to the cached context features. Rollouts longer than the trained cl
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from ivideogpt.data.frames import to_model, to_uint8
 from ivideogpt.filenames import EXPORT_DIR, SPEC_FILE, TOKENIZER_FILE, TRANSFORMER_FILE  # re-exported too
 from ivideogpt.precision import Precision
 from ivideogpt.tokenizer import ContextState, VideoTokenizer, build_tokenizer
 from ivideogpt.transformer import RolloutState, Transformer, generate_frames_uncached, sampling
 from ivideogpt.transformer.fast_decode import PRECISIONS, DecodeOptions
+from ivideogpt.world_model_frames import decode_frame, decode_frames, encode_context
 from ivideogpt.world_model_inputs import check_actions, check_context_frames, horizon_of
 from ivideogpt.world_model_io import (  # re-exported: the folder format is part of this API
     FORMAT,
@@ -202,7 +200,7 @@ class WorldModel:
         how = state.sampling
         codes, reward, done, _ = sampling.step(self.transformer, state.rollout, action, how.temperature,
                                                how.top_k, state.generator)
-        frames = self._decode(codes, state.context)
+        frames = decode_frame(self.tokenizer, codes, state.context, self.decode_options.dtype)
         rewards = np.zeros(b, np.float32) if reward is None else reward.cpu().numpy().astype(np.float32)
         dones = np.zeros(b, bool) if done is None else (done > 0.5).cpu().numpy()
         return frames, rewards, dones, state
@@ -255,7 +253,7 @@ class WorldModel:
         else:
             codes, rewards, dones = generate_frames_uncached(*args, guidance=how.action_guidance,
                                                              still_split=how.still_split)
-        frames = self._decode_frames(codes, context)  # (B, T, H, W, 3)
+        frames = decode_frames(self.tokenizer, codes, context, self.decode_options.dtype)  # (B, T, H, W, 3)
         return Rollout(frames, _numpy_or_none(rewards), _numpy_or_none(dones))
 
     def imagine(
@@ -284,7 +282,9 @@ class WorldModel:
         codes, rewards, dones = zip(*steps, strict=True)
         codes = torch.stack(codes, dim=1)  # (B, T, n)
         rewards, dones = _stack_or_none(rewards), _stack_or_none(dones)  # (B, T) each, or None
-        frames = self._decode_frames(codes, state.context) if decode else None
+        frames = None
+        if decode:
+            frames = decode_frames(self.tokenizer, codes, state.context, self.decode_options.dtype)
         return Rollout(frames, _numpy_or_none(rewards), _numpy_or_none(dones))
 
     # ------------------------------------------------------------------------------ save / load
@@ -318,45 +318,11 @@ class WorldModel:
         """uint8 (B, T, H, W, 3), T >= Tc -> the tokenizer's context state of the last Tc frames."""
         x = check_context_frames(frames, self.image_size, self.num_context_frames)
         tc = self.num_context_frames
-        with self._tokenizer_mode():
-            return self.tokenizer.encode_context(to_model(x[:, -tc:].to(self.device)))
+        return encode_context(self.tokenizer, x[:, -tc:].to(self.device), self.decode_options.dtype)
 
     def _context_tokens(self, context: ContextState) -> Tensor:
         """Context codes (B, Tc, hc, wc) -> (B, Tc, N) as the transformer reads them."""
         return context.codes.flatten(2)
-
-    def _decode(self, codes: Tensor, context: ContextState) -> np.ndarray:
-        """Future codes (B, n) of one frame -> uint8 (B, H, W, 3), decoded against the cached context."""
-        g = self.tokenizer.future_grid
-        with self._tokenizer_mode():
-            frames = self.tokenizer.decode_future(codes.view(-1, *g), context)  # (B, 3, H, W)
-        return to_uint8(frames).cpu().numpy()
-
-    def _decode_frames(self, codes: Tensor, context: ContextState, max_frames: int = 256) -> np.ndarray:
-        """Future codes (B, T, n) -> uint8 (B, T, H, W, 3): a batch of frames per decoder pass.
-
-        One pass decodes up to `max_frames` frames (whole clips of T frames, at least one clip), which
-        bounds the decoder's activation memory; per-pass overhead is paid once per chunk, not per frame.
-        """
-        b, t = codes.shape[:2]
-        grid = codes.view(b, t, *self.tokenizer.future_grid)  # (B, T, hf, wf)
-        rows = max(1, max_frames // t)
-        with self._tokenizer_mode():
-            if rows >= b:
-                return to_uint8(self.tokenizer.decode_future(grid, context)).cpu().numpy()
-            chunks = [
-                self.tokenizer.decode_future(grid[i : i + rows], context.map(lambda x, i=i: x[i : i + rows]))
-                for i in range(0, b, rows)
-            ]  # each (rows, T, 3, H, W)
-        return to_uint8(torch.cat(chunks)).cpu().numpy()
-
-    @contextlib.contextmanager
-    def _tokenizer_mode(self) -> Iterator[None]:
-        """The tokenizer in eval mode, under bf16 autocast when `precision` is "bfloat16"."""
-        dtype = self.decode_options.dtype
-        with _eval(self.tokenizer), (torch.autocast(self.device.type, dtype) if dtype is not None
-                                     else contextlib.nullcontext()):
-            yield
 
     def _check_actions(
         self, actions: np.ndarray | Tensor | None, shape: tuple[int, ...], name: str
@@ -389,13 +355,3 @@ def _stack_or_none(xs: tuple[Tensor | None, ...]) -> Tensor | None:
 def _numpy_or_none(x: Tensor | None) -> np.ndarray | None:
     return None if x is None else x.float().cpu().numpy()
 
-
-@contextlib.contextmanager
-def _eval(module: nn.Module) -> Iterator[None]:
-    """Run `module` in eval mode, then restore its mode (a trainer may still be training it)."""
-    was_training = module.training
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train(was_training)
