@@ -28,7 +28,8 @@ def randomize_zero_init(model: Transformer, seed: int = 0) -> None:
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.startswith(("action_proj.", "action_sum_proj.", "heads.", "pos_emb.")):
+            zero_init = name.startswith(("action_proj.", "action_sum_proj.", "heads.", "pos_emb."))
+            if zero_init or ".action_mod." in name:
                 p.copy_(torch.randn(p.shape, generator=g) * 0.5)
 
 

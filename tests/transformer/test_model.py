@@ -8,6 +8,7 @@ import yaml
 from ivideogpt.config import from_dict, to_dict
 from ivideogpt.train.optim import build_adamw
 from ivideogpt.transformer import PRESETS, KVCache, Transformer, TransformerConfig, symlog, transformer_preset
+from ivideogpt.transformer.config import state_dict_mismatch
 from ivideogpt.transformer.model import _mixed_inputs
 
 from .helpers import random_batch, random_clip, randomize_zero_init, tiny_config
@@ -383,6 +384,29 @@ def test_action_to_frame_adds_the_action_to_every_token_of_its_frame() -> None:
     assert future[n1:].tolist() == [1.0] * n1 and future[:n1].count_nonzero() == 0
     with pytest.raises(ValueError, match="action_to"):
         tiny_config(action_dim=2, action_to="codes")
+
+
+@pytest.mark.parametrize("action_to", ["slot", "frame"])
+def test_action_modulation_starts_as_its_parent_and_reads_only_action_rows(action_to: str) -> None:
+    model = Transformer(tiny_config(action_dim=3, action_to=action_to, action_modulation=True)).eval()
+    parent = Transformer(tiny_config(action_dim=3, action_to=action_to)).eval()
+    randomize_zero_init(parent)
+    added = model.load_pretrained(parent.state_dict())
+    assert added == [f"blocks.{i}.action_mod.weight" for i in range(model.cfg.n_layer)]
+    batch = random_batch(model.cfg, 2, 2, 3)
+    args = (batch.context_codes, batch.future_codes, batch.actions[:, 2:])
+    torch.testing.assert_close(model.token_nll(*args), parent.token_nll(*args))  # zero init: the parent
+    randomize_zero_init(model)
+    assert not torch.allclose(model.token_nll(*args), parent.token_nll(*args))  # the modulation is read
+    # zero actions (an action-free clip) leave the block as it was, trained weights or not
+    zeros = torch.zeros_like(args[2])
+    torch.testing.assert_close(model.token_nll(*args[:2], zeros), parent.token_nll(*args[:2], zeros))
+    loss, _, _ = model.compute_loss(batch)
+    loss.backward()
+    assert all(float(block.action_mod.weight.grad.norm()) > 0 for block in model.blocks)
+    assert state_dict_mismatch(parent.cfg, model.state_dict()) == [
+        "action_modulation: True in the weights, False in the config"]
+    assert Transformer(tiny_config(action_modulation=True)).blocks[0].action_mod is None  # action-free
 
 
 def test_action_sum_feeds_the_running_sum_and_starts_as_its_parent() -> None:

@@ -154,7 +154,7 @@ def test_each_frame_costs_one_plus_n_token_steps() -> None:
     engine = decode_engine(model)
     steps: list[int] = []
     run_step = engine.run_step
-    engine.run_step = lambda x, cache, rotation: steps.append(x.shape[0]) or run_step(x, cache, rotation)
+    engine.run_step = lambda x, *args: steps.append(x.shape[0]) or run_step(x, *args)
     step(model, state, actions[:, 0])
     step(model, state, actions[:, 1])
     handle.remove()
@@ -274,6 +274,29 @@ def test_compiled_static_step_samples_like_the_uncached_path(temperature: float)
                                         generator=torch.Generator().manual_seed(3), **kwargs)
     assert torch.equal(compiled[0], uncached[0])
     torch.testing.assert_close(compiled[1], uncached[1], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("action_to,guidance,compiled", [
+    ("slot", 0.0, False), ("frame", 0.0, False), ("frame", 1.5, False), ("slot", 0.0, True),
+    ("frame", 0.0, True)])
+def test_action_modulation_decodes_like_the_uncached_path(action_to: str, guidance: float, compiled: bool
+                                                          ) -> None:
+    torch._dynamo.reset()
+    model = _model(action_to=action_to, action_modulation=True)
+    context, actions = _rollout_inputs(model, 5)
+    options = DecodeOptions(compile=True, compile_mode=None, compile_backend="eager") if compiled else None
+    kwargs = {"temperature": 0.8, "top_k": 6, "window_frames": 3, "slide_frames": 1, "guidance": guidance}
+    seed = lambda: torch.Generator().manual_seed(3)
+    cached = generate_frames(model, context, actions, 5, generator=seed(), options=options, **kwargs)
+    uncached = generate_frames_uncached(model, context, actions, 5, generator=seed(), **kwargs)  # slides
+    assert torch.equal(cached[0], uncached[0])
+    torch.testing.assert_close(cached[1], uncached[1], rtol=1e-4, atol=1e-5)
+    without = _model(action_to=action_to, action_modulation=True)
+    without.load_state_dict(model.state_dict())
+    for block in without.blocks:
+        torch.nn.init.zeros_(block.action_mod.weight)
+    other = generate_frames(without, context, actions, 5, generator=seed(), **kwargs)
+    assert not torch.allclose(cached[1], other[1], atol=1e-3)  # the modulation is really applied
 
 
 def test_decode_engine_follows_weight_updates() -> None:

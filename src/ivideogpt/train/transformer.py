@@ -304,10 +304,14 @@ def action_path_norms(model: Transformer) -> dict[str, float]:
     """Weight norm of the action projection and its gradient norm this step (after clipping): a model
     whose action path stays near its zero init does not use its actions (docs/method.md §6)."""
     norms = {}
-    for name, proj in (("action", model.action_proj), ("action_sum", model.action_sum_proj)):
-        if proj is not None and proj.weight.grad is not None:
-            norms |= {f"{name}_weight_norm": float(proj.weight.detach().norm()),
-                      f"{name}_grad_norm": float(proj.weight.grad.detach().norm())}
+    paths = {"action": [model.action_proj], "action_sum": [model.action_sum_proj],
+             "action_mod": [block.action_mod for block in model.blocks]}  # all blocks' as one vector
+    norm = lambda tensors: float(torch.stack([t.detach().norm() for t in tensors]).norm())
+    for name, projs in paths.items():
+        weights = [proj.weight for proj in projs if proj is not None and proj.weight.grad is not None]
+        if weights:
+            norms |= {f"{name}_weight_norm": norm(weights),
+                      f"{name}_grad_norm": norm([w.grad for w in weights])}
     return norms
 
 

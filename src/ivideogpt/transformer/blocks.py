@@ -12,7 +12,12 @@ from ivideogpt.transformer.kv_cache import KVCache
 
 
 class Block(nn.Module):
-    """Pre-norm residual block: x + attn(norm(x)), then x + mlp(norm(x))."""
+    """Pre-norm residual block: x + attn(norm(x)), then x + mlp(norm(x)).
+
+    With `action_modulation`, a zero-initialised bias-free Linear maps each position's action row to a scale
+    and a shift of both norms' outputs (before their gains): norm(x) * (1 + scale) + shift. Zero init and
+    no bias: it starts as the plain block, and a zero action row (a context position) changes nothing.
+    """
 
     def __init__(self, cfg: TransformerConfig) -> None:
         super().__init__()
@@ -20,6 +25,8 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(cfg)
         self.mlp_norm = RMSNorm(cfg.n_embd)
         self.mlp = SwiGLU(cfg)
+        modulated = cfg.action_modulation and cfg.action_dim
+        self.action_mod = nn.Linear(cfg.action_input_dim, 4 * cfg.n_embd, bias=False) if modulated else None
 
     def forward(
         self,
@@ -28,9 +35,15 @@ class Block(nn.Module):
         mask: Tensor | None,
         kv_cache: KVCache | None,
         layer: int,
+        action_rows: Tensor | None = None,
     ) -> Tensor:
-        x = x + self.attn(self.attn_norm(x), rope, mask, kv_cache, layer)
-        return x + self.mlp(self.mlp_norm(x))
+        """`action_rows` (B, T, A_in): each position's action input (zero where none), read only with
+        `action_modulation`."""
+        mods = [None] * 4  # attention's scale and shift, then the MLP's
+        if self.action_mod is not None and action_rows is not None:
+            mods = self.action_mod(action_rows).chunk(4, dim=-1)  # 4 x (B, T, d)
+        x = x + self.attn(self.attn_norm(x, *mods[:2]), rope, mask, kv_cache, layer)
+        return x + self.mlp(self.mlp_norm(x, *mods[2:]))
 
 
 class CausalSelfAttention(nn.Module):
@@ -92,9 +105,13 @@ class RMSNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, scale: Tensor | None = None, shift: Tensor | None = None) -> Tensor:
+        """x / rms(x), modulated by (1 + scale) and shift when given (`Block`), times the gain."""
         xf = x.float()
-        return (xf * torch.rsqrt(xf.square().mean(-1, keepdim=True) + self.eps)).type_as(x) * self.weight
+        normed = xf * torch.rsqrt(xf.square().mean(-1, keepdim=True) + self.eps)
+        if scale is not None:
+            normed = normed * (1 + scale.float()) + shift.float()
+        return normed.type_as(x) * self.weight
 
 
 # -------------------------------------------------------------------------------- rotary positions

@@ -45,6 +45,11 @@ class TransformerConfig:
     # since the context: a compressive future code is relative to the context, so it shows the arm's
     # displacement since then, which the actions sum to (an option, docs/method.md §6; no-op without actions)
     action_sum: bool = False
+    # also let the action scale and shift every block's two norms (adaLN, as DiT and DIAMOND condition on
+    # theirs), through zero-initialised bias-free projections: the input-only path leaves a few blocks
+    # little room to act on the action, a multiplicative one gates features by it (an option,
+    # docs/method.md §6; no-op without actions; applied where `action_to` adds the action)
+    action_modulation: bool = False
     reward_head: bool = False  # predict each future frame's reward from its last token
     done_head: bool = False  # predict each future frame's termination (logit) from its last token
     reward_symlog: bool = False  # regress rewards in symlog space (MBRL setting); sampling returns symexp
@@ -181,6 +186,8 @@ def state_dict_mismatch(cfg: TransformerConfig, state: Mapping[str, Any]) -> lis
     proj = state.get("action_proj.weight")
     found["action_dim"] = (0 if proj is None else proj.shape[1], cfg.action_dim)
     found["action_sum"] = ("action_sum_proj.weight" in state, bool(cfg.action_sum and cfg.action_dim))
+    found["action_modulation"] = ("blocks.0.action_mod.weight" in state,
+                                  bool(cfg.action_modulation and cfg.action_dim))
     found["reward_head"] = ("heads.reward.weight" in state, cfg.reward_head)
     found["done_head"] = ("heads.done.weight" in state, cfg.done_head)
     return [f"{field}: {saved} in the weights, {config} in the config"

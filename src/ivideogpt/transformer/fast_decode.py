@@ -9,7 +9,8 @@ weights once (METHOD 4c). `DecodeEngine` repacks the weights of an eval-mode tra
 - RMSNorm gains folded into the matrix that follows (norm(x) * g @ W == norm(x) @ (g[:, None] * W));
 - Q, K, V in one matrix and SwiGLU's gate and up in one, so a layer is 4 matmuls;
 - the LM head cut to the future codebook, the only tokens that are ever sampled;
-- RoPE as one (hd, hd) rotation per position, precomputed per frame, so q and k rotate in one matmul.
+- RoPE as one (hd, hd) rotation per position, precomputed per frame, so q and k rotate in one matmul;
+- with `action_modulation`, every layer's norm scales and shifts computed once per frame (`modulation`).
 
 A step writes its key and value into the preallocated `KVCache` buffers in place and attends over the
 filled part only (`step`); `step_static` attends over the whole buffer with a mask and takes the position
@@ -97,6 +98,8 @@ class DecodeEngine:
                 for b in model.blocks
             ]  # (d, 2h) gate then up
             self.head = pack(model.norm.weight[:, None] * model.lm_head.weight[vc : vc + vf].t())  # (d, Vf)
+            modulated = model.blocks[0].action_mod is not None
+            self.modulations = [pack(b.action_mod.weight.t()) for b in model.blocks] if modulated else None
             self.final_norm = pack(model.norm.weight)
         self.inv_freq = model.inv_freq
         self.heads = model.heads
@@ -133,23 +136,38 @@ class DecodeEngine:
         x = self.future_embedding.index_select(0, codes)
         return x if action is None or not self.action_every_token else x + action.to(self.dtype) @ self.action
 
+    def modulation(self, action: Tensor | None) -> Tensor | None:
+        """Every layer's norm scales and shifts (n_layer, 4, B, d) for a frame's action inputs (B, A_in)
+        (`Block`); None for a model without `action_modulation` or no action."""
+        if action is None or self.modulations is None:
+            return None
+        rows = action.to(self.dtype)
+        return torch.stack([(rows @ w).view(len(rows), 4, -1).transpose(0, 1) for w in self.modulations])
+
+    def token_modulation(self, modulation: Tensor | None) -> Tensor | None:
+        """What a code step of the frame reads of its `modulation`: all of it with `action_to="frame"`,
+        nothing with "slot" (the action reaches the SLOT step only)."""
+        return modulation if self.action_every_token else None
+
     # ------------------------------------------------------------------------------------ per token
 
-    def step(self, x: Tensor, cache: KVCache, rotation: Tensor) -> Tensor:
+    def step(self, x: Tensor, cache: KVCache, rotation: Tensor, modulation: Tensor | None = None) -> Tensor:
         """One token at position `cache.length` through every layer; returns the residual stream (B, d).
 
         Args:
             x: (B, d) input embedding.
             cache: written in place at its current length (advanced here by one).
             rotation: (hd, hd) the RoPE rotation of that position (`rotations`).
+            modulation: (n_layer, 4, B, d) the norms' scales and shifts (`modulation`); None: none.
         """
         b, pos = x.shape[0], cache.length - cache.prefix_length  # pos: this token's slot in the row buffers
         h, hd, hidden = self.n_head, self.head_dim, self.hidden
         if self.positions is not None:
             x = x + self.positions[cache.length]
         for i, (wqkv, wo, wgu, wd) in enumerate(self.layers):
+            mod = None if modulation is None else modulation[i]
             keys, values = cache.buffers(i, b, h, hd, x)
-            qkv = (_rms(x, self.eps) @ wqkv).view(b, 3, h, hd)
+            qkv = (_rms(x, self.eps, mod, 0) @ wqkv).view(b, 3, h, hd)
             qk = qkv[:, :2] @ rotation  # (B, 2, H, hd): rotated queries and keys
             keys[:, :, pos] = qk[:, 1]  # cast to the cache's dtype (`DecodeOptions.kv_dtype`) on write
             values[:, :, pos] = qkv[:, 2]
@@ -160,13 +178,13 @@ class DecodeEngine:
             else:
                 y = _attend_with_prefix(q, *prefix, keys, values)
             x = torch.addmm(x, y.reshape(b, h * hd).to(x.dtype), wo)
-            gu = _rms(x, self.eps) @ wgu  # (B, 2h)
+            gu = _rms(x, self.eps, mod, 2) @ wgu  # (B, 2h)
             x = torch.addmm(x, F.silu(gu[:, :hidden]) * gu[:, hidden:], wd)
         cache.advance(1)
         return x
 
-    def step_static(self, x: Tensor, keys: list[Tensor], values: list[Tensor], pos: Tensor, rotation: Tensor
-                    ) -> Tensor:
+    def step_static(self, x: Tensor, keys: list[Tensor], values: list[Tensor], pos: Tensor, rotation: Tensor,
+                    modulation: Tensor | None = None) -> Tensor:
         """`step` with fixed shapes for `torch.compile`: position `pos` (int64 (1,)) as a tensor, attention
         over the whole buffers (B, H, capacity, hd) masked beyond `pos`, cache writes by `index_copy_`."""
         b = x.shape[0]
@@ -174,22 +192,24 @@ class DecodeEngine:
         mask = (torch.arange(keys[0].shape[2], device=x.device) <= pos)[None]  # (1, capacity)
         if self.positions is not None:
             x = x + self.positions.index_select(0, pos)
-        for (wqkv, wo, wgu, wd), k_buf, v_buf in zip(self.layers, keys, values, strict=True):
-            qkv = (_rms(x, self.eps) @ wqkv).view(b, 3, h, hd)
+        for i, ((wqkv, wo, wgu, wd), k_buf, v_buf) in enumerate(zip(self.layers, keys, values, strict=True)):
+            mod = None if modulation is None else modulation[i]
+            qkv = (_rms(x, self.eps, mod, 0) @ wqkv).view(b, 3, h, hd)
             qk = qkv[:, :2] @ rotation
             k_buf.index_copy_(2, pos, qk[:, 1, :, None].to(k_buf.dtype))
             v_buf.index_copy_(2, pos, qkv[:, 2, :, None].to(v_buf.dtype))
             q = qk[:, 0, :, None].to(k_buf.dtype)
             y = F.scaled_dot_product_attention(q, k_buf, v_buf, attn_mask=mask)
             x = torch.addmm(x, y.reshape(b, h * hd).to(x.dtype), wo)
-            gu = _rms(x, self.eps) @ wgu
+            gu = _rms(x, self.eps, mod, 2) @ wgu
             x = torch.addmm(x, F.silu(gu[:, :hidden]) * gu[:, hidden:], wd)
         return x
 
-    def run_step(self, x: Tensor, cache: KVCache, rotation: Tensor) -> Tensor:
+    def run_step(self, x: Tensor, cache: KVCache, rotation: Tensor, modulation: Tensor | None = None
+                 ) -> Tensor:
         """`step`, or the compiled static step when the options ask for it."""
         if self._static_step is None:
-            return self.step(x, cache, rotation)
+            return self.step(x, cache, rotation, modulation)
         cache.materialize()  # fixed shapes: every row holds its whole sequence
         b = x.shape[0]
         bufs = [cache.buffers(i, b, self.n_head, self.head_dim, x) for i in range(len(self.layers))]
@@ -197,7 +217,7 @@ class DecodeEngine:
             for buf in (t for kv in bufs for t in kv):
                 torch._dynamo.mark_static_address(buf)
         pos = torch.tensor([cache.length], device=x.device)
-        x = self._static_step(x, [k for k, _ in bufs], [v for _, v in bufs], pos, rotation)
+        x = self._static_step(x, [k for k, _ in bufs], [v for _, v in bufs], pos, rotation, modulation)
         cache.advance(1)
         return x
 
@@ -269,10 +289,14 @@ def _attend_with_prefix(q: Tensor, prefix_keys: Tensor, prefix_values: Tensor, k
     return y.transpose(0, 1)[:, :, None] + own
 
 
-def _rms(x: Tensor, eps: float) -> Tensor:
-    """x / rms(x) in x's dtype (the gain is folded into the next matrix); float32 statistics."""
+def _rms(x: Tensor, eps: float, modulation: Tensor | None = None, at: int = 0) -> Tensor:
+    """x / rms(x) in x's dtype (the gain is folded into the next matrix); float32 statistics. With a layer's
+    `modulation` (4, B, d), scaled by 1 + modulation[at] and shifted by modulation[at + 1] (`Block`)."""
     xf = x.float()
-    return (xf * torch.rsqrt(xf.square().mean(-1, keepdim=True) + eps)).to(x.dtype)
+    normed = xf * torch.rsqrt(xf.square().mean(-1, keepdim=True) + eps)
+    if modulation is not None:
+        normed = normed * (1 + modulation[at].float()) + modulation[at + 1].float()
+    return normed.to(x.dtype)
 
 
 def _fingerprint(model: Transformer) -> tuple:

@@ -7,7 +7,8 @@ Actions enter without tokens of their own: a zero-initialised, bias-free Linear(
 embedding of each future frame's SLOT token. Zero init means an action model starts out computing exactly
 what its action-free parent computed; no bias means a zero action (an action-free clip in a mixed batch)
 adds nothing at all, trained or not. With `action_sum`, a second such projection adds the running sum of
-the future frames' actions since the context (`frame_action_inputs`).
+the future frames' actions since the context (`frame_action_inputs`). With `action_modulation`, every
+block's norms are also scaled and shifted by the same rows (`Block`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 # Keys a pretrained (action-free, head-less) checkpoint may lack: they belong to parts fine-tuning adds.
 OPTIONAL_PREFIXES = ("action_proj.", "action_sum_proj.", "heads.", "pos_emb.")
+OPTIONAL_PARTS = (".action_mod.",)  # the same, inside each block
 
 
 @dataclass
@@ -76,7 +78,8 @@ class Transformer(nn.Module):
             for proj in (block.attn.proj, block.mlp.down):
                 nn.init.normal_(proj.weight, mean=0.0, std=0.02 / math.sqrt(2 * self.cfg.n_layer))
         # zero: adding actions or positions changes nothing at first; heads start at "reward 0, done p=0.5"
-        zero_init = (self.action_proj, self.action_sum_proj, self.pos_emb, self.heads.reward, self.heads.done)
+        zero_init = (self.action_proj, self.action_sum_proj, self.pos_emb, self.heads.reward, self.heads.done,
+                     *(block.action_mod for block in self.blocks))
         for head in zero_init:
             if head is not None:
                 nn.init.zeros_(head.weight)
@@ -107,17 +110,17 @@ class Transformer(nn.Module):
         x = self.tok_emb(tokens)  # (B, T, d)
         if actions is not None:
             weight = self.action_weight()
-            projected = actions.to(weight.dtype) @ weight  # (B, T, d)
+            actions = actions.to(weight.dtype)
             if self.cfg.action_to == "slot":  # the layout's rows are zero elsewhere; a caller's may not be
-                projected = projected * (tokens == self.cfg.slot_id).unsqueeze(-1)
-            x = x + projected
+                actions = actions * (tokens == self.cfg.slot_id).unsqueeze(-1)
+            x = x + actions @ weight  # (B, T, d)
         if self.pos_emb is not None:
             x = x + self.pos_emb(self._learned_positions(start, t, tokens.device))
         x = self.drop(x)
         rope = rope_cos_sin(torch.arange(start, start + t, device=tokens.device), self.inv_freq)
         mask = offset_causal_mask(start, t, tokens.device)  # None: plain causal (or a single query)
         for i, block in enumerate(self.blocks):
-            x = block(x, rope, mask, kv_cache, i)
+            x = block(x, rope, mask, kv_cache, i, actions)
         if kv_cache is not None:
             kv_cache.advance(t)
         h = self.norm(x)  # (B, T, d)
@@ -334,7 +337,8 @@ class Transformer(nn.Module):
         own = self.state_dict()
         unexpected = sorted(set(state_dict) - set(own))
         missing = sorted(set(own) - set(state_dict))
-        required = [k for k in missing if not k.startswith(OPTIONAL_PREFIXES)]
+        required = [k for k in missing
+                    if not k.startswith(OPTIONAL_PREFIXES) and not any(p in k for p in OPTIONAL_PARTS)]
         if unexpected or required:
             raise ValueError(
                 f"load_pretrained: keys not in this model {unexpected}; missing required keys {required}"

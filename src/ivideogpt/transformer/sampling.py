@@ -159,14 +159,16 @@ def step(
         noise = None if temperature == 0 else gumbel_noise((n, b, layout.future_vocab_size), generator,
                                                            state.frames.device)
         x = engine.slot_input(rows_act, len(rows_act) if rows_act is not None else b)  # (B or 2B, d)
+        modulation = engine.modulation(rows_act)  # the SLOT step's; None without action_modulation
         codes = []
         for j in range(n):
-            x = engine.run_step(x, cache, rotations[j])
+            x = engine.run_step(x, cache, rotations[j], modulation)
             logits = _guide(engine.logits(x), state.guidance, b)
             codes.append(sample_from_logits(logits, None if noise is None else noise[j], temperature, top_k,
                                             state.still_split))
             x = engine.code_input(codes[-1].repeat(len(x) // b), rows_act)
-        x = engine.run_step(x, cache, rotations[n])  # feed the last code only to read the frame's heads
+            modulation = engine.token_modulation(modulation)
+        x = engine.run_step(x, cache, rotations[n], modulation)  # feed the last code only to read the heads
     codes = torch.stack(codes, dim=1)  # (B, n)
     state.frames = torch.cat([state.frames, codes[:, None]], dim=1)
     if act is not None:
