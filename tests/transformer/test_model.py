@@ -7,6 +7,7 @@ import yaml
 
 from ivideogpt.config import from_dict, to_dict
 from ivideogpt.train.optim import build_adamw
+from ivideogpt.train.transformer import action_path_norms
 from ivideogpt.transformer import PRESETS, KVCache, Transformer, TransformerConfig, symlog, transformer_preset
 from ivideogpt.transformer.config import state_dict_mismatch
 from ivideogpt.transformer.model import _mixed_inputs
@@ -426,3 +427,17 @@ def test_action_sum_feeds_the_running_sum_and_starts_as_its_parent() -> None:
     loss, metrics, _ = model.compute_loss(batch)
     assert torch.isfinite(loss) and metrics["ce"] > 0
     assert Transformer(tiny_config(action_sum=True)).action_sum_proj is None  # action-free: nothing to sum
+
+
+def test_action_path_norms_cover_every_action_path() -> None:
+    """The training log's action-path norms: the input projection, and every block's modulation as one."""
+    model = Transformer(tiny_config(action_dim=3, action_to="frame", action_modulation=True))
+    randomize_zero_init(model)
+    assert action_path_norms(model) == {}  # no gradient yet: nothing to report
+    model.compute_loss(random_batch(model.cfg, 2, 2, 3))[0].backward()
+    norms = action_path_norms(model)
+    mods = [block.action_mod.weight for block in model.blocks]
+    expected = torch.stack([w.detach().norm() for w in mods]).norm()
+    assert norms["action_mod_weight_norm"] == pytest.approx(float(expected), rel=1e-5)
+    assert norms["action_mod_grad_norm"] > 0 and norms["action_grad_norm"] > 0
+    assert "action_sum_weight_norm" not in norms  # no such path in this model
