@@ -19,10 +19,11 @@ def _deterministic_torch() -> None:
 
 @pytest.fixture
 def load_bench(monkeypatch: pytest.MonkeyPatch):
-    """Import a script of bench/ by name (`load_bench("control_lag")`), as `python bench/<name>.py` would."""
+    """Import a script of bench/ (or of another top-level `folder`, e.g. scripts/) by name
+    (`load_bench("control_lag")`), as `python bench/<name>.py` would."""
 
-    def load(name: str):
-        path = Path(__file__).parents[1] / "bench" / f"{name}.py"
+    def load(name: str, folder: str = "bench"):
+        path = Path(__file__).parents[1] / folder / f"{name}.py"
         monkeypatch.syspath_prepend(path.parent)  # its bench-local imports (bench/record.py)
         spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
         module = importlib.util.module_from_spec(spec)

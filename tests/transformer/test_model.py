@@ -441,3 +441,18 @@ def test_action_path_norms_cover_every_action_path() -> None:
     assert norms["action_mod_weight_norm"] == pytest.approx(float(expected), rel=1e-5)
     assert norms["action_mod_grad_norm"] > 0 and norms["action_grad_norm"] > 0
     assert "action_sum_weight_norm" not in norms  # no such path in this model
+
+
+def test_grow_depth_inserts_identity_blocks(load_bench) -> None:
+    grow = load_bench("grow_depth", folder="scripts").grow
+    parent = Transformer(tiny_config(action_dim=3, action_to="frame", reward_head=True)).eval()
+    randomize_zero_init(parent)
+    grown = grow(parent)
+    assert grown.cfg.n_layer == 2 * parent.cfg.n_layer
+    batch = random_batch(parent.cfg, 2, 2, 3)
+    args = (batch.context_codes, batch.future_codes, batch.actions[:, 2:])
+    torch.testing.assert_close(grown.token_nll(*args), parent.token_nll(*args))  # the parent's predictions
+    torch.testing.assert_close(grown.blocks[2].attn.qkv.weight, parent.blocks[1].attn.qkv.weight)
+    assert float(grown.blocks[1].attn.qkv.weight.detach().norm()) > 0  # new blocks: random inputs, zero outputs
+    grown.compute_loss(batch)[0].backward()
+    assert float(grown.blocks[1].mlp.down.weight.grad.norm()) > 0  # and they learn
