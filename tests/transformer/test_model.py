@@ -453,6 +453,6 @@ def test_grow_depth_inserts_identity_blocks(load_bench) -> None:
     args = (batch.context_codes, batch.future_codes, batch.actions[:, 2:])
     torch.testing.assert_close(grown.token_nll(*args), parent.token_nll(*args))  # the parent's predictions
     torch.testing.assert_close(grown.blocks[2].attn.qkv.weight, parent.blocks[1].attn.qkv.weight)
-    assert float(grown.blocks[1].attn.qkv.weight.detach().norm()) > 0  # new blocks: random inputs, zero outputs
+    assert float(grown.blocks[1].attn.qkv.weight.detach().norm()) > 0  # new: random inputs, zero outputs
     grown.compute_loss(batch)[0].backward()
     assert float(grown.blocks[1].mlp.down.weight.grad.norm()) > 0  # and they learn
