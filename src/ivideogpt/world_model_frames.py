@@ -12,10 +12,11 @@ from collections.abc import Iterator
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ivideogpt.data.frames import to_model, to_uint8
 from ivideogpt.tokenizer import ContextState, VideoTokenizer
+from ivideogpt.transformer.sampling import eval_mode
 
 
 def encode_context(tokenizer: VideoTokenizer, frames: Tensor, dtype: torch.dtype | None) -> ContextState:
@@ -56,17 +57,6 @@ def decode_frames(tokenizer: VideoTokenizer, codes: Tensor, context: ContextStat
 def tokenizer_mode(tokenizer: VideoTokenizer, dtype: torch.dtype | None) -> Iterator[None]:
     """The tokenizer in eval mode, under autocast to `dtype` when one is given (precision "bfloat16")."""
     device = next(tokenizer.parameters()).device
-    with _eval(tokenizer), (torch.autocast(device.type, dtype) if dtype is not None
-                            else contextlib.nullcontext()):
+    with eval_mode(tokenizer), (torch.autocast(device.type, dtype) if dtype is not None
+                                else contextlib.nullcontext()):
         yield
-
-
-@contextlib.contextmanager
-def _eval(module: nn.Module) -> Iterator[None]:
-    """Run `module` in eval mode, then restore its mode (a trainer may still be training it)."""
-    was_training = module.training
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train(was_training)

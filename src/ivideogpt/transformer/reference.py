@@ -18,11 +18,11 @@ from ivideogpt.transformer.sampling import (
     _check_guidance,
     _check_positions,
     _check_rollout,
-    _eval_mode,
     _frame_action,
     _guide,
     _stack_results,
     _window,
+    eval_mode,
     sample_codes,
 )
 
@@ -61,7 +61,7 @@ def generate_frames_uncached(
     )  # (B, k, A_in)
     total = None if model.action_sum_proj is None else context.new_zeros(b, action_dim)  # actions summed
     results = []
-    with _eval_mode(model):
+    with eval_mode(model):
         for t in range(num_frames):
             if frames.shape[1] == window:
                 frames = frames[:, slide:]

@@ -38,7 +38,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ivideogpt.transformer.fast_decode import DecodeOptions, decode_engine, gumbel_noise, sample_from_logits
 from ivideogpt.transformer.kv_cache import KVCache
@@ -109,7 +109,7 @@ def start(
     b, lc = tokens.shape
     _check_positions(model, lc, window)
     cache = KVCache(model.cfg.n_layer, lc + window * layout.frame_length, options and options.kv_dtype)
-    with _eval_mode(model), _autocast(model, options):
+    with eval_mode(model), _autocast(model, options):
         model(tokens, kv_cache=cache, logit_positions=_NO_POSITIONS.to(tokens.device))
     frames = tokens.new_zeros(b, 0, layout.future_tokens)
     a = model.cfg.action_dim
@@ -145,7 +145,7 @@ def step(
     _check_sampling(temperature, top_k)
     engine = decode_engine(model, state.options)
     b, n, cache = state.batch_size, layout.future_tokens, state.cache
-    with _eval_mode(model):
+    with eval_mode(model):
         if state.frames.shape[1] == state.window:
             _slide(model, state)
         act = _frame_action(model, action, b, state.frames.device)  # (B, A); None if action-free
@@ -370,11 +370,12 @@ def _stack_or_none(xs: tuple[Tensor | None, ...]) -> Tensor | None:
 
 
 @contextlib.contextmanager
-def _eval_mode(model: Transformer) -> Iterator[None]:
-    """Sample with dropout off, then restore the caller's mode."""
-    was_training = model.training
-    model.eval()
+def eval_mode(module: nn.Module) -> Iterator[None]:
+    """Run `module` in eval mode (dropout off), then restore the caller's mode (a trainer may still be
+    training it)."""
+    was_training = module.training
+    module.eval()
     try:
         yield
     finally:
-        model.train(was_training)
+        module.train(was_training)
