@@ -98,8 +98,9 @@ class DecodeEngine:
                 for b in model.blocks
             ]  # (d, 2h) gate then up
             self.head = pack(model.norm.weight[:, None] * model.lm_head.weight[vc : vc + vf].t())  # (d, Vf)
-            modulated = model.blocks[0].action_mod is not None
-            self.modulations = [pack(b.action_mod.weight.t()) for b in model.blocks] if modulated else None
+            modulated = model.blocks[0].action_mod is not None  # every layer's (A_in, 4d), side by side
+            self.modulation_weight = (pack(torch.cat([b.action_mod.weight for b in model.blocks]).t())
+                                      if modulated else None)  # (A_in, n_layer * 4d)
             self.final_norm = pack(model.norm.weight)
         self.inv_freq = model.inv_freq
         self.heads = model.heads
@@ -139,10 +140,10 @@ class DecodeEngine:
     def modulation(self, action: Tensor | None) -> Tensor | None:
         """Every layer's norm scales and shifts (n_layer, 4, B, d) for a frame's action inputs (B, A_in)
         (`Block`); None for a model without `action_modulation` or no action."""
-        if action is None or self.modulations is None:
+        if action is None or self.modulation_weight is None:
             return None
-        rows = action.to(self.dtype)
-        return torch.stack([(rows @ w).view(len(rows), 4, -1).transpose(0, 1) for w in self.modulations])
+        b, layers = len(action), len(self.layers)
+        return (action.to(self.dtype) @ self.modulation_weight).view(b, layers, 4, -1).permute(1, 2, 0, 3)
 
     def token_modulation(self, modulation: Tensor | None) -> Tensor | None:
         """What a code step of the frame reads of its `modulation`: all of it with `action_to="frame"`,
