@@ -18,16 +18,16 @@ def _deterministic_torch() -> None:
 
 
 @pytest.fixture
-def load_bench(monkeypatch: pytest.MonkeyPatch):
+def load_script(monkeypatch: pytest.MonkeyPatch):
     """Import a script of bench/ (or of another top-level `folder`, e.g. scripts/) by name
-    (`load_bench("control_lag")`), as `python bench/<name>.py` would."""
+    (`load_script("control_lag")`), as `python bench/<name>.py` would."""
 
     def load(name: str, folder: str = "bench"):
         path = Path(__file__).parents[1] / folder / f"{name}.py"
-        monkeypatch.syspath_prepend(path.parent)  # its bench-local imports (bench/record.py)
-        spec = importlib.util.spec_from_file_location(f"bench_{name}", path)
+        monkeypatch.syspath_prepend(path.parent)  # its folder-local imports (bench/record.py)
+        spec = importlib.util.spec_from_file_location(f"{folder}_{name}", path)
         module = importlib.util.module_from_spec(spec)
-        monkeypatch.setitem(sys.modules, f"bench_{name}", module)  # dataclasses look their module up there
+        monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up there
         spec.loader.exec_module(module)
         return module
 

@@ -21,8 +21,8 @@ def _shard(root: Path, n: int = 3, tc: int = 2, tf: int = 4, nf: int = 2, vf: in
     return actions
 
 
-def test_code_probe_targets_are_the_actions_that_produced_the_frames(tmp_path: Path, load_bench) -> None:
-    bench = load_bench("action_probe")
+def test_code_probe_targets_are_the_actions_that_produced_the_frames(tmp_path: Path, load_script) -> None:
+    bench = load_script("action_probe")
     actions = _shard(tmp_path / "train")
     codes = np.fromfile(tmp_path / "train" / "future.bin", np.uint16).reshape(3, 4, 2)
     x, y, vocab = bench.code_pairs(tmp_path / "train", cumulative=False)
@@ -36,8 +36,8 @@ def test_code_probe_targets_are_the_actions_that_produced_the_frames(tmp_path: P
     assert np.allclose(y[1 * 4 + 2].numpy(), actions[1, 2:5, :3].sum(0))
 
 
-def test_r2_is_one_for_a_perfect_fit_and_zero_for_the_mean(load_bench) -> None:
-    bench = load_bench("action_probe")
+def test_r2_is_one_for_a_perfect_fit_and_zero_for_the_mean(load_script) -> None:
+    bench = load_script("action_probe")
     target = torch.randn(100, 3)
     assert torch.allclose(bench.r2(target, target), torch.ones(3))
     assert torch.allclose(bench.r2(target.mean(0).expand(100, 3), target), torch.zeros(3), atol=1e-5)

@@ -7,8 +7,8 @@ import pytest
 
 
 @pytest.mark.parametrize("lag", [0, 1])
-def test_lag_figures_find_the_action_that_moved_the_hand(load_bench, lag: int) -> None:
-    bench = load_bench("control_lag")
+def test_lag_figures_find_the_action_that_moved_the_hand(load_script, lag: int) -> None:
+    bench = load_script("control_lag")
     rng = np.random.default_rng(0)
     actions = rng.uniform(-1, 1, (3, 40, 4))
     # hands[t + 1] - hands[t] is made by actions[t] (lag 0) or, for a hand one frame late, by actions[t - 1]

@@ -119,8 +119,8 @@ def test_presets_fill_the_config_and_match_the_tokenizer_presets(preset: str) ->
     assert cfg.tokenizer == tokenizer_preset(preset.removeprefix("tokenizer_"))
 
 
-def test_bench_variants_share_the_preset_and_differ_in_future_tokens(load_bench) -> None:
-    bench = load_bench("tokenizer")
+def test_bench_variants_share_the_preset_and_differ_in_future_tokens(load_script) -> None:
+    bench = load_script("tokenizer")
     base = tokenizer_preset("metaworld64")
     tokens = {name: build_tokenizer(cfg).tokens_per_future_frame
               for name, cfg in bench.variants(base).items()}

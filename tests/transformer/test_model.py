@@ -443,8 +443,8 @@ def test_action_path_norms_cover_every_action_path() -> None:
     assert "action_sum_weight_norm" not in norms  # no such path in this model
 
 
-def test_grow_depth_inserts_identity_blocks(load_bench) -> None:
-    grow = load_bench("grow_depth", folder="scripts").grow
+def test_grow_depth_inserts_identity_blocks(load_script) -> None:
+    grow = load_script("grow_depth", folder="scripts").grow
     parent = Transformer(tiny_config(action_dim=3, action_to="frame", reward_head=True)).eval()
     randomize_zero_init(parent)
     grown = grow(parent)
