@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 
 from ivideogpt.data.frames import to_model, to_uint8
+from ivideogpt.modes import eval_mode
 from ivideogpt.tokenizer import ContextState, VideoTokenizer
-from ivideogpt.transformer.sampling import eval_mode
 
 
 def encode_context(tokenizer: VideoTokenizer, frames: Tensor, dtype: torch.dtype | None) -> ContextState:

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from ivideogpt.data.frames import to_model, to_uint8
+from ivideogpt.modes import eval_mode
 from ivideogpt.tokenizer import VideoTokenizer
 
 
@@ -32,14 +33,10 @@ def tokenizer_reconstruction(tokenizer: VideoTokenizer, clip: Tensor, num_contex
     Returns:
         uint8 `(B, T, H, W, 3)`: the reconstructed future frames.
     """
-    was_training = tokenizer.training
-    tokenizer.eval()
-    try:
+    with eval_mode(tokenizer):
         device = next(tokenizer.parameters()).device
         frames = to_model(clip.to(device))
         _, future_codes = tokenizer.tokenize(frames, num_context)
         # decoded against the real context frames, as a rollout from them decodes its imagined codes
         frames = tokenizer.decode_future(future_codes, tokenizer.encode_context(frames[:, :num_context]))
-    finally:
-        tokenizer.train(was_training)
     return to_uint8(frames).cpu().numpy()

@@ -44,6 +44,7 @@ from ivideogpt.eval.baselines import tokenizer_reconstruction
 from ivideogpt.eval.metrics import finite_mean, moving_psnr, psnr, ssim
 from ivideogpt.eval.scores import reward_metrics, spread_indices
 from ivideogpt.media import add_label, hstack_videos, tile_videos
+from ivideogpt.modes import eval_mode
 from ivideogpt.tokenizer import VideoTokenizer
 from ivideogpt.world_model import WorldModel
 
@@ -287,17 +288,13 @@ def likelihood_discrimination(wm: WorldModel, scenes: list[Scene]) -> tuple[torc
     steps = min(scenes[0].actions.shape[1], wm.spec.future_frames)
     model, device = wm.transformer, wm.device
     clips = torch.from_numpy(np.stack([sc.frames[:, : tc + steps] for sc in scenes]))  # (S, K, T', h, w, 3)
-    was_training = (wm.tokenizer.training, model.training)
-    wm.tokenizer.eval(), model.eval()
-    try:
+    with eval_mode(wm.tokenizer, model):
         context, future = wm.tokenizer.tokenize(to_model(clips.flatten(0, 1).to(device)), tc)
         context, future = context.flatten(2), future.flatten(2)  # (S*K, Tc, N), (S*K, T, n)
         actions = torch.from_numpy(np.stack([sc.actions[:, :steps] for sc in scenes])).to(device)
         nll = torch.stack([  # nll[s, k, j, t]: branch k's codes under branch j's actions
             model.frame_nll(context, future, actions[:, j : j + 1].expand(-1, k, -1, -1).flatten(0, 1))
             .view(len(scenes), k, steps) for j in range(k)], dim=2).double().cpu()
-    finally:
-        wm.tokenizer.train(was_training[0]), model.train(was_training[1])
     own = torch.diagonal(nll, dim1=1, dim2=2).permute(0, 2, 1)[:, :, None]  # (S, K, 1, T)
     own_cum, cum = own.cumsum(-1), nll.cumsum(-1)
     closer = (own_cum < cum).double() + 0.5 * (own_cum == cum).double()

@@ -22,6 +22,7 @@ from ivideogpt.data.clips import ClipBatch, ClipDataset, collate_clips
 from ivideogpt.data.frames import to_model, to_uint8
 from ivideogpt.eval.metrics import finite_mean, moving_psnr, psnr, ssim
 from ivideogpt.media import add_label, hstack_videos, save_video, tile_videos
+from ivideogpt.modes import eval_mode
 
 
 def fixed_indices(dataset: ClipDataset, count: int) -> list[int]:
@@ -78,32 +79,30 @@ def evaluate_tokenizer(
         "<codebook>_used_share", "<codebook>_dead_codes", "frames_per_s"}: frame metrics are means over
         frames; frames_per_s counts encode+decode of every frame of every clip.
     """
-    was_training = tokenizer.training
-    tokenizer.eval()
-    scores: dict[str, list[Tensor]] = {"future_psnr": [], "future_ssim": [], "context_psnr": [],
-                                       "context_ssim": [], "future_psnr_moving": []}
-    counts = {name: torch.zeros(size, dtype=torch.long) for name, size in codebook_sizes.items()}
-    frames, seconds = 0, 0.0
-    for batch in batches:
-        truth = batch.frames.to(device)  # uint8 (B, T, H, W, 3)
-        t0 = time.perf_counter()
-        out = tokenizer(to_model(truth), num_context)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        seconds += time.perf_counter() - t0
-        frames += truth.shape[0] * truth.shape[1]
-        recon = to_uint8(out.recon)  # uint8 (B, T, H, W, 3)
-        for part, sl in (("context", slice(0, num_context)), ("future", slice(num_context, None))):
-            scores[f"{part}_psnr"].append(psnr(truth[:, sl], recon[:, sl]).flatten().cpu())
-            scores[f"{part}_ssim"].append(ssim(truth[:, sl], recon[:, sl]).flatten().cpu())
-        future, last = truth[:, num_context:], truth[:, num_context - 1 : num_context]
-        if future.shape[1]:  # what moved since the last context frame, scored apart (NaN: nothing moved)
-            moving = moving_psnr(future, recon[:, num_context:], last.expand_as(future))
-            scores["future_psnr_moving"].append(moving.flatten().cpu())
-        for name, hist in counts.items():
-            codes = getattr(out, f"{name}_codes")  # int64 (B, T_part, h, w)
-            hist += torch.bincount(codes.flatten().cpu(), minlength=len(hist))
-    tokenizer.train(was_training)
+    with eval_mode(tokenizer):
+        scores: dict[str, list[Tensor]] = {"future_psnr": [], "future_ssim": [], "context_psnr": [],
+                                           "context_ssim": [], "future_psnr_moving": []}
+        counts = {name: torch.zeros(size, dtype=torch.long) for name, size in codebook_sizes.items()}
+        frames, seconds = 0, 0.0
+        for batch in batches:
+            truth = batch.frames.to(device)  # uint8 (B, T, H, W, 3)
+            t0 = time.perf_counter()
+            out = tokenizer(to_model(truth), num_context)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            seconds += time.perf_counter() - t0
+            frames += truth.shape[0] * truth.shape[1]
+            recon = to_uint8(out.recon)  # uint8 (B, T, H, W, 3)
+            for part, sl in (("context", slice(0, num_context)), ("future", slice(num_context, None))):
+                scores[f"{part}_psnr"].append(psnr(truth[:, sl], recon[:, sl]).flatten().cpu())
+                scores[f"{part}_ssim"].append(ssim(truth[:, sl], recon[:, sl]).flatten().cpu())
+            future, last = truth[:, num_context:], truth[:, num_context - 1 : num_context]
+            if future.shape[1]:  # what moved since the last context frame, scored apart (NaN: nothing moved)
+                moving = moving_psnr(future, recon[:, num_context:], last.expand_as(future))
+                scores["future_psnr_moving"].append(moving.flatten().cpu())
+            for name, hist in counts.items():
+                codes = getattr(out, f"{name}_codes")  # int64 (B, T_part, h, w)
+                hist += torch.bincount(codes.flatten().cpu(), minlength=len(hist))
     metrics = {k: finite_mean(torch.cat(v).double().numpy()) for k, v in scores.items() if v}
     metrics = {k: v for k, v in metrics.items() if v is not None}  # no moving pixel at all: left out
     for name, c in counts.items():
@@ -131,11 +130,9 @@ def write_reconstructions(
         device: where to run.
         fps: GIF frame rate.
     """
-    was_training = tokenizer.training
-    tokenizer.eval()
-    recon = tokenizer(to_model(frames.to(device)), num_context).recon
-    recon = to_uint8(recon).cpu().numpy()  # (B, T, H, W, 3)
-    tokenizer.train(was_training)
+    with eval_mode(tokenizer):
+        recon = tokenizer(to_model(frames.to(device)), num_context).recon
+        recon = to_uint8(recon).cpu().numpy()  # (B, T, H, W, 3)
     truth_np = frames.numpy()
     rows = []
     for t, r in zip(truth_np, recon, strict=True):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ivideogpt.modes import eval_mode
 from ivideogpt.transformer.fast_decode import gumbel_noise
 from ivideogpt.transformer.layout import TokenLayout
 from ivideogpt.transformer.model import Transformer, TransformerOutput
@@ -22,7 +23,6 @@ from ivideogpt.transformer.sampling import (
     _guide,
     _stack_results,
     _window,
-    eval_mode,
     sample_codes,
 )
 

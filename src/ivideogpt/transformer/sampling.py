@@ -34,12 +34,12 @@ in classifier-free guidance); one trained without it has seen them only as "stan
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
+from ivideogpt.modes import eval_mode
 from ivideogpt.transformer.fast_decode import DecodeOptions, decode_engine, gumbel_noise, sample_from_logits
 from ivideogpt.transformer.kv_cache import KVCache
 from ivideogpt.transformer.layout import TokenLayout
@@ -368,14 +368,3 @@ def _stack_results(
 def _stack_or_none(xs: tuple[Tensor | None, ...]) -> Tensor | None:
     return None if xs[0] is None else torch.stack(xs, dim=1)
 
-
-@contextlib.contextmanager
-def eval_mode(module: nn.Module) -> Iterator[None]:
-    """Run `module` in eval mode (dropout off), then restore the caller's mode (a trainer may still be
-    training it)."""
-    was_training = module.training
-    module.eval()
-    try:
-        yield
-    finally:
-        module.train(was_training)
