@@ -34,7 +34,7 @@ from ivideogpt.sim.metaworld import MetaWorldEnv
 
 @dataclass
 class ControlLagConfig:
-    repeats: tuple[int, ...] = (2, 4, 8)  # action repeats (simulator steps per frame) to compare
+    repeats: tuple[int, ...] = (2, 4, 8, 16)  # action repeats (simulator steps per frame) to compare
     tasks: tuple[str, ...] = ("reach", "push", "drawer-close")
     episodes: int = 4  # per task and repeat
     steps: int = 60  # frames per episode
