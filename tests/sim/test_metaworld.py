@@ -167,6 +167,23 @@ def test_the_reset_frame_shows_the_new_episode_not_where_the_last_one_ended() ->
         fresh.close()
 
 
+def test_advance_looks_past_the_last_step_of_a_long_episode() -> None:
+    """A planner at the last step of an episode of 500+ simulator steps imagines beyond it; Meta-World's
+    own limit (max_path_length) must not refuse those steps."""
+    env = MetaWorldEnv("reach", size=32, seed=0, action_repeat=100, max_steps=5)
+    env.reset(seed=0)
+    for _ in range(4):
+        env.step(np.zeros(ACTION_DIM))
+    snap = env.snapshot()
+    for _ in range(3):  # 700 simulator steps in all, Meta-World's limit being 500
+        reward, _ = env.advance(np.ones(ACTION_DIM))
+        assert np.isfinite(reward)
+    env.restore(snap)
+    *_, truncated, _ = env.step(np.zeros(ACTION_DIM))
+    assert truncated  # the episode's own time limit still holds
+    env.close()
+
+
 def test_snapshot_restore_repeats_steps_exactly() -> None:
     """The simulator-as-model planner relies on this: imagine from a snapshot, restore, act for real."""
     env = MetaWorldEnv("push", size=32, seed=0, max_steps=5)

@@ -167,6 +167,9 @@ class MetaWorldEnv(gym.Env):
             raise ValueError(f"MetaWorldEnv({self.task}): action must be {ACTION_DIM} finite floats, "
                              f"got {action}")
         action = np.clip(action, -1.0, 1.0)
+        # a planner looks ahead past the episode's last step, where Meta-World's own limit would refuse
+        env = self._env
+        env.max_path_length = max(env.max_path_length, env.curr_path_length + self.action_repeat)
         reward, success = 0.0, False
         for _ in range(self.action_repeat):
             self.state, r, _, _, info = self._env.step(action)
