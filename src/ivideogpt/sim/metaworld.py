@@ -20,6 +20,7 @@ import os
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 import difflib
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -100,8 +101,9 @@ class MetaWorldEnv(gym.Env):
         # global np.random), so episodes depend only on the seed
         self._env._freeze_rand_vec = False
         self._env.seeded_rand_vec = True
-        # Meta-World refuses to step past max_path_length (500); ours may be longer than that
-        self._env.max_path_length = max(self._env.max_path_length, max_steps * action_repeat)
+        # Meta-World refuses to step past its max_path_length (500); the time limit is ours (`step`), and a
+        # planner's look-ahead (`advance`) goes past the episode's end, so its own is switched off
+        self._env.max_path_length = sys.maxsize
         self._renderer = SceneRenderer(self._env.model, self._env.data, size, camera)
         self.sim_dt = float(self._env.model.opt.timestep) * self._env.frame_skip * action_repeat
         self.metadata = {**self.metadata, "render_fps": 1.0 / self.sim_dt}
@@ -167,9 +169,6 @@ class MetaWorldEnv(gym.Env):
             raise ValueError(f"MetaWorldEnv({self.task}): action must be {ACTION_DIM} finite floats, "
                              f"got {action}")
         action = np.clip(action, -1.0, 1.0)
-        # a planner looks ahead past the episode's last step, where Meta-World's own limit would refuse
-        env = self._env
-        env.max_path_length = max(env.max_path_length, env.curr_path_length + self.action_repeat)
         reward, success = 0.0, False
         for _ in range(self.action_repeat):
             self.state, r, _, _, info = self._env.step(action)
