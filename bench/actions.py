@@ -56,7 +56,7 @@ class BenchConfig:
     clips: int = 128  # ordinary clips scored (spread over the episodes)
     horizon: int = 8  # imagined frames
     workers: int = 2  # recording processes
-    samples: int = 1  # sampled futures per branch; > 1 scores their pixel mean (`--counterfactual-samples`)
+    samples: int = 1  # sampled futures per branch and ordinary clip; > 1 scores their pixel mean
     temperature: float | None = None  # sampling temperature; None: each model's default
     still_split: bool | None = None  # greedy decides still-or-moved first; None: each model's default
     reuse: bool = False  # take finished evals in <work> (their metrics.json) instead of rerunning them
@@ -91,14 +91,18 @@ def _complete(root: Path, jobs: int) -> bool:
 
 
 def evaluate(model: Path, data: Path, counterfactual: Path, out: Path, cfg: BenchConfig) -> dict[str, Any]:
+    # the same prediction on ordinary clips as on the branches: one sample, or the pixel mean of several
+    aggregate = "pixel_mean" if cfg.samples > 1 else "mean"
     if cfg.reuse and (out / "metrics.json").is_file():  # written last: only a finished eval has it
-        print(f"reusing {out / 'metrics.json'}")
-        return read_metrics_json(out / "metrics.json")
+        metrics = read_metrics_json(out / "metrics.json")
+        if (metrics["protocol"]["samples"], metrics["protocol"]["aggregate"]) == (cfg.samples, aggregate):
+            print(f"reusing {out / 'metrics.json'}")
+            return metrics
     return evaluate_predictions(EvalConfig(
         model=model, data=[data], counterfactual=counterfactual, out=out, split="all", clips=cfg.clips,
         horizon=cfg.horizon, counterfactual_scenes=cfg.scenes or 10_000, counterfactual_samples=cfg.samples,
-        temperature=cfg.temperature, still_split=cfg.still_split, overwrite=True,
-        note="bench/actions.py: fresh episodes, seeds no training run used"))
+        samples=cfg.samples, aggregate=aggregate, temperature=cfg.temperature, still_split=cfg.still_split,
+        overwrite=True, note="bench/actions.py: fresh episodes, seeds no training run used"))
 
 
 def summarize(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -152,7 +156,7 @@ def sampling_protocol(cfg: BenchConfig) -> str:
         temperature += f", still split {cfg.still_split}"
     if cfg.samples == 1:
         return f"one rollout per branch, {temperature}"
-    return f"pixel mean of {cfg.samples} sampled rollouts per branch, {temperature}"
+    return f"pixel mean of {cfg.samples} sampled rollouts per branch and ordinary clip, {temperature}"
 
 
 def run(cfg: BenchConfig) -> dict[str, Any]:

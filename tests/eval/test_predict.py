@@ -134,6 +134,25 @@ def test_best_of_k_is_at_least_the_mean(model_dir: Path, data_dir: Path, tmp_pat
     assert best["copy_last"] == mean["copy_last"]  # deterministic baselines have one sample
 
 
+def test_pixel_mean_scores_the_mean_of_the_samples_as_one_prediction(model_dir: Path, data_dir: Path,
+                                                                     tmp_path: Path) -> None:
+    wm = WorldModel.load(model_dir)
+    cfg = EvalConfig(model=model_dir, data=[data_dir], split="all", samples=3)
+    batch = predict.collate_clips([predict.open_clips(cfg, wm)[i] for i in range(2)])
+    each = predict.predict_batch(wm, batch, cfg, seed=5)
+    pooled = predict.predict_batch(wm, batch, dataclasses.replace(cfg, aggregate="pixel_mean"), seed=5)
+    assert each.frames["model"].shape[1] == 3 and pooled.frames["model"].shape[1] == 1
+    assert (each.frames["model"][:, 0] != each.frames["model"][:, 1]).any()  # the samples differ
+    mean = each.frames["model"].astype(np.float32).mean(axis=1, keepdims=True).round()
+    np.testing.assert_array_equal(pooled.frames["model"], mean.astype(np.uint8))
+    np.testing.assert_allclose(pooled.rewards, each.rewards.mean(axis=1, keepdims=True), rtol=1e-6)
+    metrics = run_eval(model_dir, data_dir, tmp_path / "eval", samples=3, aggregate="pixel_mean")
+    assert metrics["protocol"]["aggregate"] == "pixel_mean"
+    scores = np.load(tmp_path / "eval" / "scores.npz")
+    assert scores["model_psnr"].shape == (4, 1, TF)
+    assert "pixel mean scored as one prediction" in (tmp_path / "eval" / "report.html").read_text()
+
+
 def test_precision_reaches_the_rollouts_and_the_protocol(model_dir: Path, data_dir: Path, tmp_path: Path
                                                          ) -> None:
     float32 = run_eval(model_dir, data_dir, tmp_path / "f32", samples=1, clips=2, temperature=0.0)

@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ivideogpt.data.frames import to_model
+from ivideogpt.eval.report import AGGREGATES
 
 if TYPE_CHECKING:
     from ivideogpt.eval.i3d import I3DDetector
@@ -44,20 +45,20 @@ SSIM_WINDOW = 11  # Gaussian window size
 SSIM_SIGMA = 1.5  # Gaussian window standard deviation
 SSIM_K1, SSIM_K2 = 0.01, 0.03  # stabilisers, as fractions of the data range
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False, "psnr_moving": True}
-Aggregate = Literal["mean", "best"]
+Aggregate = Literal["mean", "best", "pixel_mean"]
 
 
 @dataclass
 class MetricsConfig:
     lpips_weights: Path | None = None  # LPIPS (VGG) weights for `LPIPS.from_weights`; None: lpips unavailable
     i3d_weights: Path | None = None  # I3D TorchScript or pytorch-i3d state dict; None: FVD unavailable
-    aggregate: Aggregate = "best"  # reduce K samples per clip: "mean" over samples or "best" per clip
+    aggregate: Aggregate = "best"  # reduce K samples per clip: "mean", "best", "pixel_mean" (reduce_samples)
     chunk_frames: int = 256  # frames per SSIM/LPIPS call; bounds memory on long evaluations
     fvd_batch_size: int = 8  # clips per I3D forward pass
 
     def __post_init__(self) -> None:
-        if self.aggregate not in ("mean", "best"):
-            raise ValueError(f"MetricsConfig.aggregate: expected 'mean' or 'best', got {self.aggregate!r}")
+        if self.aggregate not in AGGREGATES:
+            raise ValueError(f"MetricsConfig.aggregate: expected one of {AGGREGATES}, got {self.aggregate!r}")
         for name in ("chunk_frames", "fvd_batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"MetricsConfig.{name}: expected >= 1, got {getattr(self, name)}")
@@ -233,8 +234,9 @@ def reduce_samples(values: np.ndarray, aggregate: Aggregate, higher_is_better: b
 
     Args:
         values: `(B, K, T)` per clip, sample and step.
-        aggregate: "mean" averages the samples; "best" keeps, for each clip, the sample whose mean over
-            steps is best (max if `higher_is_better` else min), as in the paper's best-of-100 protocol.
+        aggregate: "mean" averages the samples' scores; "best" keeps, for each clip, the sample whose mean
+            over steps is best (max if `higher_is_better` else min), as in the paper's best-of-100 protocol;
+            "pixel_mean" scored the samples' pixel mean as one prediction (K = 1 here), so it is "mean".
         higher_is_better: direction of the metric.
 
     Returns:
@@ -242,10 +244,10 @@ def reduce_samples(values: np.ndarray, aggregate: Aggregate, higher_is_better: b
     """
     if values.ndim != 3:
         raise ValueError(f"reduce_samples: expected (B, K, T), got shape {values.shape}")
-    if aggregate == "mean":
+    if aggregate in ("mean", "pixel_mean"):
         return values.mean(axis=1)  # a NaN (nothing moved) is NaN for every sample, so it stays NaN here
     if aggregate != "best":
-        raise ValueError(f"reduce_samples: aggregate must be 'mean' or 'best', got {aggregate!r}")
+        raise ValueError(f"reduce_samples: aggregate must be one of {AGGREGATES}, got {aggregate!r}")
     finite = np.isfinite(values)
     per_sample = np.where(finite, values, 0.0).sum(axis=2) / np.maximum(finite.sum(axis=2), 1)  # (B, K)
     pick = per_sample.argmax(axis=1) if higher_is_better else per_sample.argmin(axis=1)  # (B,)

@@ -4,8 +4,10 @@ Protocol. Clips of `Tc` context + `horizon` future frames are taken from the cho
 folders (split by episode, as in training), spread evenly over it. The model gets the `Tc` real context
 frames and the real actions of the future steps, imagines `samples` futures per clip, and only the
 imagined frames are scored against the truth (the reference code also averaged over the given context
-frames, which inflates every number). K samples per clip are reduced by their mean (default) or by the
-best sample per clip and metric (`aggregate="best"`, the literature's best-of-100 protocol).
+frames, which inflates every number). K samples per clip are reduced by the mean of their scores
+(default), by the best sample per clip and metric (`aggregate="best"`, the literature's best-of-100
+protocol), or scored as one prediction, their pixel mean (`aggregate="pixel_mean"`: the squared-error-optimal
+guess of a stochastic model, as the counterfactual eval's `counterfactual_samples`).
 
 Two baselines run on the same clips:
 - `copy_last`: the last context frame repeated; a model that does not beat it has learned no motion.
@@ -34,7 +36,7 @@ from ivideogpt.device import resolve_device
 from ivideogpt.eval.baselines import copy_last_frame, tokenizer_reconstruction
 from ivideogpt.eval.counterfactual import evaluate_counterfactual
 from ivideogpt.eval.metrics import Aggregate, MetricsConfig, load_metric_models
-from ivideogpt.eval.report import format_metric, write_report
+from ivideogpt.eval.report import AGGREGATES, format_metric, write_report
 from ivideogpt.eval.scores import Predictions, ScoreSheet, spread_indices
 from ivideogpt.media import add_label, hstack_videos, save_video, tile_videos
 from ivideogpt.precision import Precision
@@ -67,7 +69,7 @@ class EvalConfig:
     horizon: int | None = None  # frames to predict; None: the trained future frames (longer ones slide)
     clips: int = 64  # test clips, spread evenly over the split (fewer if the split has fewer)
     samples: int = 1  # K sampled futures per clip
-    aggregate: Aggregate = "mean"  # reduce the K samples: "mean", or "best" per clip and metric
+    aggregate: Aggregate = "mean"  # reduce the K samples: "mean", "best" per clip and metric, or "pixel_mean"
     batch_size: int = 16  # rollouts per forward pass (a batch holds batch_size // samples clips, >= 1)
     seed: int = 0  # seeds the sampling; the same seed and batch size give the same report
     temperature: float | None = None  # sampling temperature; None: the model's default
@@ -87,8 +89,8 @@ class EvalConfig:
         self.data = [Path(d) for d in self.data]
         if self.split not in ("train", "val", "all"):
             raise ValueError(f"EvalConfig.split must be 'train', 'val' or 'all', got {self.split!r}")
-        if self.aggregate not in ("mean", "best"):
-            raise ValueError(f"EvalConfig.aggregate must be 'mean' or 'best', got {self.aggregate!r}")
+        if self.aggregate not in AGGREGATES:
+            raise ValueError(f"EvalConfig.aggregate must be one of {AGGREGATES}, got {self.aggregate!r}")
         self.counterfactual = None if self.counterfactual is None else Path(self.counterfactual)
         for name in ("clips", "samples", "batch_size", "video_clips", "counterfactual_scenes",
                      "counterfactual_samples"):
@@ -247,12 +249,16 @@ def predict_batch(wm: WorldModel, batch: ClipBatch, cfg: EvalConfig, seed: int) 
     b, t = context.shape[0], batch.frames.shape[1] - tc
     actions = batch.actions[:, tc:].numpy().repeat(k, axis=0) if wm.action_dim else None  # (B*K, T, A)
     out = wm.rollout(context.repeat(k, axis=0), actions, horizon=t, seed=seed, **cfg.sampling_overrides())
+    model = out.frames.reshape(b, k, t, *out.frames.shape[2:])
+    rewards = None if out.rewards is None else out.rewards.reshape(b, k, t)
+    if cfg.aggregate == "pixel_mean":  # the squared-error-optimal guess from K samples, scored as one
+        model = model.astype(np.float32).mean(axis=1, keepdims=True).round().astype(np.uint8)
+        rewards = None if rewards is None else rewards.mean(axis=1, keepdims=True)
     frames = {
-        "model": out.frames.reshape(b, k, t, *out.frames.shape[2:]),
+        "model": model,
         "copy_last": copy_last_frame(context, t)[:, None],
         "tokenizer_recon": tokenizer_reconstruction(wm.tokenizer, batch.frames, tc)[:, None],
     }
-    rewards = None if out.rewards is None else out.rewards.reshape(b, k, t)
     return Predictions(frames, rewards)
 
 

@@ -2,7 +2,8 @@
 
 metrics.json schema (checked by `validate_metrics` before anything is written):
 
-    {"protocol": {"context": int, "horizon": int, "clips": int, "samples": int, "aggregate": "mean"|"best",
+    {"protocol": {"context": int, "horizon": int, "clips": int, "samples": int,
+                  "aggregate": "mean"|"best"|"pixel_mean",
                   ...other entries allowed, shown as extra rows (dataset, checkpoint, a note)},
      "methods": {"model": {"psnr": float, "ssim": float, "lpips": float|None, "fvd": float|None,
                            "psnr_per_step": [horizon floats], "ssim_per_step": [...],
@@ -32,6 +33,7 @@ from matplotlib.figure import Figure
 
 from ivideogpt.atomic import atomic_path
 
+AGGREGATES = ("mean", "best", "pixel_mean")  # how K samples per clip are reduced (eval/metrics.py)
 PROTOCOL_TYPES = {"context": int, "horizon": int, "clips": int, "samples": int, "aggregate": str}
 METHOD_ORDER = ("model", "copy_last", "tokenizer_recon")  # table and legend order; other methods follow
 # name -> (label, direction, number format) for the table and the plots
@@ -77,8 +79,8 @@ def validate_metrics(metrics: Mapping[str, Any]) -> None:
         if not isinstance(value, kind) or isinstance(value, bool):
             raise ValueError(  # noqa: TRY004 (bad file content)
                 f"metrics.protocol.{key}: expected {kind.__name__}, got {value!r}")
-    if protocol["aggregate"] not in ("mean", "best"):
-        raise ValueError(f"metrics.protocol.aggregate: expected 'mean' or 'best', "
+    if protocol["aggregate"] not in AGGREGATES:
+        raise ValueError(f"metrics.protocol.aggregate: expected one of {AGGREGATES}, "
                          f"got {protocol['aggregate']!r}")
     if not metrics["methods"]:
         raise ValueError("metrics.methods: no methods")
@@ -244,8 +246,8 @@ def _png(fig: Figure) -> bytes:
 
 
 def _protocol_section(protocol: Mapping[str, Any]) -> str:
-    reduce = ("best sample per clip by each metric" if protocol["aggregate"] == "best"
-              else "mean over samples")
+    reduce = {"best": "best sample per clip by each metric", "mean": "mean of the samples' scores",
+              "pixel_mean": "the samples' pixel mean scored as one prediction"}[protocol["aggregate"]]
     rows = [("context frames", protocol["context"]), ("predicted frames (horizon)", protocol["horizon"]),
             ("test clips", protocol["clips"]), ("samples per clip", protocol["samples"]),
             ("sample reduction", f"{protocol['aggregate']} ({reduce})")]
