@@ -95,7 +95,8 @@ def evaluate(model: Path, data: Path, counterfactual: Path, out: Path, cfg: Benc
     aggregate = "pixel_mean" if cfg.samples > 1 else "mean"
     if cfg.reuse and (out / "metrics.json").is_file():  # written last: only a finished eval has it
         metrics = read_metrics_json(out / "metrics.json")
-        if (metrics["protocol"]["samples"], metrics["protocol"]["aggregate"]) == (cfg.samples, aggregate):
+        made = metrics["protocol"]
+        if (made["model"], made["samples"], made["aggregate"]) == (str(model), cfg.samples, aggregate):
             print(f"reusing {out / 'metrics.json'}")
             return metrics
     return evaluate_predictions(EvalConfig(
@@ -165,7 +166,8 @@ def run(cfg: BenchConfig) -> dict[str, Any]:
     start = time.perf_counter()
     results: dict[str, Any] = {}
     for model in cfg.models:
-        tag = (model.name if model.name != "world_model" else model.parent.name) + sampling_tag(cfg)
+        # the whole path: two runs' `transformer-frame` folders must not share (or --reuse) one eval
+        tag = model.as_posix().strip("/").replace("/", "-") + sampling_tag(cfg)
         # a run folder (the recipe passes <work>/transformer) holds its export in world_model/
         action_repeat = recorded_collection(read_spec(resolve_world_model_dir(model))).get("action_repeat", 2)
         sets = collect_sets(cfg, action_repeat)
