@@ -72,4 +72,5 @@ python bench/actions.py --models "$work/transformer" --work runs/bench_actions -
 python bench/planning.py --model "$work/transformer" --precision bfloat16 --temperature 0 \
     --work "$work/bench_planning" --json "$work/planning.json"
 # 6. ship: float16 weights, greedy sampling as the default
-[ -z "$ship" ] || ivideogpt export --model "$work/transformer" --out "$ship" --dtype float16 --temperature 0
+[ -z "$ship" ] || ivideogpt export --model "$work/transformer" --out "$ship" --dtype float16 --temperature 0 \
+    --overwrite

@@ -64,3 +64,15 @@ def test_export_refuses_bad_targets(saved: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "split").exists()
     with pytest.raises(FileNotFoundError):
         export_world_model(ExportConfig(tmp_path / "missing", tmp_path / "y"))
+
+
+def test_export_replaces_a_world_model_only_with_overwrite(saved: Path, tmp_path: Path) -> None:
+    out = export_world_model(ExportConfig(saved, tmp_path / "shipped", "float32"))
+    before = (out / TRANSFORMER_FILE).read_bytes()
+    with pytest.raises(FileExistsError, match="already holds a world model; pass --overwrite"):
+        export_world_model(ExportConfig(saved, out, "float16"))
+    assert (out / TRANSFORMER_FILE).read_bytes() == before  # untouched
+    with pytest.raises(SystemExit):  # the CLI names the problem instead of a traceback
+        main(["export", "--model", str(saved), "--out", str(out)])
+    main(["export", "--model", str(saved), "--out", str(out), "--overwrite"])
+    assert WorldModel.load(out).spec.provenance["export"]["dtype"] == "float16"

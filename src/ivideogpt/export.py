@@ -22,7 +22,7 @@ from typing import Literal
 
 import torch
 
-from ivideogpt.filenames import STATE_FILE
+from ivideogpt.filenames import SPEC_FILE, STATE_FILE
 from ivideogpt.train.transformer import checkpoint_world_model
 from ivideogpt.world_model import SamplingConfig, WorldModel
 
@@ -35,12 +35,13 @@ class ExportConfig:
     """Everything `ivideogpt export` needs."""
 
     model: Path  # world-model folder, a run folder holding world_model/, or a run's ckpt/step_N folder
-    out: Path  # folder to write (an existing world-model folder there is replaced)
+    out: Path  # folder to write; an existing world model there is replaced only with `overwrite`
     dtype: Literal["float32", "float16", "bfloat16"] = "float16"  # storage type of floating weights
     temperature: float | None = None  # new default sampling temperature (0: greedy); None: keep the model's
     top_k: int | None = UNSET  # new default top-k; None: the whole codebook; -1: keep the model's
     action_guidance: float | None = None  # new default action guidance (transformer/sampling.py); None: keep
     still_split: bool | None = None  # new default for greedy's still code (transformer/fast_decode.py)
+    overwrite: bool = False  # replace a world model at `out` (once the new folder is complete)
 
     def __post_init__(self) -> None:
         self.model, self.out = Path(self.model), Path(self.out)
@@ -70,8 +71,11 @@ def export_world_model(cfg: ExportConfig) -> Path:
     Raises:
         FileNotFoundError: no world model at `cfg.model`.
         CheckpointError: a step folder that is not a transformer run's, or whose shards are gone.
-        FileExistsError: `cfg.out` exists and is not a world-model folder.
+        FileExistsError: `cfg.out` holds a world model and `cfg.overwrite` is off, or is something else.
     """
+    if (cfg.out / SPEC_FILE).is_file() and not cfg.overwrite:  # checked before the model loads
+        raise FileExistsError(f"export: {cfg.out} already holds a world model; pass --overwrite to replace "
+                              "it, or choose another --out")
     wm = checkpoint_world_model(cfg.model) if is_step_folder(cfg.model) else WorldModel.load(cfg.model)
     sampling = cfg.sampling(wm.spec.sampling)
     record = {"from": str(cfg.model.resolve()), "dtype": cfg.dtype,
