@@ -42,7 +42,7 @@ from ivideogpt.data.frames import to_model
 from ivideogpt.data.store import EpisodeStore, read_meta
 from ivideogpt.eval.baselines import tokenizer_reconstruction
 from ivideogpt.eval.metrics import finite_mean, moving_psnr, psnr, ssim
-from ivideogpt.eval.scores import reward_metrics, spread_indices
+from ivideogpt.eval.scores import pixel_mean, reward_metrics, spread_indices
 from ivideogpt.media import add_label, hstack_videos, tile_videos
 from ivideogpt.modes import eval_mode
 from ivideogpt.tokenizer import VideoTokenizer
@@ -142,7 +142,7 @@ def predict_scenes(wm: WorldModel, scenes: list[Scene], seed: int, sampling: dic
     actions = np.stack([sc.actions for sc in scenes]).reshape(s * k, *scenes[0].actions.shape[1:])
     outs = [wm.rollout(context.repeat(k, axis=0), actions, seed=seed + 7919 * i, **(sampling or {}))
             for i in range(samples)]  # 7919: a prime keeps the sample seeds apart from the batch seeds
-    imagined = np.mean([o.frames.astype(np.float32) for o in outs], axis=0).round().astype(np.uint8)
+    imagined = pixel_mean(np.stack([o.frames for o in outs]), axis=0)
     horizon = actions.shape[1]
     clips = torch.from_numpy(frames.reshape(s * k, *frames.shape[2:]))  # (S*K, Tc + H, h, w, 3)
     recon = tokenizer_reconstruction(wm.tokenizer, clips, tc)

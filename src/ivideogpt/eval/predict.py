@@ -37,7 +37,7 @@ from ivideogpt.eval.baselines import copy_last_frame, tokenizer_reconstruction
 from ivideogpt.eval.counterfactual import evaluate_counterfactual
 from ivideogpt.eval.metrics import Aggregate, MetricsConfig, load_metric_models
 from ivideogpt.eval.report import AGGREGATES, format_metric, write_report
-from ivideogpt.eval.scores import Predictions, ScoreSheet, spread_indices
+from ivideogpt.eval.scores import Predictions, ScoreSheet, pixel_mean, spread_indices
 from ivideogpt.media import add_label, hstack_videos, save_video, tile_videos
 from ivideogpt.precision import Precision
 from ivideogpt.world_model import WorldModel
@@ -252,7 +252,7 @@ def predict_batch(wm: WorldModel, batch: ClipBatch, cfg: EvalConfig, seed: int) 
     model = out.frames.reshape(b, k, t, *out.frames.shape[2:])
     rewards = None if out.rewards is None else out.rewards.reshape(b, k, t)
     if cfg.aggregate == "pixel_mean":  # the squared-error-optimal guess from K samples, scored as one
-        model = model.astype(np.float32).mean(axis=1, keepdims=True).round().astype(np.uint8)
+        model = pixel_mean(model, axis=1)[:, None]
         rewards = None if rewards is None else rewards.mean(axis=1, keepdims=True)
     frames = {
         "model": model,

@@ -27,6 +27,12 @@ class Predictions:
     rewards: np.ndarray | None  # float32 (B, K, T) rewards the model predicted; None without a reward head
 
 
+def pixel_mean(samples: np.ndarray, axis: int) -> np.ndarray:
+    """uint8 frames averaged over the samples' `axis`, rounded back to uint8: the squared-error-optimal
+    prediction of a stochastic model, scored as one."""
+    return samples.astype(np.float32).mean(axis=axis).round().astype(np.uint8)
+
+
 class ScoreSheet:
     """Accumulates frame scores, FVD features, rewards and the grid's videos over the batches."""
 
