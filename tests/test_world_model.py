@@ -241,6 +241,19 @@ def test_save_replaces_a_world_model_but_not_other_folders(wm: WorldModel, tmp_p
         wm.save(other)
 
 
+def test_save_over_a_world_model_keeps_the_other_files_in_its_folder(wm: WorldModel, tmp_path: Path) -> None:
+    target = wm.save(tmp_path / "wm")
+    (target / "MODEL_CARD.md").write_text("# my card")
+    (target / "plots").mkdir()
+    (target / "plots" / "psnr.png").write_bytes(b"png")
+    (target / TRANSFORMER_FILE).write_bytes(b"corrupt")
+    wm.save(target)
+    WorldModel.load(target)  # the world model was replaced (its corrupt weights with good ones)
+    assert (target / "MODEL_CARD.md").read_text() == "# my card"  # the user's files were not deleted
+    assert (target / "plots" / "psnr.png").read_bytes() == b"png"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["wm"]
+
+
 # ------------------------------------------------------------------------------------- errors
 
 

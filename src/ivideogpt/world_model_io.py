@@ -13,6 +13,7 @@ safetensors file is checked to hold finite values when loaded.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -129,8 +130,9 @@ def write_folder(path: str | Path, spec: WorldModelSpec, tokenizer: nn.Module, t
                  dtype: torch.dtype | None = None) -> Path:
     """Write a world-model folder atomically (a temp folder, then a rename); returns `path`.
 
-    An existing world-model folder at `path` is replaced; any other existing path is refused. `dtype`
-    (e.g. torch.float16, to ship a small file) stores floating tensors in that type; loading casts back.
+    An existing world-model folder at `path` is replaced; other files in it (a model card, notes) are
+    carried over into the new one, never deleted. Any other existing path is refused. `dtype` (e.g.
+    torch.float16, to ship a small file) stores floating tensors in that type; loading casts back.
     """
     path = Path(path)
     replaceable = path.is_dir() and ((path / SPEC_FILE).is_file() or not any(path.iterdir()))
@@ -143,6 +145,10 @@ def write_folder(path: str | Path, spec: WorldModelSpec, tokenizer: nn.Module, t
                                                     indent=2) + "\n")
         save_safetensors(plain_state(tokenizer, dtype), tmp / TOKENIZER_FILE)
         save_safetensors(plain_state(transformer, dtype), tmp / TRANSFORMER_FILE)
+        for other in path.iterdir() if path.is_dir() else ():
+            if not (tmp / other.name).exists():  # not one of the files just written
+                copy = shutil.copytree if other.is_dir() else shutil.copy2
+                copy(other, tmp / other.name)
     return path
 
 
