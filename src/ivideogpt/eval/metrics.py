@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ivideogpt.data.frames import to_model
-from ivideogpt.eval.report import AGGREGATES
+from ivideogpt.eval.report import AGGREGATES, Aggregate
 
 if TYPE_CHECKING:
     from ivideogpt.eval.i3d import I3DDetector
@@ -45,7 +45,6 @@ SSIM_WINDOW = 11  # Gaussian window size
 SSIM_SIGMA = 1.5  # Gaussian window standard deviation
 SSIM_K1, SSIM_K2 = 0.01, 0.03  # stabilisers, as fractions of the data range
 HIGHER_IS_BETTER = {"psnr": True, "ssim": True, "lpips": False, "psnr_moving": True}
-Aggregate = Literal["mean", "best", "pixel_mean"]
 
 
 @dataclass

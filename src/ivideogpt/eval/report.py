@@ -26,14 +26,16 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ivideogpt.atomic import atomic_path
 
-AGGREGATES = ("mean", "best", "pixel_mean")  # how K samples per clip are reduced (eval/metrics.py)
+# how K samples per clip are reduced (eval/metrics.py `reduce_samples`); here, where metrics.json is checked
+Aggregate = Literal["mean", "best", "pixel_mean"]
+AGGREGATES: tuple[str, ...] = get_args(Aggregate)
 PROTOCOL_TYPES = {"context": int, "horizon": int, "clips": int, "samples": int, "aggregate": str}
 METHOD_ORDER = ("model", "copy_last", "tokenizer_recon")  # table and legend order; other methods follow
 # name -> (label, direction, number format) for the table and the plots
