@@ -148,3 +148,16 @@ def test_plan_passes_only_the_sampling_settings_given(model_dir: Path, tmp_path:
     assert PlanConfig(out=tmp_path / "q", model=model_dir, tasks=("reach",)).sampling_overrides == {}
     with pytest.raises(ValueError, match="temperature must be >= 0"):
         PlanConfig(out=tmp_path / "r", model=model_dir, tasks=("reach",), temperature=-1.0)
+
+
+def test_bench_targets_compare_only_with_the_agents_that_ran(load_script) -> None:
+    bench = load_script("planning")
+    rates = {"world_model": 0.6, "random": 0.4, "simulator": 1.0}
+    full = {task: {a: {"success_rate": r} for a, r in rates.items()} for task in ("reach", "push")}
+    assert bench.targets(full) == {
+        "per_task": {t: {"above_random": True, "share_of_simulator": 0.6} for t in full},
+        "above_random_on_every_task": True, "half_of_simulator_on_two_tasks": True}
+    full["push"]["random"]["success_rate"] = 0.55  # 5 points above random is not clearly above
+    assert bench.targets(full)["above_random_on_every_task"] is False
+    alone = bench.targets({"reach": {"world_model": {"success_rate": 0.6}}})  # `--agents world_model`
+    assert alone["above_random_on_every_task"] is None and alone["half_of_simulator_on_two_tasks"] is None

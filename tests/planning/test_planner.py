@@ -71,6 +71,49 @@ def test_mppi_one_round_per_step_converges_by_warm_start() -> None:
     assert np.mean(errors[-4:]) < 0.12 and start > 0.3 and max(errors) < 0.2
 
 
+class NoisyToyModel(ToyModel):
+    """The toy model whose imagined rewards carry sampling noise, like a world model at temperature 1."""
+
+    def __init__(self, noise: float, seed: int) -> None:
+        super().__init__()
+        self.noise, self.rng = noise, np.random.default_rng(seed)
+
+    def imagine(self, actions: np.ndarray, frames: bool) -> Imagined:
+        out = super().imagine(actions, frames)
+        out.rewards += self.noise * self.rng.standard_normal(out.rewards.shape).astype(np.float32)
+        return out
+
+
+def test_particles_average_out_a_noisy_models_scores() -> None:
+    """Each sequence is imagined K times side by side and scored by the mean: under noise that swamps
+    the reward's differences, more particles find the best sequence more closely."""
+    def error(particles: int, seed: int) -> float:
+        cfg = PlannerConfig(method="cem", horizon=HORIZON, samples=100, iterations=4, elites=10,
+                            particles=particles)
+        model = NoisyToyModel(noise=2.0, seed=seed)
+        plan = Planner(cfg, DIM, seed=seed).plan(model, reward_sum, needs_frames=False)
+        assert model.calls == [(100 * particles, HORIZON, DIM)] * 4
+        assert plan.imagined == 100 * particles * HORIZON * 4
+        return float(np.abs(plan.actions - TARGET).mean())
+
+    one = np.mean([error(1, seed) for seed in range(4)])
+    many = np.mean([error(16, seed) for seed in range(4)])
+    assert many < 0.6 * one and many < 0.15
+
+
+def test_particles_of_a_sequence_are_adjacent_rows() -> None:
+    seen = []
+
+    class Recorder(ToyModel):
+        def imagine(self, actions: np.ndarray, frames: bool) -> Imagined:
+            seen.append(actions)
+            return super().imagine(actions, frames)
+
+    Planner(PlannerConfig(horizon=2, samples=5, particles=3), DIM, seed=0).plan(Recorder(), reward_sum)
+    rows = seen[0].reshape(5, 3, 2, DIM)
+    assert (rows == rows[:, :1]).all() and not (rows[:, 0] == rows[:1, 0]).all()
+
+
 def test_goal_image_objective_steers_the_plan() -> None:
     """Score by pixel distance to a goal frame whose brightness encodes a*'s first dimension = 0.6."""
     goal = np.full((2, 2, 3), int((0.6 + 1) * 127.5), np.uint8)
@@ -114,6 +157,7 @@ def test_goal_distance() -> None:
 @pytest.mark.parametrize("kwargs, match", [
     ({"horizon": 0}, "horizon must be >= 1"),
     ({"samples": 0}, "samples must be >= 1"),
+    ({"particles": 0}, "particles must be >= 1"),
     ({"method": "cem", "samples": 4, "elites": 10}, r"samples \(4\) < elites \(10\)"),
     ({"method": "cem", "samples": 10, "elite_fraction": 0.05}, "leaves no elite; use >= 20 samples"),
     ({"method": "bogus"}, "method must be 'mppi' or 'cem'"),

@@ -8,6 +8,8 @@ benchmark of iVideoGPT's §4.2 (docs/method.md §4):
   std and clipped to the action bounds.
 - MPPI refits the mean as the softmax-weighted average of all samples; CEM as the mean (and the std as the
   std) of the best `elites`.
+- A stochastic model's one sample of a sequence's future is a noisy score of it; with `particles` > 1 each
+  sequence is imagined that many times and scored by the mean (the particles of PETS, Chua et al. 2018).
 - Receding horizon: the plan is re-made every step (or every `replan_every`) from the latest frames. With
   warm start the previous mean, shifted by the steps executed since and padded with its last action, is
   the next plan's starting mean.
@@ -56,6 +58,7 @@ class PlannerConfig:
     horizon: int = 10  # actions per plan (imagined frames per sample)
     samples: int = 200  # action sequences imagined per iteration (one batch)
     iterations: int = 1  # sampling rounds per plan (VP2: MPPI 1, CEM 3)
+    particles: int = 1  # imaginings per sequence, its score their mean (for a model that samples; VP2: 1)
     elite_fraction: float = 0.05  # CEM: share of samples refitted to (VP2: 0.05)
     elites: int | None = None  # CEM: number of elites; None: elite_fraction x samples
     temperature: float = 0.1  # MPPI: softmax temperature on the standardised scores (lower: greedier)
@@ -70,7 +73,7 @@ class PlannerConfig:
     def __post_init__(self) -> None:
         if self.method not in ("mppi", "cem"):
             raise ValueError(f"PlannerConfig.method must be 'mppi' or 'cem', got {self.method!r}")
-        for name in ("horizon", "samples", "iterations", "replan_every"):
+        for name in ("horizon", "samples", "iterations", "particles", "replan_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"PlannerConfig.{name} must be >= 1, got {getattr(self, name)}")
         if self.replan_every > self.horizon:
@@ -103,8 +106,8 @@ class PlannerConfig:
 
     @property
     def imagined_per_plan(self) -> int:
-        """Imagined frames (or simulated steps) per plan: samples x horizon x iterations."""
-        return self.samples * self.horizon * self.iterations
+        """Imagined frames (or simulated steps) per plan: samples x particles x horizon x iterations."""
+        return self.samples * self.particles * self.horizon * self.iterations
 
 
 @dataclass
@@ -114,7 +117,7 @@ class Plan:
     actions: np.ndarray  # float32 (horizon, A): the plan; its first `replan_every` actions are executed
     score: float  # the best sample's score in the last iteration
     seconds: float  # wall time of the planning step
-    imagined: int  # frames imagined (samples x horizon x iterations)
+    imagined: int  # frames imagined (samples x particles x horizon x iterations)
 
 
 class Planner:
@@ -136,6 +139,9 @@ class Planner:
     def plan(self, model: RolloutModel, score: Score, needs_frames: bool = True) -> Plan:
         """Choose the next `horizon` actions by imagining `samples` sequences per iteration with `model`.
 
+        Each sequence is imagined `particles` times in the same batch (its rows next to each other) and
+        scored by the mean of its particles' scores.
+
         Args:
             model: predicts each sequence's future from the current state.
             score: `score(frames uint8 (N, T, H, W, 3) | None, rewards (N, T) | None) -> (N,)`, higher better.
@@ -151,12 +157,14 @@ class Planner:
         best = -np.inf
         for _ in range(cfg.iterations):
             actions = self._sample(mean, std)  # (N, T, A)
-            out = model.imagine(actions, needs_frames)
+            out = model.imagine(np.repeat(actions, cfg.particles, axis=0), needs_frames)  # (N * K, ...)
             scores = np.asarray(score(out.frames, out.rewards), np.float64)
-            if scores.shape != (cfg.samples,) or not np.isfinite(scores).all():
-                bad = "" if scores.shape != (cfg.samples,) else " with NaN/inf"
-                raise ValueError(f"Planner: the score must be {cfg.samples} finite numbers (one per sample), "
-                                 f"got shape {scores.shape}{bad}")
+            rows = cfg.samples * cfg.particles
+            if scores.shape != (rows,) or not np.isfinite(scores).all():
+                bad = "" if scores.shape != (rows,) else " with NaN/inf"
+                raise ValueError(f"Planner: the score must be {rows} finite numbers (one per imagined "
+                                 f"row), got shape {scores.shape}{bad}")
+            scores = scores.reshape(cfg.samples, cfg.particles).mean(1)
             best = float(scores.max())
             mean, std = self._refit(actions, scores, std)
         self.mean = mean

@@ -249,12 +249,12 @@ class Player:
             return RandomAgent()
         if job.agent == "expert":
             return ExpertAgent(job.task)
-        planner = Planner(self.s.planner, ACTION_DIM)
-        if job.agent == "simulator":
+        if job.agent == "simulator":  # deterministic: a second particle would replay the same future
+            planner = Planner(replace(self.s.planner, particles=1), ACTION_DIM)
             return PlanningAgent(planner, lambda env, frames: SimulatorRollouts(env), self.s.objective,
                                  job.record)
         wm = self.world_model()
-        return PlanningAgent(planner,
+        return PlanningAgent(Planner(self.s.planner, ACTION_DIM),
                              lambda env, frames: WorldModelRollouts(wm, frames, job.seed, self.s.sampling),
                              self.s.objective, job.record)
 
