@@ -110,13 +110,13 @@ def targets(tasks: dict[str, dict[str, Any]]) -> dict[str, Any]:
             row["share_of_simulator"] = wm / sim if sim > 0 else None
         per_task[task] = row
     shares = [r.get("share_of_simulator") for r in per_task.values()]
+    above_random = all(r.get("above_random", False) for r in per_task.values())
+    half_on_two = sum(s is not None and s >= SIMULATOR_SHARE for s in shares) >= 2
     ran = {key: any(key in r for r in per_task.values()) for key in ("above_random", "share_of_simulator")}
     return {  # None: the agents a target compares with did not run
         "per_task": per_task,
-        "above_random_on_every_task": all(r.get("above_random", False) for r in per_task.values())
-        if ran["above_random"] else None,
-        "half_of_simulator_on_two_tasks": sum(s is not None and s >= SIMULATOR_SHARE for s in shares) >= 2
-        if ran["share_of_simulator"] else None,
+        "above_random_on_every_task": above_random if ran["above_random"] else None,
+        "half_of_simulator_on_two_tasks": half_on_two if ran["share_of_simulator"] else None,
     }
 
 
