@@ -3,8 +3,9 @@
 Runs `ivideogpt plan` (`ivideogpt.planning.run`) once with the bench's settings, every agent on the same
 scenes, and writes `bench/results/planning.json`: every setting, per task and agent the success rate
 (any step and last step), return, time per planning step (ms) and imagined frames per second, and the
-issue's targets as pass/fail (the world-model planner clearly above random on every task, >= 50% of the
-simulator planner's success on at least two).
+issue's targets as pass/fail (`bench/planning_targets.py`: the world-model planner clearly above random on
+every task by an exact test, >= 50% of the simulator planner's success on at least two). Runs on other
+seeds (`--seed`) pool with `bench/planning_pool.py`.
 
 The defaults are sized for 2 CPU cores (27 min with an 8x8-token model in bf16): MPPI with 32 samples,
 horizon 5, one round per plan, replanning every 2 steps of 50-step episodes, 10 episodes per task. VP2's
@@ -29,15 +30,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import tyro
+from planning_targets import targets
 from record import command_line, write_result
 
 from ivideogpt.planning.objectives import ObjectiveConfig
 from ivideogpt.planning.planner import PlannerConfig
 from ivideogpt.planning.run import AGENTS, PlanConfig, run_plan
 from ivideogpt.precision import Precision
-
-SIMULATOR_SHARE = 0.5  # target: the world-model planner reaches this share of the simulator planner's success
-ABOVE_RANDOM = 0.1  # target: "clearly above random" = at least 10 points more success than random
 
 
 @dataclass
@@ -93,31 +92,6 @@ def main(cfg: BenchConfig) -> dict[str, Any]:
     }
     write_result(cfg.json, result, indent=1)
     return result
-
-
-def targets(tasks: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The issue's targets, where the needed agents ran."""
-    per_task = {}
-    for task, agents in tasks.items():
-        if "world_model" not in agents:
-            continue
-        wm = agents["world_model"]["success_rate"]
-        row: dict[str, Any] = {}
-        if "random" in agents:
-            row["above_random"] = wm >= agents["random"]["success_rate"] + ABOVE_RANDOM
-        if "simulator" in agents:
-            sim = agents["simulator"]["success_rate"]
-            row["share_of_simulator"] = wm / sim if sim > 0 else None
-        per_task[task] = row
-    shares = [r.get("share_of_simulator") for r in per_task.values()]
-    above_random = all(r.get("above_random", False) for r in per_task.values())
-    half_on_two = sum(s is not None and s >= SIMULATOR_SHARE for s in shares) >= 2
-    ran = {key: any(key in r for r in per_task.values()) for key in ("above_random", "share_of_simulator")}
-    return {  # None: the agents a target compares with did not run
-        "per_task": per_task,
-        "above_random_on_every_task": above_random if ran["above_random"] else None,
-        "half_of_simulator_on_two_tasks": half_on_two if ran["share_of_simulator"] else None,
-    }
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ safetensors file is checked to hold finite values when loaded.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from collections.abc import Mapping
@@ -168,6 +169,16 @@ def resolve_world_model_dir(path: str | Path) -> Path:
         other = " (it looks like a tokenizer export; a world model needs the transformer too)"
     raise FileNotFoundError(f"no world model at {path}: expected {SPEC_FILE}, {TOKENIZER_FILE} and "
                             f"{TRANSFORMER_FILE} there or in {path / EXPORT_DIR}{other}")
+
+
+def weights_digest(folder: str | Path) -> str:
+    """sha256 of the folder's two weight files, as stored: tells apart two models saved at one path."""
+    h = hashlib.sha256()
+    for name in (TOKENIZER_FILE, TRANSFORMER_FILE):
+        with open(Path(folder) / name, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):  # hashlib.file_digest needs Python 3.11
+                h.update(block)
+    return h.hexdigest()
 
 
 def read_spec(folder: str | Path) -> WorldModelSpec:

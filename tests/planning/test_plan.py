@@ -12,6 +12,7 @@ from ivideogpt.cli import main
 from ivideogpt.planning.objectives import ObjectiveConfig
 from ivideogpt.planning.planner import PlannerConfig
 from ivideogpt.planning.run import AGENTS, PlanConfig, run_plan
+from ivideogpt.world_model_io import weights_digest
 from tests.eval.test_predict import make_world_model
 
 TINY = PlannerConfig(horizon=2, samples=4)
@@ -29,6 +30,7 @@ def test_one_tiny_plan_episode_per_agent_end_to_end(model_dir: Path, tmp_path: P
     assert set(record["tasks"]["reach-v3"]) == set(AGENTS)
     assert record["model"]["sampling"]["temperature"] == 0.0  # the override, beside the other defaults
     assert record["model"]["sampling"]["action_guidance"] == 0.0
+    assert record["model"]["weights_sha256"] == weights_digest(model_dir)  # which weights planned
     wm = record["tasks"]["reach-v3"]["world_model"]
     assert wm["episodes"] == 1 and wm["plans_per_episode"] == 3 and wm["ms_per_plan"] > 0
     assert wm["imagined_per_s"] > 0 and 0 <= wm["success_rate"] <= 1
@@ -150,14 +152,62 @@ def test_plan_passes_only_the_sampling_settings_given(model_dir: Path, tmp_path:
         PlanConfig(out=tmp_path / "r", model=model_dir, tasks=("reach",), temperature=-1.0)
 
 
-def test_bench_targets_compare_only_with_the_agents_that_ran(load_script) -> None:
-    bench = load_script("planning")
-    rates = {"world_model": 0.6, "random": 0.4, "simulator": 1.0}
-    full = {task: {a: {"success_rate": r} for a, r in rates.items()} for task in ("reach", "push")}
-    assert bench.targets(full) == {
-        "per_task": {t: {"above_random": True, "share_of_simulator": 0.6} for t in full},
-        "above_random_on_every_task": True, "half_of_simulator_on_two_tasks": True}
-    full["push"]["random"]["success_rate"] = 0.55  # 5 points above random is not clearly above
+def test_bench_targets_test_above_random_and_compare_only_with_the_agents_that_ran(load_script) -> None:
+    bench = load_script("planning_targets")
+    wins = {"world_model": 6, "random": 1, "simulator": 10}  # of 10: Fisher one-sided p = 0.029
+    rates = {a: {"success_rate": w / 10, "episodes": 10} for a, w in wins.items()}
+    full = {t: {a: dict(v) for a, v in rates.items()} for t in ("reach", "push")}
+    result = bench.targets(full)
+    assert result["per_task"]["reach"] == {"p_above_random": pytest.approx(0.0286, abs=1e-4),
+                                           "above_random": True, "share_of_simulator": 0.6}
+    assert result["above_random_on_every_task"] is True and result["half_of_simulator_on_two_tasks"] is True
+    full["push"]["random"]["success_rate"] = 0.3  # 6 of 10 against 3 of 10 is not clearly above (p = 0.18)
     assert bench.targets(full)["above_random_on_every_task"] is False
-    alone = bench.targets({"reach": {"world_model": {"success_rate": 0.6}}})  # `--agents world_model`
+    alone = bench.targets({"reach": {"world_model": rates["world_model"]}})  # `--agents world_model`
     assert alone["above_random_on_every_task"] is None and alone["half_of_simulator_on_two_tasks"] is None
+
+
+def _planning_result(path: Path, seed: int, wins: dict[str, int], episodes: int = 10, samples: int = 32,
+                     weights: str = "ab12"):
+    agents = {a: {"episodes": episodes, "success_rate": w / episodes, "final_success_rate": w / episodes,
+                  "mean_return": 100.0 * w, "std_return": 10.0} for a, w in wins.items()}
+    path.write_text(json.dumps({
+        "bench": "planning", "model": {"path": "m", "weights_sha256": weights},
+        "tasks": {"drawer-close-v3": agents},
+        "settings": {"out": str(path.parent), "tasks": ["drawer-close"], "seed": seed, "episodes": episodes,
+                     "planner": {"samples": samples}}}))
+    return path
+
+
+def test_bench_pool_sums_disjoint_runs_and_tests_above_random(load_script, tmp_path: Path) -> None:
+    pool = load_script("planning_pool")
+    wins = {"world_model": 8, "random": 3, "simulator": 10}  # 8/10 vs 3/10 alone: Fisher p = 0.035
+    runs = [_planning_result(tmp_path / f"s{s}.json", s, wins) for s in (0, 1)]
+    one = pool.main(pool.PoolConfig(runs=tuple(runs[:1]), json=tmp_path / "one.json"))
+    both = pool.main(pool.PoolConfig(runs=tuple(runs), json=tmp_path / "both.json"))
+    wm = both["tasks"]["drawer-close-v3"]["world_model"]
+    assert (wm["episodes"], wm["successes"], wm["mean_return"]) == (20, 16, 800.0)
+    assert wm["success_ci95"][0] < 0.8 < wm["success_ci95"][1]
+    p_one = one["targets"]["per_task"]["drawer-close-v3"]["p_above_random"]
+    p_both = both["targets"]["per_task"]["drawer-close-v3"]["p_above_random"]
+    assert p_both < p_one < 0.05  # twice the episodes at the same rates: stronger evidence
+    assert both["targets"]["per_task"]["drawer-close-v3"]["share_of_simulator"] == pytest.approx(0.8)
+    close = {"world_model": 3, "random": 1, "simulator": 9}
+    weak = pool.main(pool.PoolConfig(runs=(_planning_result(tmp_path / "c.json", 0, close),),
+                                     json=tmp_path / "c_out.json"))
+    assert weak["targets"]["above_random_on_every_task"] is False  # 3 of 10 against 1 of 10: p = 0.29
+
+
+def test_bench_pool_refuses_runs_that_are_not_one_experiment(load_script, tmp_path: Path) -> None:
+    pool = load_script("planning_pool")
+    wins = {"world_model": 5, "random": 1, "simulator": 9}
+    a = _planning_result(tmp_path / "a.json", 0, wins)
+    with pytest.raises(ValueError, match="both ran drawer-close-v3 with seed 0"):
+        pool.load_runs((a, _planning_result(tmp_path / "b.json", 0, wins)))
+    with pytest.raises(ValueError, match="differs .* in planner"):
+        pool.load_runs((a, _planning_result(tmp_path / "c.json", 1, wins, samples=64)))
+    with pytest.raises(ValueError, match="differs .* in model"):  # other weights saved at the same path
+        pool.load_runs((a, _planning_result(tmp_path / "d.json", 1, wins, weights="cd34")))
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(ValueError, match="cannot read planning result"):
+        pool.load_runs((a, tmp_path / "bad.json"))

@@ -173,6 +173,7 @@ def resolve_settings(cfg: PlanConfig) -> tuple[Settings, dict[str, Any]]:
     """
     from ivideogpt.demo import recorded_collection, resolve_model
     from ivideogpt.world_model import read_spec
+    from ivideogpt.world_model_io import weights_digest
 
     needs_model = "world_model" in cfg.agents
     folder = resolve_model(cfg.model)
@@ -195,8 +196,8 @@ def resolve_settings(cfg: PlanConfig) -> tuple[Settings, dict[str, Any]]:
     probe = MetaWorldEnv(cfg.task_list[0], settings.size, settings.camera, 0, settings.action_repeat, 1)
     fps = probe.metadata["render_fps"]  # also checks the camera name before any episode runs
     probe.close()
-    info = {"path": str(folder), "context_frames": spec.context_frames, "image_size": spec.image_size,
-            "sampling": sampling,
+    info = {"path": str(folder), "weights_sha256": weights_digest(folder),  # runs pool only on equal weights
+            "context_frames": spec.context_frames, "image_size": spec.image_size, "sampling": sampling,
             "trained_on": recorded, "fps": fps}
     return settings, info
 
