@@ -11,9 +11,9 @@ random, the share of the simulator planner's success).
         bench/results/planning_r16e_more.json bench/results/planning_r16e_seed1.json \
         --json bench/results/planning_pooled.json
 
-A task is pooled over the runs that include it; runs whose settings differ (other than seed, tasks and
-output folder) or that repeat a seed on the same task are refused, since their episodes are not draws
-from one experiment.
+A task is pooled over the runs that include it. Runs whose model (path or weights: plan.json's sha256,
+where recorded) or settings differ (other than seed, tasks, episodes, workers and output folder), or that
+repeat a seed on the same task, are refused: their episodes are not draws from one experiment.
 """
 
 from __future__ import annotations
