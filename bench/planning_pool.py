@@ -28,8 +28,8 @@ import numpy as np
 import tyro
 from planning_targets import successes, targets
 from record import command_line, write_result
-from scipy.stats import binomtest
 
+from ivideogpt.planning.report import success_interval
 from ivideogpt.sim.metaworld import task_name
 
 RUN_SPECIFIC = ("out", "tasks", "seed", "episodes", "workers")  # settings that may differ between runs
@@ -83,12 +83,11 @@ def pool_agent(parts: list[dict[str, Any]]) -> dict[str, Any]:
     means, stds = np.array([p["mean_return"] for p in parts]), np.array([p["std_return"] for p in parts])
     mean = float((n * means).sum() / n.sum())
     std = float(np.sqrt((n * (stds**2 + (means - mean) ** 2)).sum() / n.sum()))  # population std, as per run
-    interval = binomtest(wins, int(n.sum())).proportion_ci(confidence_level=0.95, method="wilson")
     pooled = {
         "episodes": int(n.sum()),
         "successes": wins,
         "success_rate": wins / int(n.sum()),
-        "success_ci95": [round(interval.low, 3), round(interval.high, 3)],
+        "success_ci95": success_interval(wins, int(n.sum())),
         "final_success_rate": float((n * [p["final_success_rate"] for p in parts]).sum() / n.sum()),
         "mean_return": mean,
         "std_return": std,

@@ -11,6 +11,7 @@ import pytest
 from ivideogpt.cli import main
 from ivideogpt.planning.objectives import ObjectiveConfig
 from ivideogpt.planning.planner import PlannerConfig
+from ivideogpt.planning.report import success_interval
 from ivideogpt.planning.run import AGENTS, PlanConfig, run_plan
 from ivideogpt.world_model_io import weights_digest
 from tests.eval.test_predict import make_world_model
@@ -33,7 +34,8 @@ def test_one_tiny_plan_episode_per_agent_end_to_end(model_dir: Path, tmp_path: P
     assert record["model"]["weights_sha256"] == weights_digest(model_dir)  # which weights planned
     wm = record["tasks"]["reach-v3"]["world_model"]
     assert wm["episodes"] == 1 and wm["plans_per_episode"] == 3 and wm["ms_per_plan"] > 0
-    assert wm["imagined_per_s"] > 0 and 0 <= wm["success_rate"] <= 1
+    assert wm["imagined_per_s"] > 0 and wm["successes"] in (0, 1) and wm["success_rate"] == wm["successes"]
+    assert wm["success_ci95"][0] <= wm["success_rate"] <= wm["success_ci95"][1]
     assert "ms_per_plan" not in record["tasks"]["reach-v3"]["random"]
     saved = json.loads((out / "plan.json").read_text())
     assert saved["settings"]["planner"]["samples"] == 4 and saved["settings"]["imagined_per_plan"] == 8
@@ -165,6 +167,14 @@ def test_bench_targets_test_above_random_and_compare_only_with_the_agents_that_r
     assert bench.targets(full)["above_random_on_every_task"] is False
     alone = bench.targets({"reach": {"world_model": rates["world_model"]}})  # `--agents world_model`
     assert alone["above_random_on_every_task"] is None and alone["half_of_simulator_on_two_tasks"] is None
+
+
+def test_success_interval_is_wilsons() -> None:
+    assert success_interval(0, 10) == [0.0, pytest.approx(0.278, abs=1e-3)]  # never 0-0 at zero successes
+    assert success_interval(10, 10) == [pytest.approx(0.722, abs=1e-3), 1.0]
+    low, high = success_interval(5, 10)
+    assert (low, high) == (pytest.approx(0.237, abs=1e-3), pytest.approx(0.763, abs=1e-3))
+    assert success_interval(50, 100)[1] - success_interval(50, 100)[0] < high - low  # narrows with episodes
 
 
 def _planning_result(path: Path, seed: int, wins: dict[str, int], episodes: int = 10, samples: int = 32,

@@ -5,10 +5,10 @@ As in StyleGAN-V and the iVideoGPT reference, the covariances are population cov
 accumulated batch by batch in float64, and in the iVideoGPT protocol every sampled future contributes a
 generated clip (real clips are counted once). Clips are normally context + predicted frames, 16 in all.
 
-scipy is not a dependency, so the trace of the matrix square root is taken as
-tr((S_r^(1/2) S_g S_r^(1/2))^(1/2)) with two symmetric eigendecompositions in float64. That matrix is
-similar to S_r S_g, so the trace equals scipy's `sqrtm(S_r @ S_g)` trace, but it stays real and needs no
-inverse, so rank-deficient covariances (fewer clips than feature dimensions) are handled exactly.
+The trace of the matrix square root is taken as tr((S_r^(1/2) S_g S_r^(1/2))^(1/2)) with two symmetric
+eigendecompositions in float64. That matrix is similar to S_r S_g, so the trace equals scipy's
+`sqrtm(S_r @ S_g)` trace, but it stays real and needs no inverse, so rank-deficient covariances (fewer clips
+than feature dimensions) are handled exactly.
 """
 
 from __future__ import annotations

@@ -294,7 +294,10 @@ def _play_in_worker(job: Job) -> EpisodeResult:
 
 def _print_table(record: dict[str, Any], out: Path) -> None:
     for task, agents in record["tasks"].items():
-        cells = "  ".join(f"{a} {v['success_rate']:.0%} (return {v['mean_return']:.0f})"
-                          for a, v in agents.items())
-        print(f"{task}: {cells}")
+        cells = []
+        for agent, v in agents.items():
+            low, high = v["success_ci95"]
+            rate = f"{v['success_rate']:.0%} [{low:.0%}-{high:.0%}]"
+            cells.append(f"{agent} {rate} (return {v['mean_return']:.0f})")
+        print(f"{task}: {'  '.join(cells)}")
     print(f"plan: report written to {(out / 'report.html').resolve()}")
