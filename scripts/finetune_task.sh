@@ -8,7 +8,8 @@
 #   TASK=push bash scripts/finetune_task.sh [MODEL] [WORK_DIR]
 #
 # Environment: TASK (reach), EPISODES (40 recorded), STEPS (500 fine-tune steps), ACTION_REPEAT (the model's
-# control rate: 2 for the shipped model), PLAN_EPISODES (10), PLAN_MODELS ("parent finetuned": which of
+# control rate: 2 for the shipped model), MAX_STEPS (decisions per recorded episode; 100, or 50 to match a
+# repeat-16 model's data), PLAN_EPISODES (10), PLAN_MODELS ("parent finetuned": which of
 # the two to plan with), TRAIN_EXTRA / PLAN_EXTRA (more overrides of `ivideogpt train` / `ivideogpt plan`,
 # e.g. PLAN_EXTRA="--max-steps 50 --workers 2").
 set -euo pipefail
@@ -27,7 +28,7 @@ export MUJOCO_GL=egl
 
 # 1. the task's episodes, a behaviour policy drawn per episode from the default mixture
 [ -f "$work/data/meta.json" ] || ivideogpt collect metaworld --tasks "$task" --episodes "${EPISODES:-40}" \
-    --out "$work/data" --workers 2 --action-repeat "$repeat"
+    --out "$work/data" --workers 2 --action-repeat "$repeat" --max-steps "${MAX_STEPS:-100}"
 # 2. codes of every clip, by the model's tokenizer (a clip starting every other frame)
 [ -f "$work/tokens/train/meta.json" ] || ivideogpt tokenize --tokenizer "$model" --data "$work/data" \
     --out "$work/tokens" --start-stride 2 --overwrite
