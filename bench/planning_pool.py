@@ -57,7 +57,7 @@ def load_runs(paths: tuple[Path, ...]) -> list[dict[str, Any]]:
         runs.append(run | {"path": str(path)})
 
     def shared(run: dict[str, Any]) -> dict[str, Any]:
-        return {"model": run["model"], **{k: v for k, v in run["settings"].items() if k not in RUN_SPECIFIC}}
+        return {"model": run["model"], **shared_settings(run)}
 
     first = shared(runs[0])
     for run in runs[1:]:
@@ -76,24 +76,35 @@ def load_runs(paths: tuple[Path, ...]) -> list[dict[str, Any]]:
     return runs
 
 
+def shared_settings(run: dict[str, Any]) -> dict[str, Any]:
+    """The settings every pooled run must share."""
+    return {k: v for k, v in run["settings"].items() if k not in RUN_SPECIFIC}
+
+
 def pool_agent(parts: list[dict[str, Any]]) -> dict[str, Any]:
     """One agent's figures over several runs of a task: episode-weighted rates, pooled return spread."""
     n = np.array([p["episodes"] for p in parts])
-    wins = sum(successes(p) for p in parts)
-    means, stds = np.array([p["mean_return"] for p in parts]), np.array([p["std_return"] for p in parts])
-    mean = float((n * means).sum() / n.sum())
-    std = float(np.sqrt((n * (stds**2 + (means - mean) ** 2)).sum() / n.sum()))  # population std, as per run
+    total, wins = int(n.sum()), sum(successes(p) for p in parts)
+
+    def per_run(key: str) -> np.ndarray:
+        return np.array([p[key] for p in parts])
+
+    def weighted(key: str) -> float:  # the runs' figures, weighted by their episodes
+        return float(n @ per_run(key) / total)
+
+    mean, means, stds = weighted("mean_return"), per_run("mean_return"), per_run("std_return")
+    std = float(np.sqrt(n @ (stds**2 + (means - mean) ** 2) / total))  # population std, as per run
     pooled = {
-        "episodes": int(n.sum()),
+        "episodes": total,
         "successes": wins,
-        "success_rate": wins / int(n.sum()),
-        "success_ci95": success_interval(wins, int(n.sum())),
-        "final_success_rate": float((n * [p["final_success_rate"] for p in parts]).sum() / n.sum()),
+        "success_rate": wins / total,
+        "success_ci95": success_interval(wins, total),
+        "final_success_rate": weighted("final_success_rate"),
         "mean_return": mean,
         "std_return": std,
     }
     if "ms_per_plan" in parts[0]:
-        pooled["ms_per_plan"] = float((n * [p["ms_per_plan"] for p in parts]).sum() / n.sum())
+        pooled["ms_per_plan"] = weighted("ms_per_plan")
     return pooled
 
 
@@ -113,7 +124,7 @@ def main(cfg: PoolConfig) -> dict[str, Any]:
         "command": command_line(),
         "runs": [{"path": run["path"], "seed": run["settings"]["seed"], "tasks": list(run["tasks"]),
                   "episodes": run["settings"]["episodes"]} for run in runs],
-        "settings": {k: v for k, v in runs[0]["settings"].items() if k not in RUN_SPECIFIC},
+        "settings": shared_settings(runs[0]),
         "model": runs[0]["model"],
         "tasks": tasks,
         "targets": targets(tasks),
