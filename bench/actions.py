@@ -31,7 +31,7 @@ from typing import Any
 import tyro
 from record import command_line, write_result
 
-from ivideogpt.data.metaworld import MetaworldCollectConfig, collect_metaworld
+from ivideogpt.data.collect import MetaworldCollectConfig, collect_episodes
 from ivideogpt.data.store import read_meta
 from ivideogpt.demo import recorded_collection
 from ivideogpt.eval.predict import EvalConfig, evaluate_predictions
@@ -78,7 +78,7 @@ def collect_sets(cfg: BenchConfig, action_repeat: int = 2) -> dict[str, Path]:
     for name, (tasks, episodes, extra) in plans.items():
         out = cfg.work / "data" / (name if action_repeat == 2 else f"{name}-r{action_repeat}")
         if not (out / "meta.json").is_file() or not _complete(out, len(tasks) * episodes):
-            collect_metaworld(MetaworldCollectConfig(out=out, tasks=tasks, episodes=episodes,
+            collect_episodes(MetaworldCollectConfig(out=out, tasks=tasks, episodes=episodes,
                                                      seed=SEEDS[name], workers=cfg.workers, overwrite=True,
                                                      action_repeat=action_repeat, **extra))
         paths[name] = out

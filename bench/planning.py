@@ -1,4 +1,5 @@
-"""Visual planning in Meta-World: the world-model planner beside random, expert and simulator planners.
+"""Visual planning in Meta-World (or RoboDesk): the world-model planner beside random, expert and simulator
+planners.
 
 Runs `ivideogpt plan` (`ivideogpt.planning.run`) once with the bench's settings, every agent on the same
 scenes, and writes `bench/results/planning.json`: every setting, per task and agent the success rate
@@ -13,6 +14,9 @@ full setting (200 samples, horizon 10, replanning every step, 100-step episodes)
 
     python bench/planning.py --device cuda --samples 200 --horizon 10 --replan-every 1 --max-steps 100 \
         --json bench/results/planning_vp2.json
+
+On RoboDesk (`--suite robodesk`, VP2's seven tasks by default; no expert there) the same settings run the
+random and simulator agents, and the world-model planner given a model trained on RoboDesk data.
 
 A smoke run (minutes; not for the results folder):
 
@@ -35,16 +39,18 @@ from record import command_line, write_result
 
 from ivideogpt.planning.objectives import ObjectiveConfig
 from ivideogpt.planning.planner import PlannerConfig
-from ivideogpt.planning.run import AGENTS, PlanConfig, run_plan
+from ivideogpt.planning.run import PlanConfig, run_plan
 from ivideogpt.precision import Precision
 
 
 @dataclass
 class BenchConfig:
     model: Path | None = None  # world-model folder; None: the shipped model
-    tasks: tuple[str, ...] = ("reach", "button-press-topdown", "drawer-close")
+    suite: str = "metaworld"  # or robodesk
+    tasks: tuple[str, ...] | None = None  # None: reach, button-press-topdown, drawer-close; RoboDesk: VP2's
     episodes: int = 10  # per task and agent
-    agents: tuple[str, ...] = AGENTS  # a subset re-runs one planner; the same seeds give the same scenes
+    # a subset re-runs one planner (the same seeds give the same scenes); None: all the suite has
+    agents: tuple[str, ...] | None = None
     method: Literal["mppi", "cem"] = "mppi"
     samples: int = 32
     horizon: int = 5
@@ -52,6 +58,7 @@ class BenchConfig:
     particles: int = 1  # world-model imaginings per sequence, scored by their mean
     replan_every: int = 2
     max_steps: int = 50
+    camera: str | None = None  # the suite's camera; None: as in the model's training data, else its default
     objective: Literal["reward", "goal", "both"] = "reward"
     workers: int = 2
     device: str = "auto"
@@ -68,10 +75,12 @@ def main(cfg: BenchConfig) -> dict[str, Any]:
     planner = PlannerConfig(method=cfg.method, horizon=cfg.horizon, samples=cfg.samples,
                             iterations=cfg.iterations, particles=cfg.particles,
                             replan_every=cfg.replan_every)
-    plan_cfg = PlanConfig(out=cfg.work, model=cfg.model, tasks=cfg.tasks, episodes=cfg.episodes,
+    plan_cfg = PlanConfig(out=cfg.work, model=cfg.model, suite=cfg.suite, tasks=cfg.tasks,
+                          episodes=cfg.episodes,
                           agents=cfg.agents,
                           planner=planner,
                           objective=ObjectiveConfig(kind=cfg.objective), max_steps=cfg.max_steps,
+                          camera=cfg.camera,
                           workers=cfg.workers, device=cfg.device, precision=cfg.precision,
                           temperature=cfg.temperature, action_guidance=cfg.action_guidance,
                           still_split=cfg.still_split, seed=cfg.seed,

@@ -77,8 +77,8 @@ def load_runs(paths: tuple[Path, ...]) -> list[dict[str, Any]]:
 
 
 def shared_settings(run: dict[str, Any]) -> dict[str, Any]:
-    """The settings every pooled run must share."""
-    return {k: v for k, v in run["settings"].items() if k not in RUN_SPECIFIC}
+    """The settings every pooled run must share (runs from before RoboDesk were all Meta-World's)."""
+    return {k: v for k, v in ({"suite": "metaworld"} | run["settings"]).items() if k not in RUN_SPECIFIC}
 
 
 def pool_agent(parts: list[dict[str, Any]]) -> dict[str, Any]:

@@ -28,7 +28,7 @@ class Command:
 
 def _commands() -> list[Command]:
     # Imported here so `ivideogpt --help` and each command pay only for what exists in this file's list.
-    from ivideogpt.data.metaworld import MetaworldCollectConfig, collect_metaworld
+    from ivideogpt.data.collect import MetaworldCollectConfig, RobodeskCollectConfig, collect_episodes
     from ivideogpt.data.preview import PreviewConfig, write_preview
     from ivideogpt.data.store import InfoConfig, print_info
     from ivideogpt.data.videos import VideoImportConfig, import_videos
@@ -45,7 +45,9 @@ def _commands() -> list[Command]:
         Command(("demo",), "Imagine futures of fresh Meta-World episodes with the shipped model (--train: "
                 "train one first).", DemoConfig, run_demo),
         Command(("collect", "metaworld"), "Record Meta-World expert episodes rendered in MuJoCo.",
-                MetaworldCollectConfig, collect_metaworld),
+                MetaworldCollectConfig, collect_episodes),
+        Command(("collect", "robodesk"), "Record RoboDesk (VP2's desk) episodes of random policies; needs "
+                "ivideogpt[robodesk].", RobodeskCollectConfig, collect_episodes),
         Command(("import", "videos"), "Turn a folder of videos or frame folders into an action-free dataset.",
                 VideoImportConfig, import_videos),
         Command(("data", "info"), "Print a summary of a dataset folder.", InfoConfig, print_info),
@@ -62,9 +64,8 @@ def _commands() -> list[Command]:
                 EvalConfig, evaluate_predictions),
         Command(("eval", "report"), "Re-render report.html and plots from a metrics.json.",
                 ReportConfig, render_report),
-        Command(("plan",), "Control Meta-World with CEM/MPPI in the world model's imagination, beside "
-                "baselines.",
-                PlanConfig, run_plan),
+        Command(("plan",), "Control Meta-World or RoboDesk with CEM/MPPI in the world model's imagination, "
+                "beside baselines.", PlanConfig, run_plan),
         Command(("export",), "Copy a world model to share it: float16 weights, its default sampling set.",
                 ExportConfig, export_world_model),
     ]

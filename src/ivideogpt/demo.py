@@ -28,7 +28,7 @@ from typing import Any
 
 from ivideogpt import pretrained_path
 from ivideogpt.config import load_yaml, merge, to_dict
-from ivideogpt.data.metaworld import MetaworldCollectConfig, collect_metaworld
+from ivideogpt.data.collect import MetaworldCollectConfig, collect_episodes
 from ivideogpt.data.store import read_meta
 from ivideogpt.eval.predict import EvalConfig, evaluate_predictions
 from ivideogpt.eval.report import format_metric
@@ -96,12 +96,12 @@ def run_demo(cfg: DemoConfig) -> Path:
         raise ValueError(f"{model}: the world model takes {spec.action_dim}-dim actions, but the demo runs "
                          f"Meta-World ({ACTION_DIM}-dim actions); evaluate it with `ivideogpt eval` instead")
     fresh = fresh_episodes_config(cfg, spec)
-    episodes = collect_metaworld(fresh)
+    episodes = collect_episodes(fresh)
     scenes = None
     if cfg.scenes:  # one context, several action sequences: does the model follow them?
         steps = spec.future_frames
         latest = max(1, fresh.max_steps - steps)  # branch points that leave room for the branches
-        scenes = collect_metaworld(dataclasses.replace(
+        scenes = collect_episodes(dataclasses.replace(
             fresh, out=cfg.out / "scenes", episodes=cfg.scenes, branches=BRANCHES, policy="expert",
             seed=fresh.seed + 1, branch_steps=steps, branch_at=(min(10, latest), min(60, latest))))
     seed = cfg.seed + EVAL_SEED_OFFSET
@@ -187,7 +187,7 @@ def train_pipeline(cfg: DemoConfig) -> Path:
     out = cfg.out
     print(f"demo: [1/5] collecting {cfg.train_episodes} training episodes per task "
           f"({', '.join(cfg.train_tasks)})")
-    data = collect_metaworld(MetaworldCollectConfig(out=out / "data", tasks=cfg.train_tasks,
+    data = collect_episodes(MetaworldCollectConfig(out=out / "data", tasks=cfg.train_tasks,
                                                     episodes=cfg.train_episodes, workers=cfg.workers,
                                                     seed=cfg.seed, overwrite=True))
     print(f"demo: [2/5] training the tokenizer ({TOKENIZER_PRESET}, {cfg.tokenizer_steps} steps)")

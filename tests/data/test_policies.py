@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ivideogpt.data.metaworld import MetaworldCollectConfig, collect_metaworld
+from ivideogpt.data.collect import MetaworldCollectConfig, collect_episodes
 from ivideogpt.data.policies import DEFAULT_MIXTURE, POLICIES, draw_policy, make_policy, parse_mixture
 from ivideogpt.data.store import EpisodeStore, read_meta
 
@@ -58,7 +58,7 @@ def test_draw_policy_follows_the_weights() -> None:
 
 
 def test_branches_share_their_start_and_differ_after_it(tmp_path: Path) -> None:
-    out = collect_metaworld(MetaworldCollectConfig(out=tmp_path / "cf", tasks=("reach",), episodes=2, size=32,
+    out = collect_episodes(MetaworldCollectConfig(out=tmp_path / "cf", tasks=("reach",), episodes=2, size=32,
                                                    branches=3, branch_at=(3, 4), branch_steps=4, workers=1,
                                                    policy="expert", max_steps=20))
     meta = read_meta(out)
@@ -79,10 +79,12 @@ def test_branches_share_their_start_and_differ_after_it(tmp_path: Path) -> None:
 
 
 def test_collection_records_each_episodes_policy(tmp_path: Path) -> None:
-    out = collect_metaworld(MetaworldCollectConfig(out=tmp_path / "mix", tasks=("reach", "push"), episodes=3,
+    out = collect_episodes(MetaworldCollectConfig(out=tmp_path / "mix", tasks=("reach", "push"), episodes=3,
                                                    size=32, max_steps=5, workers=1))
     meta = read_meta(out)
     assert all(e.policy in POLICIES for e in meta.episodes)
     assert meta.extra["policy"] == parse_mixture(DEFAULT_MIXTURE)
     with pytest.raises(ValueError, match="branch_at"):
         MetaworldCollectConfig(out=tmp_path / "x", branches=2, branch_at=(5, 2))
+    with pytest.raises(ValueError, match="60 steps .* plus 8 branch steps exceeds max_steps=50"):
+        MetaworldCollectConfig(out=tmp_path / "x", branches=2, branch_at=(5, 60), max_steps=50)

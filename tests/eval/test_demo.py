@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ivideogpt import demo
-from ivideogpt.data.metaworld import MetaworldCollectConfig, make_jobs
+from ivideogpt.data.collect import MetaworldCollectConfig, make_jobs
 from ivideogpt.data.store import read_meta
 from ivideogpt.demo import DemoConfig, run_demo
 from ivideogpt.eval.report import read_metrics_json

@@ -354,3 +354,20 @@ def test_compiled_training_on_cpu_matches_eager_and_checkpoints_the_plain_model(
     last = [load_checkpoint(tmp_path / run / "ckpt" / "step_000000006").weights["transformer"]
             for run in ("eager", "compiled")]
     assert set(last[1]) == set(last[0])  # the plain module's names, no compile wrapper in them
+
+
+def test_init_new_actions_takes_a_parent_of_another_robot(tokens: Path, tmp_path: Path) -> None:
+    """A parent trained on 3-d actions starts a model of the 2-d data: body loaded, action layers at zero."""
+    three = tokenize_dataset(TokenizeConfig(tokenizer=tokens.parent / "tokenizer",  # the codes of `tokens`
+                                            data=[write_squares(tmp_path / "sq3", action_dim=3)],
+                                            out=tmp_path / "tokens3", device="cpu"))
+    parent = train_transformer(_cfg(three, tmp_path / "parent3", train={"steps": 2}))
+    with pytest.raises(ValueError, match="actions of size 3, the data has 2; pass --init-new-actions"):
+        train_transformer(_cfg(tokens, tmp_path / "refused", init_from=str(parent)))
+    job = TransformerJob(_cfg(tokens, tmp_path / "child", init_from=str(parent), init_new_actions=True),
+                         init_runtime("cpu", "off"))
+    child = job.model.state_dict()
+    assert torch.count_nonzero(child["action_proj.weight"]) == 0 and child["action_proj.weight"].shape[1] == 2
+    for key, value in _weights(parent).items():
+        if not key.startswith("action_proj."):
+            assert torch.equal(value, child[key]), key

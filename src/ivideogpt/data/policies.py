@@ -74,17 +74,19 @@ def draw_policy(mixture: dict[str, float], rng: np.random.Generator) -> str:
 
 
 def make_policy(
-    name: str, expert: Expert, action_dim: int, noise_std: float, rng: np.random.Generator
+    name: str, expert: Expert | None, action_dim: int, noise_std: float, rng: np.random.Generator
 ) -> Policy:
     """A fresh episode's policy `name` (see the module docstring); `rng` drives all of its randomness.
 
     Args:
         name: one of `POLICIES`.
-        expert: the task's scripted expert.
+        expert: the task's scripted expert (None in a suite without: then only the random policies run).
         action_dim: size of an action.
         noise_std: std of the Gaussian noise of `expert` (the other policies have their own settings).
         rng: the episode's generator (the policy keeps a reference and draws from it every step).
     """
+    if name.startswith("expert") and expert is None:
+        raise ValueError(f"collection policy {name!r} needs a scripted expert, and this task has none")
     if name == "expert":
         return lambda state: _clip(expert(state) + noise_std * rng.standard_normal(action_dim))
     if name == "expert_noisy":

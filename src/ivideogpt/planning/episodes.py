@@ -4,7 +4,8 @@ Agents see the real frames so far and the env (the baselines read its state: the
 the state vector, the simulator-as-model planner snapshots it). Success and return are the simulator's.
 
 Goal images are posed as in VP2: the scene of the episode's seed is first solved by the scripted expert,
-the frame at its first success is the goal, then the same scene is reset for the agent.
+the frame at its first success is the goal, then the same scene is reset for the agent (so only a suite with
+experts, Meta-World, has goal tasks).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ import numpy as np
 
 from ivideogpt.planning.objectives import ObjectiveConfig, make_objective
 from ivideogpt.planning.planner import Planner, RolloutModel
-from ivideogpt.sim.metaworld import ACTION_DIM, MetaWorldEnv, expert_policy
+from ivideogpt.sim.base import TaskEnv
 
-ModelFactory = Callable[[MetaWorldEnv, np.ndarray], RolloutModel]  # (env, real frames (T, H, W, 3)) -> model
+ModelFactory = Callable[[TaskEnv, np.ndarray], RolloutModel]  # (env, real frames (T, H, W, 3)) -> model
+Expert = Callable[[np.ndarray], np.ndarray]  # the env's state -> action (`sim.metaworld.expert_policy`)
 
 
 @dataclass
@@ -37,7 +39,7 @@ class Agent(Protocol):
 
     def reset(self, seed: int, goal: np.ndarray | None) -> None: ...
 
-    def act(self, env: MetaWorldEnv, frames: np.ndarray) -> np.ndarray: ...
+    def act(self, env: TaskEnv, frames: np.ndarray) -> np.ndarray: ...
 
 
 class RandomAgent:
@@ -49,20 +51,20 @@ class RandomAgent:
     def reset(self, seed: int, goal: np.ndarray | None) -> None:
         self.stats, self.rng = AgentStats(), np.random.default_rng([seed, 5])
 
-    def act(self, env: MetaWorldEnv, frames: np.ndarray) -> np.ndarray:
-        return self.rng.uniform(-1.0, 1.0, ACTION_DIM).astype(np.float32)
+    def act(self, env: TaskEnv, frames: np.ndarray) -> np.ndarray:
+        return self.rng.uniform(-1.0, 1.0, env.action_space.shape[0]).astype(np.float32)
 
 
 class ExpertAgent:
-    """Meta-World's scripted expert, acting on the simulator's state vector (no noise)."""
+    """A scripted expert (Meta-World's), acting on the simulator's state vector (no noise)."""
 
-    def __init__(self, task: str) -> None:
-        self.policy, self.stats, self.imagined = expert_policy(task), AgentStats(), None
+    def __init__(self, policy: Expert) -> None:
+        self.policy, self.stats, self.imagined = policy, AgentStats(), None
 
     def reset(self, seed: int, goal: np.ndarray | None) -> None:
         self.stats = AgentStats()
 
-    def act(self, env: MetaWorldEnv, frames: np.ndarray) -> np.ndarray:
+    def act(self, env: TaskEnv, frames: np.ndarray) -> np.ndarray:
         return self.policy(env.state)
 
 
@@ -88,7 +90,7 @@ class PlanningAgent:
         self.score = make_objective(self.objective, goal)
         self.stats, self.imagined, self._queue = AgentStats(), None, []
 
-    def act(self, env: MetaWorldEnv, frames: np.ndarray) -> np.ndarray:
+    def act(self, env: TaskEnv, frames: np.ndarray) -> np.ndarray:
         if not self._queue:
             model = self.make_model(env, frames)
             plan = self.planner.plan(model, self.score, self.objective.needs_frames)
@@ -121,13 +123,12 @@ class EpisodeResult:
     video: np.ndarray | None = None  # uint8 (T, H, W', 3): real frame | the imagined plan, per step
 
 
-def solved_goal_frame(env: MetaWorldEnv, seed: int) -> tuple[np.ndarray, bool]:
+def solved_goal_frame(env: TaskEnv, seed: int, expert: Expert) -> tuple[np.ndarray, bool]:
     """The goal image of the scene of `seed`: the expert's frame at its first success (VP2's goal images).
 
     Returns:
         the frame uint8 (H, W, 3) (the last frame if the expert never succeeded) and whether it did.
     """
-    expert = expert_policy(env.task)
     frame, _ = env.reset(seed=seed)
     for _ in range(env.max_steps):
         frame, _, _, _, info = env.step(expert(env.state))
@@ -136,10 +137,13 @@ def solved_goal_frame(env: MetaWorldEnv, seed: int) -> tuple[np.ndarray, bool]:
     return frame, False
 
 
-def run_episode(env: MetaWorldEnv, agent: Agent, name: str, index: int, seed: int,
-                objective: ObjectiveConfig, record: bool = False) -> EpisodeResult:
-    """Run `agent` for `env.max_steps` steps in the scene of `seed` (reset first)."""
-    goal, solved = solved_goal_frame(env, seed) if objective.needs_goal else (None, None)
+def run_episode(env: TaskEnv, agent: Agent, name: str, index: int, seed: int, objective: ObjectiveConfig,
+                record: bool = False, expert: Expert | None = None) -> EpisodeResult:
+    """Run `agent` for `env.max_steps` steps in the scene of `seed` (reset first); a goal objective's goal
+    image is `expert`'s solved scene."""
+    if objective.needs_goal and expert is None:
+        raise ValueError("a goal objective needs the scripted expert that solves the scene (its goal image)")
+    goal, solved = solved_goal_frame(env, seed, expert) if objective.needs_goal else (None, None)
     frame, _ = env.reset(seed=seed)
     agent.reset(seed, goal)
     frames, rows = [frame], []

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ivideogpt.planning.planner import Imagined
-from ivideogpt.sim.metaworld import MetaWorldEnv
+from ivideogpt.sim.base import TaskEnv
 from ivideogpt.world_model import WorldModel
 
 
@@ -55,7 +55,7 @@ class WorldModelRollouts:
 class SimulatorRollouts:
     """Imagine action sequences by playing each in the simulator from its current state, then restoring it."""
 
-    def __init__(self, env: MetaWorldEnv) -> None:
+    def __init__(self, env: TaskEnv) -> None:
         self.env = env
         self.action_dim = env.action_space.shape[0]
 

@@ -1,4 +1,5 @@
-"""`ivideogpt plan`: closed-loop Meta-World control with every action chosen in imagination, beside baselines.
+"""`ivideogpt plan`: closed-loop control of a simulator (Meta-World, RoboDesk) with every action chosen in
+imagination, beside baselines.
 
 For every task and episode index, the same scene (seed) is played by each agent:
 
@@ -6,7 +7,7 @@ For every task and episode index, the same scene (seed) is played by each agent:
     simulator     the same planner imagining with the simulator itself (a snapshot per sample): its upper
                   bound, free of model error
     random        independent uniform actions
-    expert        Meta-World's scripted expert (on the state vector)
+    expert        the suite's scripted expert (on the state vector; Meta-World only)
 
 Outputs in `out/`: `plan.json` (every setting, per task and agent the success rate, return, time per
 planning step and imagined frames/s, and every episode), `report.html` (the tables and the videos: real
@@ -22,13 +23,14 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from tqdm import tqdm
 
 from ivideogpt.atomic import ReplacedFolder
-from ivideogpt.data.metaworld import episode_seed
+from ivideogpt.data.collect import episode_seed
 from ivideogpt.planning.episodes import (
     Agent,
     EpisodeResult,
@@ -42,13 +44,16 @@ from ivideogpt.planning.objectives import ObjectiveConfig
 from ivideogpt.planning.planner import Planner, PlannerConfig
 from ivideogpt.planning.report import PLAN_FILE, summarize, write_plan_outputs
 from ivideogpt.precision import Precision
-from ivideogpt.sim.metaworld import ACTION_DIM, MetaWorldEnv, task_name
+from ivideogpt.sim import load_suite
+from ivideogpt.sim.base import TaskEnv
 
 if TYPE_CHECKING:
     from ivideogpt.world_model import WorldModel
 
 AGENTS = ("world_model", "simulator", "random", "expert")
 SEED_OFFSET = 30_000  # scenes use seed + this: disjoint from training data, the demo and bench/actions.py
+# tasks planned when none are named: Meta-World's three of the bench, RoboDesk's VP2 seven
+DEFAULT_PLAN_TASKS = {"metaworld": ("reach", "button-press-topdown", "drawer-close")}
 
 
 @dataclass
@@ -57,15 +62,18 @@ class PlanConfig:
 
     out: Path = Path("plan")  # output folder: plan.json, report.html, videos/
     model: Path | None = None  # world-model folder; None: the pretrained model shipped in the package
-    # Meta-World tasks ("push" or "push-v3"): --tasks push reach
-    tasks: tuple[str, ...] = ("reach", "button-press-topdown", "drawer-close")
+    suite: str = "metaworld"  # the simulator: metaworld, or robodesk (needs ivideogpt[robodesk])
+    # the suite's tasks ("push" or "push-v3"; "push_red"): --tasks push reach; None: reach,
+    # button-press-topdown, drawer-close on Meta-World, VP2's seven on RoboDesk
+    tasks: tuple[str, ...] | None = None
     episodes: int = 10  # episodes (scenes) per task, played by every agent
-    agents: tuple[str, ...] = AGENTS  # which of world_model, simulator, random, expert to run
+    # which of world_model, simulator, random, expert to run; None: all the suite has (no expert on RoboDesk)
+    agents: tuple[str, ...] | None = None
     planner: PlannerConfig = field(default_factory=PlannerConfig)  # --planner.horizon, --planner.samples, ...
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)  # --objective.kind goal, ...
     max_steps: int = 100  # steps per episode
     action_repeat: int | None = None  # simulator steps per action; None: as in the model's training data
-    camera: str | None = None  # Meta-World camera; None: as in the model's training data, else corner
+    camera: str | None = None  # the suite's camera; None: as in the model's training data, else its default
     videos: int = 1  # episodes per task and planner written as videos (real | imagined plan)
     workers: int = 1  # episode processes; each loads its own world model
     seed: int = 0  # scenes use seeds derived from seed + 30000, the task and the episode index
@@ -80,11 +88,16 @@ class PlanConfig:
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
+        sim = self.simulator  # raises on an unknown suite
+        if self.tasks is None:
+            self.tasks = DEFAULT_PLAN_TASKS.get(self.suite, sim.DEFAULT_TASKS)
+        if self.agents is None:
+            self.agents = AGENTS if sim.EXPERTS else tuple(a for a in AGENTS if a != "expert")
         self.tasks = (self.tasks,) if isinstance(self.tasks, str) else tuple(self.tasks)
         self.agents = (self.agents,) if isinstance(self.agents, str) else tuple(self.agents)
         if not self.tasks:
             raise ValueError("PlanConfig.tasks names no task")
-        names = [task_name(t) for t in self.tasks]  # raises on an unknown task, suggesting close names
+        names = [sim.task_name(t) for t in self.tasks]  # raises on an unknown task, suggesting close names
         for what, values in (("tasks", names), ("agents", self.agents)):
             repeated = [v for v, n in Counter(values).items() if n > 1]
             if repeated:
@@ -93,6 +106,11 @@ class PlanConfig:
         if unknown or not self.agents:
             raise ValueError(f"PlanConfig.agents: unknown {unknown or 'none given'}; choose from "
                              f"{', '.join(AGENTS)}")
+        if not sim.EXPERTS and "expert" in self.agents:
+            raise ValueError(f"PlanConfig.agents: {sim.NAME} has no scripted expert to run")
+        if not sim.EXPERTS and self.objective.needs_goal:
+            raise ValueError(f"PlanConfig.objective: goal images are the scripted expert's solved scenes, "
+                             f"and {sim.NAME} has no expert; use --objective.kind reward")
         for name in ("episodes", "max_steps", "workers"):
             if getattr(self, name) < 1:
                 raise ValueError(f"PlanConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -106,8 +124,13 @@ class PlanConfig:
                 raise ValueError(f"PlanConfig.{name} must be >= 0, got {value}")
 
     @property
+    def simulator(self) -> ModuleType:
+        """The suite's module (`ivideogpt.sim.load_suite`)."""
+        return load_suite(self.suite)
+
+    @property
     def task_list(self) -> tuple[str, ...]:
-        return tuple(task_name(t) for t in self.tasks)
+        return tuple(self.simulator.task_name(t) for t in self.tasks)
 
     @property
     def sampling_overrides(self) -> dict[str, float | bool]:
@@ -127,6 +150,7 @@ class Job(NamedTuple):
 class Settings(NamedTuple):
     """What a worker needs to play any job (picklable)."""
 
+    suite: str  # the simulator (ivideogpt.sim.load_suite)
     model: str | None  # world-model folder (None when no job uses it)
     device: str
     precision: Precision
@@ -168,7 +192,7 @@ def resolve_settings(cfg: PlanConfig) -> tuple[Settings, dict[str, Any]]:
 
     Raises:
         FileNotFoundError: no model at `cfg.model`.
-        ValueError: the model does not take Meta-World's 4-dim actions, or predicts no rewards for a reward
+        ValueError: the model does not take the suite's actions, or predicts no rewards for a reward
             objective.
     """
     from ivideogpt.demo import recorded_collection, resolve_model
@@ -177,29 +201,42 @@ def resolve_settings(cfg: PlanConfig) -> tuple[Settings, dict[str, Any]]:
 
     needs_model = "world_model" in cfg.agents
     folder = resolve_model(cfg.model)
-    spec = read_spec(folder)
-    if needs_model and spec.action_dim != ACTION_DIM:
+    spec, sim = read_spec(folder), cfg.simulator
+    if needs_model and spec.action_dim != sim.ACTION_DIM:
         raise ValueError(f"{folder}: the world model takes {spec.action_dim}-dim actions (action_dim="
-                         f"{spec.action_dim}), but Meta-World's are {ACTION_DIM}-dim")
+                         f"{spec.action_dim}), but {sim.NAME}'s are {sim.ACTION_DIM}-dim: give --model one "
+                         f"trained on {sim.NAME} episodes, or --agents without world_model for the baselines")
     if needs_model and cfg.objective.needs_rewards and not spec.transformer.reward_head:
         raise ValueError(f"{folder}: the world model has no reward head, so objective {cfg.objective.kind!r} "
                          "cannot score its futures; use --objective.kind goal")
     recorded = recorded_collection(spec)
+    # the env settings of the model's data apply where the data came from this suite (its tasks are ours)
+    same_suite = all(_is_task(sim, t) for t in recorded.get("tasks", ["?"]))
+    env_defaults = recorded if same_suite else {}
     overrides = cfg.sampling_overrides
     sampling = asdict(replace(spec.sampling, **overrides))  # what the rollouts use, for plan.json
     settings = Settings(
-        model=str(folder) if needs_model else None, device=cfg.device, precision=cfg.precision,
-        sampling=overrides, planner=cfg.planner,
+        suite=cfg.suite, model=str(folder) if needs_model else None, device=cfg.device,
+        precision=cfg.precision, sampling=overrides, planner=cfg.planner,
         objective=cfg.objective, size=spec.image_size,
-        camera=cfg.camera or recorded.get("camera", "corner"),
-        action_repeat=cfg.action_repeat or recorded.get("action_repeat", 2), max_steps=cfg.max_steps)
-    probe = MetaWorldEnv(cfg.task_list[0], settings.size, settings.camera, 0, settings.action_repeat, 1)
+        camera=cfg.camera or env_defaults.get("camera", sim.DEFAULT_CAMERA),
+        action_repeat=cfg.action_repeat or env_defaults.get("action_repeat", sim.DEFAULT_ACTION_REPEAT),
+        max_steps=cfg.max_steps)
+    probe = sim.Env(cfg.task_list[0], settings.size, settings.camera, 0, settings.action_repeat, 1)
     fps = probe.metadata["render_fps"]  # also checks the camera name before any episode runs
     probe.close()
     info = {"path": str(folder), "weights_sha256": weights_digest(folder),  # runs pool only on equal weights
             "context_frames": spec.context_frames, "image_size": spec.image_size, "sampling": sampling,
             "trained_on": recorded, "fps": fps}
     return settings, info
+
+
+def _is_task(sim: ModuleType, name: str) -> bool:
+    try:
+        sim.task_name(name)
+    except ValueError:
+        return False
+    return True
 
 
 def make_jobs(cfg: PlanConfig) -> list[Job]:
@@ -233,29 +270,30 @@ class Player:
     """Plays jobs of any task and agent, keeping one env per task and one world model (loaded when needed)."""
 
     def __init__(self, settings: Settings) -> None:
-        self.s = settings
-        self.envs: dict[str, MetaWorldEnv] = {}
+        self.s, self.sim = settings, load_suite(settings.suite)
+        self.envs: dict[str, TaskEnv] = {}
         self._wm: WorldModel | None = None
 
     def __call__(self, job: Job) -> EpisodeResult:
         s = self.s
         if job.task not in self.envs:
-            self.envs[job.task] = MetaWorldEnv(job.task, s.size, s.camera, 0, s.action_repeat, s.max_steps)
+            self.envs[job.task] = self.sim.Env(job.task, s.size, s.camera, 0, s.action_repeat, s.max_steps)
         env = self.envs[job.task]
         agent = self.agent(job)
-        return run_episode(env, agent, job.agent, job.index, job.seed, s.objective, job.record)
+        expert = self.sim.expert_policy(job.task) if s.objective.needs_goal else None
+        return run_episode(env, agent, job.agent, job.index, job.seed, s.objective, job.record, expert)
 
     def agent(self, job: Job) -> Agent:
         if job.agent == "random":
             return RandomAgent()
         if job.agent == "expert":
-            return ExpertAgent(job.task)
+            return ExpertAgent(self.sim.expert_policy(job.task))
         if job.agent == "simulator":  # deterministic: a second particle would replay the same future
-            planner = Planner(replace(self.s.planner, particles=1), ACTION_DIM)
+            planner = Planner(replace(self.s.planner, particles=1), self.sim.ACTION_DIM)
             return PlanningAgent(planner, lambda env, frames: SimulatorRollouts(env), self.s.objective,
                                  job.record)
         wm = self.world_model()
-        return PlanningAgent(Planner(self.s.planner, ACTION_DIM),
+        return PlanningAgent(Planner(self.s.planner, self.sim.ACTION_DIM),
                              lambda env, frames: WorldModelRollouts(wm, frames, job.seed, self.s.sampling),
                              self.s.objective, job.record)
 

@@ -19,18 +19,17 @@ import os
 # Offscreen rendering without a display (works on a CPU through EGL); must be set before mujoco loads.
 os.environ.setdefault("MUJOCO_GL", "egl")
 
-import difflib
 import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar
 
-import gymnasium as gym
 import mujoco
 import numpy as np
 from metaworld.env_dict import ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE
 from metaworld.policies import ENV_POLICY_MAP
+
+from ivideogpt.sim.base import TaskEnv, unknown_task
 
 # Varied tasks (reaching, pushing, grasping, articulated objects, buttons) on which the scripted expert
 # succeeds in 100 steps at action repeat 2; measured success rates are in the README.
@@ -48,6 +47,10 @@ DEFAULT_TASKS: tuple[str, ...] = (
 )
 ACTION_DIM = 4  # end-effector xyz displacement + gripper effort, each in [-1, 1]
 MAX_REWARD = 10.0  # Meta-World v3 rewards per simulator step lie in [0, 10]
+NAME = "Meta-World"  # as messages write it
+DEFAULT_CAMERA = "corner"  # the MBRL setting's camera (docs/method.md §4)
+DEFAULT_ACTION_REPEAT = 2  # the MBRL setting's (docs/method.md §4)
+EXPERTS = True  # every task has a scripted expert (`expert_policy`)
 _SUFFIX = "-v3"
 
 
@@ -60,42 +63,33 @@ def task_name(task: str) -> str:
     name = task.strip()
     name = name if name.endswith(_SUFFIX) else name + _SUFFIX
     if name not in ENV_POLICY_MAP:
-        close = difflib.get_close_matches(name, list(ENV_POLICY_MAP), n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(ENV_POLICY_MAP)}"
-        raise ValueError(f"unknown Meta-World task {task!r}{hint}")
+        raise unknown_task(NAME, task, name, list(ENV_POLICY_MAP))
     return name
 
 
-class MetaWorldEnv(gym.Env):
+class MetaWorldEnv(TaskEnv):
     """One Meta-World task rendered from a fixed camera: uint8 frames in, actions in [-1, 1]^4 out.
 
-    Episodes never terminate; they are truncated after `max_steps` steps. `reset(seed=s)` gives the same
-    episode as a fresh env built with `seed=s`, whatever ran before.
+    Episodes never terminate; they are truncated after `max_steps` steps (`sim.base.TaskEnv`, which also
+    holds the action, sums the rewards and snapshots the state). `reset(seed=s)` gives the same episode as
+    a fresh env built with `seed=s`, whatever ran before. Rewards per simulator step lie in [0, 10] (summed
+    over the action repeat, so returns match the reference DrQ-v2/MBPO numbers).
 
     Attributes:
         state: the last float64 `(39,)` state observation (hand, gripper, objects, goal), for the experts.
         sim_dt: simulated seconds per step (action repeat included); the frame rate is `1 / sim_dt`.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"]}
-
     def __init__(
         self,
         task: str,
         size: int = 64,
-        camera: str = "corner",
+        camera: str = DEFAULT_CAMERA,
         seed: int = 0,
-        action_repeat: int = 2,
+        action_repeat: int = DEFAULT_ACTION_REPEAT,
         max_steps: int = 100,
     ) -> None:
-        if size < 1:
-            raise ValueError(f"MetaWorldEnv: size must be >= 1, got {size}")
-        if action_repeat < 1:
-            raise ValueError(f"MetaWorldEnv: action_repeat must be >= 1, got {action_repeat}")
-        if max_steps < 1:
-            raise ValueError(f"MetaWorldEnv: max_steps must be >= 1, got {max_steps}")
-        self.task = task_name(task)
-        self.action_repeat, self.max_steps = action_repeat, max_steps
+        super().__init__(task_name(task), size, ACTION_DIM, action_repeat, max_steps)
         self._env = ALL_V3_ENVIRONMENTS_GOAL_OBSERVABLE[self.task + "-goal-observable"](seed=seed)
         # new object/goal placement on every reset, drawn from the env's own seeded generator (not the
         # global np.random), so episodes depend only on the seed
@@ -105,117 +99,52 @@ class MetaWorldEnv(gym.Env):
         # planner's look-ahead (`advance`) goes past the episode's end, so its own is switched off
         self._env.max_path_length = sys.maxsize
         self._renderer = SceneRenderer(self._env.model, self._env.data, size, camera)
-        self.sim_dt = float(self._env.model.opt.timestep) * self._env.frame_skip * action_repeat
-        self.metadata = {**self.metadata, "render_fps": 1.0 / self.sim_dt}
-        self.observation_space = gym.spaces.Box(0, 255, (size, size, 3), np.uint8)
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
+        substep = float(self._env.model.opt.timestep) * self._env.frame_skip  # Meta-World's frame skip
+        self._bind(self._env.model, self._env.data, substep)
         self.state = np.zeros(self._env.observation_space.shape, np.float64)
-        self._steps: int | None = None  # None until reset, and again once truncated
 
-    def reset(
-        self, *, seed: int | None = None, options: dict[str, Any] | None = None
-    ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Start an episode (reseeding first when `seed` is given).
-
-        Returns:
-            frame uint8 `(H, W, 3)` and info `{"success": False, "state": (39,) float64}`.
-        """
-        super().reset(seed=seed)
+    def _reset_scene(self, seed: int | None) -> None:
         if seed is not None:
             self._env.seed(seed)
         self.state, _ = self._env.reset()
         # Meta-World's reset sets qpos/qvel but leaves the derived body poses of the previous episode in
         # `data`, and the renderer draws those: without this, frame 0 shows where the last episode ended
         mujoco.mj_forward(self._env.model, self._env.data)
-        self._steps = 0
-        return self._renderer.render(), {"success": False, "state": self.state}
 
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
-        """Hold `action` (clipped to [-1, 1]) for `action_repeat` simulator steps.
-
-        The reward is the SUM over the sub-steps (what the agent earns while holding the action, so
-        returns match the reference DrQ-v2/MBPO numbers; range [0, 10 * action_repeat]); success is True
-        if any sub-step succeeded.
-
-        Returns:
-            frame uint8 `(H, W, 3)`, reward, terminated (always False: Meta-World tasks do not end),
-            truncated (True on step `max_steps`), info `{"success": bool, "state": (39,) float64}`.
-        """
-        if self._steps is None:
-            raise RuntimeError(f"MetaWorldEnv({self.task}): call reset() before step() "
-                               "(and after truncation)")
-        reward, success = self.advance(action)
-        self._steps += 1
-        truncated = self._steps >= self.max_steps
-        if truncated:
-            self._steps = None
-        return self._renderer.render(), reward, False, truncated, {"success": success, "state": self.state}
+    def _substep(self, action: np.ndarray) -> tuple[float, bool]:
+        self.state, reward, _, _, info = self._env.step(action)
+        return reward, info["success"]
 
     def render(self) -> np.ndarray:
         """The current frame, uint8 `(H, W, 3)`."""
         return self._renderer.render()
 
-    def advance(self, action: np.ndarray) -> tuple[float, bool]:
-        """Hold `action` for `action_repeat` simulator steps without rendering or counting a step.
-
-        `step` is this plus the frame and the time limit; a planner that uses the simulator as its model
-        calls it between `snapshot` and `restore`, where the episode's time limit does not apply.
-
-        Returns:
-            the reward summed over the sub-steps and whether any sub-step succeeded.
-        """
-        action = np.asarray(action, dtype=np.float32)
-        if action.shape != (ACTION_DIM,) or not np.isfinite(action).all():
-            raise ValueError(f"MetaWorldEnv({self.task}): action must be {ACTION_DIM} finite floats, "
-                             f"got {action}")
-        action = np.clip(action, -1.0, 1.0)
-        reward, success = 0.0, False
-        for _ in range(self.action_repeat):
-            self.state, r, _, _, info = self._env.step(action)
-            reward += float(r)
-            success |= bool(info["success"])
-        return reward, success
-
-    def snapshot(self) -> SimSnapshot:
-        """Everything a step changes: MuJoCo's full integration state and the env objects' own counters."""
+    def _save_extra(self) -> MetaWorldCounters:
         env = self._env
-        state = np.empty(mujoco.mj_stateSize(env.model, _STATE_SPEC))
-        mujoco.mj_getState(env.model, env.data, state, _STATE_SPEC)
-        return SimSnapshot(state, self.state.copy(), self._steps, env.curr_path_length, env._prev_obs.copy(),
-                           None if env._last_stable_obs is None else env._last_stable_obs.copy(),
-                           env._did_see_sim_exception)
+        return MetaWorldCounters(self.state.copy(), env.curr_path_length, env._prev_obs.copy(),
+                                 None if env._last_stable_obs is None else env._last_stable_obs.copy(),
+                                 env._did_see_sim_exception)
 
-    def restore(self, snap: SimSnapshot) -> None:
-        """Put the env back exactly where `snapshot` found it (later steps repeat bit for bit)."""
+    def _load_extra(self, extra: MetaWorldCounters) -> None:
         env = self._env
-        mujoco.mj_setState(env.model, env.data, snap.mujoco, _STATE_SPEC)
-        # derived quantities (body poses, site positions, contacts) are not part of the state: recompute
-        # them, as after reset, or the renderer and the reward would read those of the state left behind
-        mujoco.mj_forward(env.model, env.data)
-        # mj_forward overwrites the solver's warm start with its own solution: put the saved one back, or
-        # the next steps differ in the last digits
-        mujoco.mj_setState(env.model, env.data, snap.mujoco, _STATE_SPEC)
-        self.state, self._steps = snap.state.copy(), snap.steps
-        env.curr_path_length, env._prev_obs = snap.path_length, snap.prev_obs.copy()
-        env._last_stable_obs = None if snap.last_stable_obs is None else snap.last_stable_obs.copy()
-        env._did_see_sim_exception = snap.sim_exception
+        self.state = extra.state.copy()
+        env.curr_path_length, env._prev_obs = extra.path_length, extra.prev_obs.copy()
+        env._last_stable_obs = None if extra.last_stable_obs is None else extra.last_stable_obs.copy()
+        env._did_see_sim_exception = extra.sim_exception
 
     def close(self) -> None:
         self._renderer.close()
         self._env.close()
 
 
-# qpos, qvel, act, warm-start accelerations, controls, mocap poses, time, ...: what the next step depends on
-_STATE_SPEC = mujoco.mjtState.mjSTATE_INTEGRATION
+Env = MetaWorldEnv  # the suite's env class (sim.load_suite)
 
 
 @dataclass(frozen=True)
-class SimSnapshot:
-    """A `MetaWorldEnv`'s state at one moment (`MetaWorldEnv.snapshot` / `restore`)."""
+class MetaWorldCounters:
+    """What Meta-World keeps beside MuJoCo's state, in a snapshot (`TaskEnv.snapshot`)."""
 
-    mujoco: np.ndarray  # float64, MuJoCo's full integration state (mj_getState)
     state: np.ndarray  # the (39,) observation the experts read
-    steps: int | None  # steps of the episode so far (None: not reset)
     path_length: int  # Meta-World's own step counter
     prev_obs: np.ndarray  # Meta-World's frame-stacking buffer (half of the next observation)
     last_stable_obs: np.ndarray | None  # what Meta-World returns if the simulation goes unstable

@@ -65,6 +65,7 @@ class TransformerTrainConfig:
     model: TransformerConfig = field(default_factory=lambda: transformer_preset("small"))  # architecture
     init_from: Path | None = None  # a world model (or run folder) whose transformer to start from
     init_new_codes: bool = False  # init_from's tokenizer is unrelated to the shards': take only its body
+    init_new_actions: bool = False  # init_from's actions are another robot's: its action layers start at zero
     train: TrainLoopConfig = field(default_factory=_default_loop)  # optimisation and bookkeeping
     sample_clips: int = 4  # validation clips rolled out in each sample GIF
     resume: bool = False  # continue the run in `out` from its last checkpoint
@@ -94,7 +95,8 @@ class TransformerJob(TrainJob):
                              "written by `ivideogpt tokenize` since it exists): re-tokenize the data")
         self.model = Transformer(self.model_cfg)
         if parent is not None:
-            load_parent(self.model, parent, self.meta, cfg.init_from, cfg.init_new_codes)
+            load_parent(self.model, parent, self.meta, cfg.init_from, cfg.init_new_codes,
+                        cfg.init_new_actions)
         self.model.to(runtime.device)
         if runtime.is_main:
             self.tokenizer.to(runtime.device)
@@ -271,6 +273,7 @@ class TransformerJob(TrainJob):
                 "steps": self.cfg.train.steps,
                 "init_from": None if self.cfg.init_from is None else str(Path(self.cfg.init_from).resolve()),
                 "init_new_codes": self.cfg.init_new_codes,
+                "init_new_actions": self.cfg.init_new_actions,
                 "train_clips": len(self.train_data),
                 "val": self.last_val,
                 # what eval needs to find the held-out episodes and the demo to record matching ones

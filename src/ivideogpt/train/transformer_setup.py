@@ -18,6 +18,7 @@ from ivideogpt.world_model import WorldModel
 # fields a parent model (`init_from`) must share with `cfg.model` for its weights to mean the same thing
 ARCH_FIELDS = ("n_layer", "n_head", "n_embd", "hidden_size", "rope_theta", "tie_embeddings")
 CODE_LAYERS = ("tok_emb.", "lm_head.")  # what maps codes in and out: tied to one tokenizer's codebooks
+ACTION_LAYERS = ("action_proj.", "action_sum_proj.", ".action_mod.")  # what reads actions: tied to one robot
 
 
 
@@ -96,13 +97,16 @@ def resolve_model_config(
 
 
 def load_parent(
-    model: Transformer, parent: WorldModel, meta: TokenShardMeta, where: Path, new_codes: bool = False
+    model: Transformer, parent: WorldModel, meta: TokenShardMeta, where: Path, new_codes: bool = False,
+    new_actions: bool = False,
 ) -> None:
     """Load `parent`'s transformer into `model`; new parts (action layer, heads) keep their zero init.
 
     With `new_codes` the shards' codes come from an unrelated tokenizer: the parent's body (attention, MLPs,
     action and reward layers) loads, while what reads and writes codes (the token embedding and the logits
-    head) keeps `model`'s fresh init, as the parent's would map each code to another code's meaning.
+    head) keeps `model`'s fresh init, as the parent's would map each code to another code's meaning. With
+    `new_actions` the data's actions are another robot's (RoboDesk's 5-d after Meta-World's 4-d): the
+    parent's action layers are left out and `model`'s start at zero, as for an action-free parent.
     """
     # the shards' tokenizer, or one it was fine-tuned from: the codes keep their meaning (docs/method.md §3)
     compatible = {meta.extra.get("tokenizer_fingerprint"), *(meta.extra.get("tokenizer_lineage") or [])}
@@ -127,11 +131,14 @@ def load_parent(
             f"init_from {where}: its architecture differs from model (init_from vs model): "
             f"{'; '.join(diff)}; set the model fields (or --config) to match"
         )
-    if theirs.action_dim not in (0, mine.action_dim):
+    if theirs.action_dim not in (0, mine.action_dim) and not new_actions:
         raise ValueError(
-            f"init_from {where}: it takes actions of size {theirs.action_dim}, the data has {mine.action_dim}"
+            f"init_from {where}: it takes actions of size {theirs.action_dim}, the data has "
+            f"{mine.action_dim}; pass --init-new-actions to start the action layers afresh (another robot's)"
         )
     weights = parent.transformer.state_dict()
+    if new_actions:
+        weights = {k: v for k, v in weights.items() if not any(part in k for part in ACTION_LAYERS)}
     if new_codes:
         weights.update({k: v for k, v in model.state_dict().items() if k.startswith(CODE_LAYERS)})
     try:

@@ -1,9 +1,10 @@
-"""Collect Meta-World episodes rendered in MuJoCo into a dataset folder.
+"""Collect simulator episodes (Meta-World, RoboDesk; rendered in MuJoCo) into a dataset folder.
 
 Each episode is one task with a fresh random object/goal placement, driven by a behaviour policy drawn
 per episode from a mixture (`ivideogpt.data.policies`: the scripted expert with small or large noise,
 the expert interrupted by random segments, smooth or uniform random actions), so that actions carry
-information the frames do not. Episodes have a fixed length of `max_steps + 1` frames (the reset frame
+information the frames do not. RoboDesk has no scripted expert: its mixtures draw from the random
+policies only. Episodes have a fixed length of `max_steps + 1` frames (the reset frame
 first) and carry actions, rewards, success and done; `meta.json` names each episode's policy.
 
 With `branches=K` the collection is counterfactual instead (the held-out set of `ivideogpt eval
@@ -26,21 +27,25 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NamedTuple
+from types import ModuleType
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import numpy as np
 from tqdm import tqdm
 
 from ivideogpt.data.episode import Episode
-from ivideogpt.data.policies import DEFAULT_MIXTURE, Policy, draw_policy, make_policy, parse_mixture
+from ivideogpt.data.policies import DEFAULT_MIXTURE, Expert, Policy, draw_policy, make_policy, parse_mixture
 from ivideogpt.data.store import DatasetWriter
-from ivideogpt.sim.metaworld import ACTION_DIM, DEFAULT_TASKS, MetaWorldEnv, expert_policy, task_name
+from ivideogpt.sim import load_suite, robodesk
+from ivideogpt.sim.base import TaskEnv
+from ivideogpt.sim.metaworld import DEFAULT_TASKS
 
 
 @dataclass
 class MetaworldCollectConfig:
     """Settings of `ivideogpt collect metaworld`."""
 
+    suite: ClassVar[str] = "metaworld"  # the simulator (`ivideogpt.sim.load_suite`)
     out: Path  # dataset folder to create
     tasks: tuple[str, ...] = DEFAULT_TASKS  # Meta-World tasks ("push" or "push-v3"): --tasks push reach
     episodes: int = 10  # episodes per task
@@ -79,10 +84,16 @@ class MetaworldCollectConfig:
                 "MetaworldCollectConfig.noise_schedule must be 'fixed' or 'uniform', "
                 f"got {self.noise_schedule!r}"
             )
-        parse_mixture(self.policy)  # raises on an unknown policy or a bad weight
+        expert_led = [p for p in parse_mixture(self.policy) if p.startswith("expert")]  # checks the weights
+        if expert_led and not self.simulator.EXPERTS:
+            raise ValueError(f"{type(self).__name__}.policy: {self.simulator.NAME} has no scripted expert, "
+                             f"so {expert_led} cannot run; use smooth_random and random")
         lo, hi = self.branch_at = tuple(self.branch_at)
         if self.branches > 1 and not 1 <= lo <= hi:
-            raise ValueError(f"MetaworldCollectConfig.branch_at must be 1 <= lo <= hi, got {self.branch_at}")
+            raise ValueError(f"{type(self).__name__}.branch_at must be 1 <= lo <= hi, got {self.branch_at}")
+        if self.branches > 1 and hi + self.branch_steps > self.max_steps:
+            raise ValueError(f"{type(self).__name__}: a branch point of up to {hi} steps (branch_at) plus "
+                             f"{self.branch_steps} branch steps exceeds max_steps={self.max_steps}")
 
     @property
     def mixture(self) -> dict[str, float]:
@@ -90,15 +101,33 @@ class MetaworldCollectConfig:
         return parse_mixture(self.policy)
 
     @property
+    def simulator(self) -> ModuleType:
+        """The suite's module (`ivideogpt.sim.metaworld`, ...)."""
+        return load_suite(self.suite)
+
+    @property
     def task_list(self) -> tuple[str, ...]:
-        """The tasks as full Meta-World names, in the order given."""
-        return tuple(task_name(t) for t in self.tasks)
+        """The tasks as the suite's full names, in the order given."""
+        return tuple(self.simulator.task_name(t) for t in self.tasks)
+
+
+@dataclass
+class RobodeskCollectConfig(MetaworldCollectConfig):
+    """Settings of `ivideogpt collect robodesk` (VP2's desk; needs `pip install 'ivideogpt[robodesk]'`)."""
+
+    suite: ClassVar[str] = "robodesk"
+    tasks: tuple[str, ...] = robodesk.DEFAULT_TASKS  # RoboDesk tasks ("push_red" or "push-red")
+    camera: str = robodesk.DEFAULT_CAMERA  # vp2 (RoboDesk's own render) or vp2-fast (no shadows: 9x faster)
+    policy: str = "smooth_random:0.7,random:0.3"  # no scripted expert: the random policies only
+    max_steps: int = 50  # steps per episode (episodes have max_steps + 1 frames)
+    branch_at: tuple[int, int] = (5, 30)  # branches: the branch point T is drawn from U{lo, ..., hi}
+    action_repeat: int = robodesk.DEFAULT_ACTION_REPEAT  # RoboDesk steps (20 ms each) per action
 
 
 class Job(NamedTuple):
     """One episode to record."""
 
-    task: str  # full Meta-World task name
+    task: str  # full task name of the suite
     index: int  # episode index within the task
     seed: int  # env seed (object/goal placement); the policy's randomness is seeded from it too
     noise_std: float  # std of the Gaussian action noise of the expert in this episode
@@ -114,11 +143,17 @@ class Recording(NamedTuple):
     branch: int | None  # branch index within its scene; None for a plain episode
 
 
-# Policies of the branches of a counterfactual scene, cycled: the expert's own continuation, then random
+# Policies of the branches of a counterfactual scene, cycled: the expert's own continuation, then random (the
+# random ones only where the suite has no expert)
 BRANCH_POLICIES = ("expert", "smooth_random", "random")
 
 
-def collect_metaworld(cfg: MetaworldCollectConfig) -> Path:
+def branch_policies(has_expert: bool) -> tuple[str, ...]:
+    """The cycle of branch policies of a suite with or without a scripted expert."""
+    return BRANCH_POLICIES if has_expert else BRANCH_POLICIES[1:]
+
+
+def collect_episodes(cfg: MetaworldCollectConfig) -> Path:
     """Record `cfg.episodes` episodes (or counterfactual scenes of `cfg.branches` episodes) per task into a
     new dataset at `cfg.out`.
 
@@ -130,7 +165,8 @@ def collect_metaworld(cfg: MetaworldCollectConfig) -> Path:
         `cfg.out`.
     """
     jobs = make_jobs(cfg)
-    probe = MetaWorldEnv(jobs[0].task, cfg.size, cfg.camera, 0, cfg.action_repeat, cfg.max_steps)
+    sim = cfg.simulator
+    probe = sim.Env(jobs[0].task, cfg.size, cfg.camera, 0, cfg.action_repeat, cfg.max_steps)
     fps = probe.metadata["render_fps"]  # also checks the camera name before any worker starts
     probe.close()
     extra = {
@@ -146,12 +182,13 @@ def collect_metaworld(cfg: MetaworldCollectConfig) -> Path:
         "noise_std": [],  # one entry per episode, in file order
     }
     if cfg.branches > 1:
+        cycle = branch_policies(sim.EXPERTS)
         extra |= {"branches": cfg.branches, "branch_at": list(cfg.branch_at),
                   "branch_steps": cfg.branch_steps,
-                  "branch_policies": [BRANCH_POLICIES[k % len(BRANCH_POLICIES)] for k in range(cfg.branches)]}
+                  "branch_policies": [cycle[k % len(cycle)] for k in range(cfg.branches)]}
     start, successes = time.perf_counter(), Counter()
-    unit, desc = ("scene", "metaworld scenes") if cfg.branches > 1 else ("ep", "metaworld")
-    with DatasetWriter(cfg.out, "metaworld", cfg.size, ACTION_DIM, fps, extra, cfg.overwrite) as writer:
+    unit, desc = ("scene", f"{cfg.suite} scenes") if cfg.branches > 1 else ("ep", cfg.suite)
+    with DatasetWriter(cfg.out, cfg.suite, cfg.size, sim.ACTION_DIM, fps, extra, cfg.overwrite) as writer:
         bar = tqdm(zip(jobs, record_episodes(cfg, jobs), strict=True), total=len(jobs), unit=unit, desc=desc)
         for scene, (job, recordings) in enumerate(bar):
             for rec in recordings:
@@ -194,7 +231,8 @@ def episode_seed(base_seed: int, task: str, index: int) -> int:
 def record_episodes(cfg: MetaworldCollectConfig, jobs: list[Job]) -> Iterator[list[Recording]]:
     """Record `jobs` with `cfg.workers` spawned processes (or here when 1), yielding each job's episodes
     (one, or one per branch) in job order."""
-    settings = (cfg.size, cfg.camera, cfg.action_repeat, cfg.max_steps, cfg.branches, cfg.branch_steps)
+    settings = (cfg.suite, cfg.size, cfg.camera, cfg.action_repeat, cfg.max_steps, cfg.branches,
+                cfg.branch_steps)
     workers = min(cfg.workers, len(jobs))
     if workers == 1:
         recorder = Recorder(*settings)
@@ -209,26 +247,31 @@ def record_episodes(cfg: MetaworldCollectConfig, jobs: list[Job]) -> Iterator[li
 
 
 class Recorder:
-    """Records episodes of any task, keeping one env per task (building one takes about 0.3 s)."""
+    """Records episodes of any task of a suite, keeping one env per task (building one takes about 0.3 s)."""
 
     def __init__(
-        self, size: int, camera: str, action_repeat: int, max_steps: int, branches: int = 1,
+        self, suite: str, size: int, camera: str, action_repeat: int, max_steps: int, branches: int = 1,
         branch_steps: int = 8,
     ) -> None:
+        self.sim = load_suite(suite)
         self.env_kwargs = {"size": size, "camera": camera, "action_repeat": action_repeat,
                            "max_steps": max_steps}
         self.branches, self.branch_steps = branches, branch_steps
-        self.envs: dict[str, MetaWorldEnv] = {}
+        self.envs: dict[str, TaskEnv] = {}
 
     def __call__(self, job: Job) -> list[Recording]:
         if job.task not in self.envs:
-            self.envs[job.task] = MetaWorldEnv(job.task, **self.env_kwargs)
+            self.envs[job.task] = self.sim.Env(job.task, **self.env_kwargs)
         env = self.envs[job.task]
         rng = np.random.default_rng([job.seed, 1])  # not default_rng(seed): that is the env's own stream
-        policy = make_policy(job.policy, expert_policy(job.task), ACTION_DIM, job.noise_std, rng)
+        policy = make_policy(job.policy, self.expert(job.task), self.sim.ACTION_DIM, job.noise_std, rng)
         if self.branches == 1:
             return [Recording(record_episode(env, policy, job.seed), job.policy, None)]
-        return record_branches(env, job, policy, self.branches, self.branch_steps)
+        return record_branches(env, job, policy, self.branches, self.branch_steps, self.expert(job.task))
+
+    def expert(self, task: str) -> Expert | None:
+        """The task's scripted expert, None in a suite without."""
+        return self.sim.expert_policy(task) if self.sim.EXPERTS else None
 
     def close(self) -> None:
         for env in self.envs.values():
@@ -237,7 +280,7 @@ class Recorder:
 
 
 def record_episode(
-    env: MetaWorldEnv, policy: Policy, seed: int, steps: int | None = None, replay: np.ndarray | None = None
+    env: TaskEnv, policy: Policy, seed: int, steps: int | None = None, replay: np.ndarray | None = None
 ) -> Episode:
     """Run one episode of `policy` in `env`, reset with `seed`: `steps` steps (default: `env.max_steps`).
 
@@ -245,19 +288,20 @@ def record_episode(
     state of an earlier episode again: MuJoCo is deterministic).
 
     Returns:
-        Episode with T = env.max_steps + 1: frames uint8 `(T, H, W, 3)`, actions float32 `(T, 4)`,
+        Episode with T = env.max_steps + 1: frames uint8 `(T, H, W, 3)`, actions float32 `(T, A)`,
         rewards float32 `(T,)`, success bool `(T,)`, done bool `(T,)`; row 0 (the reset frame) is
-        zeros/False. `done` stays False: Meta-World tasks never terminate, and the time limit is a
+        zeros/False. `done` stays False: the tasks never terminate, and the time limit is a
         truncation, not an outcome the model should predict from the frames.
     """
     num_frames = (env.max_steps if steps is None else steps) + 1
     if num_frames - 1 > env.max_steps:
         raise ValueError(f"record_episode: {num_frames - 1} steps is more than the env's "
                          f"max_steps={env.max_steps}")
-    replay = np.zeros((0, ACTION_DIM), np.float32) if replay is None else replay
+    action_dim = env.action_space.shape[0]
+    replay = np.zeros((0, action_dim), np.float32) if replay is None else replay
     frame, _ = env.reset(seed=seed)
     frames = np.empty((num_frames, *frame.shape), np.uint8)
-    actions = np.zeros((num_frames, ACTION_DIM), np.float32)
+    actions = np.zeros((num_frames, action_dim), np.float32)
     rewards = np.zeros(num_frames, np.float32)
     success = np.zeros(num_frames, bool)
     frames[0] = frame
@@ -269,12 +313,13 @@ def record_episode(
 
 
 def record_branches(
-    env: MetaWorldEnv, job: Job, policy: Policy, branches: int, steps: int
+    env: TaskEnv, job: Job, policy: Policy, branches: int, steps: int, expert: Expert | None
 ) -> list[Recording]:
     """One counterfactual scene: `job.policy` for `job.branch_at` steps, then `branches` continuations.
 
-    Branch k follows `BRANCH_POLICIES[k % 3]` (fresh, seeded from the job and k) for `steps` steps from the
-    branch point, reached again for every branch by replaying the scene's seed and first actions.
+    Branch k follows `branch_policies(...)[k]`, cycled (fresh, seeded from the job and k), for `steps`
+    steps from the branch point, reached again for every branch by replaying the scene's seed and first
+    actions.
 
     Raises:
         RuntimeError: the replay did not reproduce the scene (the simulator was not deterministic).
@@ -284,11 +329,11 @@ def record_branches(
         raise ValueError(f"branch point {job.branch_at} + {steps} branch steps exceeds "
                          f"max_steps={env.max_steps}")
     prefix = record_episode(env, policy, job.seed, job.branch_at)
-    recordings = []
+    recordings, cycle = [], branch_policies(expert is not None)
     for k in range(branches):
-        name = BRANCH_POLICIES[k % len(BRANCH_POLICIES)]
+        name = cycle[k % len(cycle)]
         rng = np.random.default_rng([job.seed, 3, k])
-        branch_policy = make_policy(name, expert_policy(job.task), ACTION_DIM, job.noise_std, rng)
+        branch_policy = make_policy(name, expert, env.action_space.shape[0], job.noise_std, rng)
         ep = record_episode(env, branch_policy, job.seed, total, replay=prefix.actions[1:])
         if not np.array_equal(ep.frames[: job.branch_at + 1], prefix.frames):
             raise RuntimeError(f"{job.task} seed {job.seed}: replaying the first {job.branch_at} actions "

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# A RoboDesk world model from the Meta-World one, then VP2's RoboDesk tasks planned with it (README,
+# "Visual planning", RoboDesk). The paper's recipe (docs/method.md §3) on another robot: RoboDesk episodes of
+# random policies, the Meta-World tokenizer fine-tuned on them, their codes, and the action-trained
+# Meta-World transformer fine-tuned on those codes with RoboDesk's 5-d actions (its action layers start at
+# zero: `--init-new-actions`; its body, reward head and the codes' meaning carry over).
+# Every stage is resumable: re-running the same command skips finished stages and resumes training from its
+# last checkpoint. Needs `pip install -e ".[robodesk]"`.
+#
+#   bash scripts/train_robodesk.sh [WORK_DIR]
+#
+# Environment: EPISODES (per task, 60: 420 episodes of 50 steps; on this CPU RoboDesk's own render draws about
+# 8 frames/s with 2 workers, so 45 min; a GPU renderer is far faster), CAMERA (vp2; vp2-fast renders 9x faster
+# but darker, and planning must then use it too), TOKENIZER_STEPS (1000), TRANSFORMER_STEPS (4000),
+# PARENT (the world model whose transformer starts: checkpoints/metaworld64-actions-r16), TOKENIZER_PARENT
+# (checkpoints/metaworld64-tokenizer: the one that made PARENT's codes), PLAN_EPISODES (10), PLAN_EXTRA (more
+# bench/planning.py options, e.g. "--tasks push_red open_slide --precision bfloat16"), AMP, EXTRA, COMPILE as
+# in scripts/train_pretrained.sh (scripts/recipe_env.sh).
+set -euo pipefail
+work=${1:-runs/robodesk}
+episodes=${EPISODES:-60}
+camera=${CAMERA:-vp2}
+parent=${PARENT:-checkpoints/metaworld64-actions-r16}
+tokenizer_parent=${TOKENIZER_PARENT:-checkpoints/metaworld64-tokenizer}
+source "$(dirname "$0")/recipe_env.sh"  # amp, extra, compile
+export MUJOCO_GL=egl
+data=$work/data
+
+# 1. VP2's seven tasks, smooth random and uniform random actions (RoboDesk has no scripted expert)
+[ -f "$data/meta.json" ] || ivideogpt collect robodesk --episodes "$episodes" --out "$data" --workers 2 \
+    --camera "$camera"
+# 2. the Meta-World tokenizer adapted to the desk (its architecture is the parent's)
+resume=""
+[ -f "$work/tokenizer/ckpt/last.txt" ] && resume="--resume"
+ivideogpt train-tokenizer --config tokenizer_metaworld64 --init-from "$tokenizer_parent" --data "$data" \
+    --out "$work/tokenizer" --loss.recon l2 --loss.motion-weight 20 --train.lr 1e-4 \
+    --train.steps "${TOKENIZER_STEPS:-1000}" --train.warmup-steps 50 --train.eval-every 100 \
+    --train.ckpt-every 100 --train.num-workers 0 $resume $extra
+# 3. codes of every clip, a clip starting every 4th frame
+ivideogpt tokenize --tokenizer "$work/tokenizer" --data "$data" --out "$work/tokens" --start-stride 4 --resume
+# 4. the transformer: the parent's body on the desk's codes, new 5-d action layers, the action on every token
+resume=""
+[ -f "$work/transformer/ckpt/last.txt" ] && resume="--resume"
+ivideogpt train --config transformer_metaworld64 --tokens "$work/tokens" --out "$work/transformer" \
+    --init-from "$parent" --init-new-actions --model.action-to frame --model.attn-dropout 0 \
+    --train.steps "${TRANSFORMER_STEPS:-4000}" --train.warmup-steps 50 --train.lr 3e-4 \
+    --train.eval-every 500 --train.ckpt-every 100 $compile $resume $extra
+# 5. planning on VP2's tasks beside random actions and the simulator planner, on the same scenes
+python bench/planning.py --suite robodesk --model "$work/transformer/world_model" --camera "$camera" \
+    --episodes "${PLAN_EPISODES:-10}" --work "$work/plan" --json "$work/planning.json" ${PLAN_EXTRA:-}
