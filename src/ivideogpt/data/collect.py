@@ -8,11 +8,11 @@ policies only. Episodes have a fixed length of `max_steps + 1` frames (the reset
 first) and carry actions, rewards, success and done; `meta.json` names each episode's policy.
 
 With `branches=K` the collection is counterfactual instead (the held-out set of `ivideogpt eval
---counterfactual`): each scene runs its policy for T steps (T drawn from `branch_at`), then continues
-from that same simulator state with K different action sequences for `branch_steps` steps (branch 0 the
-expert, the others random). The state is reached again by replaying the scene's seed and first T actions
-(MuJoCo is deterministic; the replayed frames are checked to be identical). Each branch is written as an
-episode of T + branch_steps + 1 frames with the scene's id and its branch index.
+--counterfactual`): each scene runs its policy for T steps (T drawn from `branch_at`), then continues from
+that same simulator state with K different action sequences for `branch_steps` steps (branch 0 the expert
+where the suite has one, the others random). The state is reached again by replaying the scene's seed and
+first T actions (MuJoCo is deterministic; the replayed frames are checked to be identical). Each branch is
+written as an episode of T + branch_steps + 1 frames with the scene's id and its branch index.
 
 Episodes are recorded by worker processes (spawned, each with its own simulator and renderer) and written
 by the main process in job order, so a seed gives the same dataset whatever the number of workers.
@@ -70,18 +70,18 @@ class MetaworldCollectConfig:
         self.tasks = tuple(self.tasks)
         tasks = self.task_list  # raises on an unknown name
         if not tasks:
-            raise ValueError(f"MetaworldCollectConfig.tasks names no task: {self.tasks!r}")
+            raise ValueError(f"{type(self).__name__}.tasks names no task: {self.tasks!r}")
         repeated = [t for t, n in Counter(tasks).items() if n > 1]
         if repeated:
-            raise ValueError(f"MetaworldCollectConfig.tasks lists {repeated} more than once")
+            raise ValueError(f"{type(self).__name__}.tasks lists {repeated} more than once")
         for name in ("episodes", "size", "max_steps", "action_repeat", "workers", "branches", "branch_steps"):
             if getattr(self, name) < 1:
-                raise ValueError(f"MetaworldCollectConfig.{name} must be >= 1, got {getattr(self, name)}")
+                raise ValueError(f"{type(self).__name__}.{name} must be >= 1, got {getattr(self, name)}")
         if not self.action_noise >= 0:
-            raise ValueError(f"MetaworldCollectConfig.action_noise must be >= 0, got {self.action_noise}")
+            raise ValueError(f"{type(self).__name__}.action_noise must be >= 0, got {self.action_noise}")
         if self.noise_schedule not in ("fixed", "uniform"):
             raise ValueError(
-                "MetaworldCollectConfig.noise_schedule must be 'fixed' or 'uniform', "
+                f"{type(self).__name__}.noise_schedule must be 'fixed' or 'uniform', "
                 f"got {self.noise_schedule!r}"
             )
         expert_led = [p for p in parse_mixture(self.policy) if p.startswith("expert")]  # checks the weights
