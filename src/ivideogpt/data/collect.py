@@ -27,7 +27,6 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any, ClassVar, Literal, NamedTuple
 
 import numpy as np
@@ -36,13 +35,13 @@ from tqdm import tqdm
 from ivideogpt.data.episode import Episode
 from ivideogpt.data.policies import DEFAULT_MIXTURE, Expert, Policy, draw_policy, make_policy, parse_mixture
 from ivideogpt.data.store import DatasetWriter
-from ivideogpt.sim import load_suite, robodesk
+from ivideogpt.sim import SuiteTasks, load_suite, robodesk
 from ivideogpt.sim.base import TaskEnv
 from ivideogpt.sim.metaworld import DEFAULT_TASKS
 
 
 @dataclass
-class MetaworldCollectConfig:
+class MetaworldCollectConfig(SuiteTasks):
     """Settings of `ivideogpt collect metaworld`."""
 
     suite: ClassVar[str] = "metaworld"  # the simulator (`ivideogpt.sim.load_suite`)
@@ -100,15 +99,6 @@ class MetaworldCollectConfig:
         """The behaviour policies and their weights."""
         return parse_mixture(self.policy)
 
-    @property
-    def simulator(self) -> ModuleType:
-        """The suite's module (`ivideogpt.sim.metaworld`, ...)."""
-        return load_suite(self.suite)
-
-    @property
-    def task_list(self) -> tuple[str, ...]:
-        """The tasks as the suite's full names, in the order given."""
-        return tuple(self.simulator.task_name(t) for t in self.tasks)
 
 
 @dataclass
@@ -264,14 +254,11 @@ class Recorder:
             self.envs[job.task] = self.sim.Env(job.task, **self.env_kwargs)
         env = self.envs[job.task]
         rng = np.random.default_rng([job.seed, 1])  # not default_rng(seed): that is the env's own stream
-        policy = make_policy(job.policy, self.expert(job.task), self.sim.ACTION_DIM, job.noise_std, rng)
+        expert = self.sim.expert_policy(job.task) if self.sim.EXPERTS else None  # stateless: one serves all
+        policy = make_policy(job.policy, expert, self.sim.ACTION_DIM, job.noise_std, rng)
         if self.branches == 1:
             return [Recording(record_episode(env, policy, job.seed), job.policy, None)]
-        return record_branches(env, job, policy, self.branches, self.branch_steps, self.expert(job.task))
-
-    def expert(self, task: str) -> Expert | None:
-        """The task's scripted expert, None in a suite without."""
-        return self.sim.expert_policy(task) if self.sim.EXPERTS else None
+        return record_branches(env, job, policy, self.branches, self.branch_steps, expert)
 
     def close(self) -> None:
         for env in self.envs.values():

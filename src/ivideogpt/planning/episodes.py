@@ -16,12 +16,12 @@ from typing import Protocol
 
 import numpy as np
 
+from ivideogpt.data.policies import Expert
 from ivideogpt.planning.objectives import ObjectiveConfig, make_objective
 from ivideogpt.planning.planner import Planner, RolloutModel
 from ivideogpt.sim.base import TaskEnv
 
 ModelFactory = Callable[[TaskEnv, np.ndarray], RolloutModel]  # (env, real frames (T, H, W, 3)) -> model
-Expert = Callable[[np.ndarray], np.ndarray]  # the env's state -> action (`sim.metaworld.expert_policy`)
 
 
 @dataclass

@@ -44,7 +44,7 @@ from ivideogpt.planning.objectives import ObjectiveConfig
 from ivideogpt.planning.planner import Planner, PlannerConfig
 from ivideogpt.planning.report import PLAN_FILE, summarize, write_plan_outputs
 from ivideogpt.precision import Precision
-from ivideogpt.sim import load_suite
+from ivideogpt.sim import SuiteTasks, load_suite
 from ivideogpt.sim.base import TaskEnv
 
 if TYPE_CHECKING:
@@ -57,7 +57,7 @@ DEFAULT_PLAN_TASKS = {"metaworld": ("reach", "button-press-topdown", "drawer-clo
 
 
 @dataclass
-class PlanConfig:
+class PlanConfig(SuiteTasks):
     """Settings of `ivideogpt plan`."""
 
     out: Path = Path("plan")  # output folder: plan.json, report.html, videos/
@@ -122,15 +122,6 @@ class PlanConfig:
         for name in ("temperature", "action_guidance"):
             if (value := getattr(self, name)) is not None and not value >= 0:
                 raise ValueError(f"PlanConfig.{name} must be >= 0, got {value}")
-
-    @property
-    def simulator(self) -> ModuleType:
-        """The suite's module (`ivideogpt.sim.load_suite`)."""
-        return load_suite(self.suite)
-
-    @property
-    def task_list(self) -> tuple[str, ...]:
-        return tuple(self.simulator.task_name(t) for t in self.tasks)
 
     @property
     def sampling_overrides(self) -> dict[str, float | bool]:

@@ -15,6 +15,23 @@ from types import ModuleType
 SUITES = ("metaworld", "robodesk")
 
 
+class SuiteTasks:
+    """For a config with a `suite` and `tasks`: the suite's module and the tasks by its full names."""
+
+    suite: str
+    tasks: tuple[str, ...]
+
+    @property
+    def simulator(self) -> ModuleType:
+        """The suite's module (`ivideogpt.sim.metaworld`, ...)."""
+        return load_suite(self.suite)
+
+    @property
+    def task_list(self) -> tuple[str, ...]:
+        """The tasks as the suite's full names, in the order given (raises on an unknown one)."""
+        return tuple(self.simulator.task_name(t) for t in self.tasks)
+
+
 def load_suite(name: str) -> ModuleType:
     """The module of simulator suite `name` (`ivideogpt.sim.metaworld`, `ivideogpt.sim.robodesk`).
 

@@ -13,12 +13,12 @@ from ivideogpt.artifacts import load_any_tokenizer, tokenizer_fingerprint
 from ivideogpt.data.tokens import TokenShardError, TokenShardMeta, TokenShards
 from ivideogpt.tokenizer import VideoTokenizer
 from ivideogpt.transformer import Transformer, TransformerConfig
+from ivideogpt.transformer.model import is_action_parameter
 from ivideogpt.world_model import WorldModel
 
 # fields a parent model (`init_from`) must share with `cfg.model` for its weights to mean the same thing
 ARCH_FIELDS = ("n_layer", "n_head", "n_embd", "hidden_size", "rope_theta", "tie_embeddings")
 CODE_LAYERS = ("tok_emb.", "lm_head.")  # what maps codes in and out: tied to one tokenizer's codebooks
-ACTION_LAYERS = ("action_proj.", "action_sum_proj.", ".action_mod.")  # what reads actions: tied to one robot
 
 
 
@@ -138,7 +138,7 @@ def load_parent(
         )
     weights = parent.transformer.state_dict()
     if new_actions:
-        weights = {k: v for k, v in weights.items() if not any(part in k for part in ACTION_LAYERS)}
+        weights = {k: v for k, v in weights.items() if not is_action_parameter(k)}
     if new_codes:
         weights.update({k: v for k, v in model.state_dict().items() if k.startswith(CODE_LAYERS)})
     try:

@@ -30,9 +30,17 @@ from ivideogpt.transformer.layout import TokenLayout
 
 logger = logging.getLogger(__name__)
 
+# The layers that read actions: tied to one robot's action space (`train --init-new-actions` drops them).
+ACTION_PREFIXES = ("action_proj.", "action_sum_proj.")
+ACTION_PARTS = (".action_mod.",)  # the same, inside each block
 # Keys a pretrained (action-free, head-less) checkpoint may lack: they belong to parts fine-tuning adds.
-OPTIONAL_PREFIXES = ("action_proj.", "action_sum_proj.", "heads.", "pos_emb.")
-OPTIONAL_PARTS = (".action_mod.",)  # the same, inside each block
+OPTIONAL_PREFIXES = (*ACTION_PREFIXES, "heads.", "pos_emb.")
+OPTIONAL_PARTS = ACTION_PARTS
+
+
+def is_action_parameter(key: str) -> bool:
+    """Whether state-dict `key` belongs to a layer that reads actions."""
+    return key.startswith(ACTION_PREFIXES) or any(part in key for part in ACTION_PARTS)
 
 
 @dataclass
