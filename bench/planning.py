@@ -51,13 +51,13 @@ class BenchConfig:
     episodes: int = 10  # per task and agent
     # a subset re-runs one planner (the same seeds give the same scenes); None: all the suite has
     agents: tuple[str, ...] | None = None
-    method: Literal["mppi", "cem"] = "mppi"
-    samples: int = 32
-    horizon: int = 5
+    method: Literal["mppi", "cem"] = "mppi"  # the planner (VP2: MPPI, CEM the alternative)
+    samples: int = 32  # action sequences per plan (VP2: 200)
+    horizon: int = 5  # actions per plan (VP2: 10)
     iterations: int = 1  # CEM: use 3 (VP2)
     particles: int = 1  # world-model imaginings per sequence, scored by their mean
-    replan_every: int = 2
-    max_steps: int = 50
+    replan_every: int = 2  # plan actions executed before replanning (VP2: 1)
+    max_steps: int = 50  # decisions per episode
     camera: str | None = None  # the suite's camera; None: as in the model's training data, else its default
     objective: Literal["reward", "goal", "both"] = "reward"
     workers: int = 2
