@@ -15,7 +15,9 @@
 # PARENT (the world model whose transformer starts: checkpoints/metaworld64-actions-r16), TOKENIZER_PARENT
 # (checkpoints/metaworld64-tokenizer: the one that made PARENT's codes), PLAN_EPISODES (10), PLAN_EXTRA (more
 # bench/planning.py options, e.g. "--tasks push_red open_slide --precision bfloat16"), AMP, EXTRA, COMPILE as
-# in scripts/train_pretrained.sh (scripts/recipe_env.sh).
+# in scripts/train_pretrained.sh (scripts/recipe_env.sh). Finished stages kept elsewhere skip theirs:
+# TOKENIZER (an adapted tokenizer: skips stages 1-2), TOKENS (codes made by it: skips stages 1-3), e.g.
+# TOKENIZER=checkpoints/robodesk64-tokenizer TOKENS=checkpoints/robodesk64-tokens (checkpoints/README.md).
 set -euo pipefail
 work=${1:-runs/robodesk}
 episodes=${EPISODES:-60}
@@ -25,23 +27,28 @@ tokenizer_parent=${TOKENIZER_PARENT:-checkpoints/metaworld64-tokenizer}
 source "$(dirname "$0")/recipe_env.sh"  # amp, extra, compile
 export MUJOCO_GL=egl
 data=$work/data
+tokenizer=${TOKENIZER:-$work/tokenizer}
+tokens=${TOKENS:-$work/tokens}
 
-# 1. VP2's seven tasks, smooth random and uniform random actions (RoboDesk has no scripted expert)
-[ -f "$data/meta.json" ] || ivideogpt collect robodesk --episodes "$episodes" --out "$data" --workers 2 \
-    --camera "$camera"
-# 2. the Meta-World tokenizer adapted to the desk (its architecture is the parent's)
-resume=""
-[ -f "$work/tokenizer/ckpt/last.txt" ] && resume="--resume"
-ivideogpt train-tokenizer --config tokenizer_metaworld64 --init-from "$tokenizer_parent" --data "$data" \
-    --out "$work/tokenizer" --loss.recon l2 --loss.motion-weight 20 --train.lr 1e-4 \
-    --train.steps "${TOKENIZER_STEPS:-1000}" --train.warmup-steps 50 --train.eval-every 100 \
-    --train.ckpt-every 100 --train.num-workers 0 $resume $extra
+if [ -z "${TOKENIZER:-}" ] && [ -z "${TOKENS:-}" ]; then
+    # 1. VP2's seven tasks, smooth random and uniform random actions (RoboDesk has no scripted expert)
+    [ -f "$data/meta.json" ] || ivideogpt collect robodesk --episodes "$episodes" --out "$data" --workers 2 \
+        --camera "$camera"
+    # 2. the Meta-World tokenizer adapted to the desk (its architecture is the parent's)
+    resume=""
+    [ -f "$work/tokenizer/ckpt/last.txt" ] && resume="--resume"
+    ivideogpt train-tokenizer --config tokenizer_metaworld64 --init-from "$tokenizer_parent" --data "$data" \
+        --out "$work/tokenizer" --loss.recon l2 --loss.motion-weight 20 --train.lr 1e-4 \
+        --train.steps "${TOKENIZER_STEPS:-1000}" --train.warmup-steps 50 --train.eval-every 100 \
+        --train.ckpt-every 100 --train.num-workers 0 $resume $extra
+fi
 # 3. codes of every clip, a clip starting every 4th frame
-ivideogpt tokenize --tokenizer "$work/tokenizer" --data "$data" --out "$work/tokens" --start-stride 4 --resume
+[ -n "${TOKENS:-}" ] || ivideogpt tokenize --tokenizer "$tokenizer" --data "$data" --out "$tokens" \
+    --start-stride 4 --resume
 # 4. the transformer: the parent's body on the desk's codes, new 5-d action layers, the action on every token
 resume=""
 [ -f "$work/transformer/ckpt/last.txt" ] && resume="--resume"
-ivideogpt train --config transformer_metaworld64 --tokens "$work/tokens" --out "$work/transformer" \
+ivideogpt train --config transformer_metaworld64 --tokens "$tokens" --out "$work/transformer" \
     --init-from "$parent" --init-new-actions --model.action-to frame --model.attn-dropout 0 \
     --train.steps "${TRANSFORMER_STEPS:-4000}" --train.warmup-steps 50 --train.lr 3e-4 \
     --train.eval-every 500 --train.ckpt-every 100 $compile $resume $extra
