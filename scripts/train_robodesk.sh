@@ -16,7 +16,7 @@
 # (checkpoints/metaworld64-tokenizer: the one that made PARENT's codes), PLAN_EPISODES (10), PLAN_EXTRA (more
 # bench/planning.py options, e.g. "--tasks push_red open_slide --precision bfloat16"), AMP, EXTRA, COMPILE as
 # in scripts/train_pretrained.sh (scripts/recipe_env.sh). Finished stages kept elsewhere skip theirs:
-# TOKENIZER (an adapted tokenizer: skips stages 1-2), TOKENS (codes made by it: skips stages 1-3), e.g.
+# TOKENIZER (an adapted tokenizer: skips stage 2), TOKENS (codes made by it: skips stages 1-3), e.g.
 # TOKENIZER=checkpoints/robodesk64-tokenizer TOKENS=checkpoints/robodesk64-tokens (checkpoints/README.md).
 set -euo pipefail
 work=${1:-runs/robodesk}
@@ -30,11 +30,11 @@ data=$work/data
 tokenizer=${TOKENIZER:-$work/tokenizer}
 tokens=${TOKENS:-$work/tokens}
 
+# 1. VP2's seven tasks, smooth random and uniform random actions (RoboDesk has no scripted expert)
+[ -n "${TOKENS:-}" ] || [ -f "$data/meta.json" ] || ivideogpt collect robodesk --episodes "$episodes" \
+    --out "$data" --workers 2 --camera "$camera"
+# 2. the Meta-World tokenizer adapted to the desk (its architecture is the parent's)
 if [ -z "${TOKENIZER:-}" ] && [ -z "${TOKENS:-}" ]; then
-    # 1. VP2's seven tasks, smooth random and uniform random actions (RoboDesk has no scripted expert)
-    [ -f "$data/meta.json" ] || ivideogpt collect robodesk --episodes "$episodes" --out "$data" --workers 2 \
-        --camera "$camera"
-    # 2. the Meta-World tokenizer adapted to the desk (its architecture is the parent's)
     resume=""
     [ -f "$work/tokenizer/ckpt/last.txt" ] && resume="--resume"
     ivideogpt train-tokenizer --config tokenizer_metaworld64 --init-from "$tokenizer_parent" --data "$data" \
