@@ -97,7 +97,7 @@ class PlanConfig(SuiteTasks):
         self.agents = (self.agents,) if isinstance(self.agents, str) else tuple(self.agents)
         if not self.tasks:
             raise ValueError("PlanConfig.tasks names no task")
-        names = [sim.task_name(t) for t in self.tasks]  # raises on an unknown task, suggesting close names
+        names = self.task_list  # raises on an unknown task, suggesting close names
         for what, values in (("tasks", names), ("agents", self.agents)):
             repeated = [v for v, n in Counter(values).items() if n > 1]
             if repeated:
