@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from ivideogpt.data.tokens import TokenShardError, TokenShards, TokenShardWriter
 from ivideogpt.tokenizer import TokenizerConfig, build_tokenizer
 from ivideogpt.train.checkpoint import save_model
 from ivideogpt.train.tokenize import TokenizeConfig, tokenize_dataset
+from ivideogpt.train.transformer_setup import shard_tokenizer
 
 SIZE = 16  # 16x16 frames: the tiny tokenizer gives 4x4 = 16 codes per context frame and 1 per future frame
 
@@ -102,6 +104,22 @@ def test_shards_hold_the_tokenizers_codes_of_every_selected_clip(
         assert m.extra["tokenizer_fingerprint"] == tokenizer_fingerprint(tokenizer)
         assert m.extra["fps"] == 10.0
     assert not seen_episodes[0] & seen_episodes[1]  # split by episode
+
+
+def test_shards_find_their_tokenizer_when_both_move_together(
+    inputs: tuple[Path, Path], tmp_path: Path
+) -> None:
+    data, tok_path = inputs
+    shutil.copytree(tok_path, tmp_path / "a" / "tokenizer")
+    tokenize_dataset(TokenizeConfig(tokenizer=tmp_path / "a" / "tokenizer", data=[data],
+                                    out=tmp_path / "a" / "tokens", device="cpu"))
+    (tmp_path / "a").rename(tmp_path / "b")  # a clone of the repository elsewhere
+    moved = tmp_path / "b" / "tokens"
+    tokenizer = shard_tokenizer(TokenShards(moved / "train").meta, moved)
+    assert tokenizer_fingerprint(tokenizer) == tokenizer_fingerprint(load_tokenizer(tok_path))
+    shutil.rmtree(tmp_path / "b" / "tokenizer")  # moved without it: the recorded path is named
+    with pytest.raises(FileNotFoundError, match="cannot be loaded any more"):
+        shard_tokenizer(TokenShards(moved / "train").meta, moved)
 
 
 def test_explicit_clip_shape_and_action_free_data(inputs: tuple[Path, Path], tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ whose tokenizer changed since (a retrained tokenizer in the same folder would de
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -112,6 +113,8 @@ def tokenize_dataset(cfg: TokenizeConfig) -> Path:
     clip_cfg = _clip_config(cfg, recorded_clips(cfg.tokenizer))
     provenance = {
         "tokenizer_path": str(Path(cfg.tokenizer).resolve()),
+        # found again when the shards and their tokenizer move together (a clone elsewhere)
+        "tokenizer_relpath": os.path.relpath(Path(cfg.tokenizer).resolve(), out.resolve()),
         "tokenizer_fingerprint": tokenizer_fingerprint(tokenizer),
         "tokenizer_lineage": tokenizer_lineage(cfg.tokenizer),
         "sources": [str(Path(d).resolve()) for d in cfg.data],

@@ -48,6 +48,9 @@ def shard_tokenizer(meta: TokenShardMeta, where: Path) -> VideoTokenizer:
     if not path or not fingerprint:
         raise TokenShardError(f"{where}: the shards do not record their tokenizer (tokenizer_path, "
                               "tokenizer_fingerprint); re-run `ivideogpt tokenize`")
+    relpath = meta.extra.get("tokenizer_relpath")
+    if not Path(path).exists() and relpath is not None and (Path(where) / relpath).exists():
+        path = str(Path(where) / relpath)  # moved together with the shards; the fingerprint still decides
     try:
         tokenizer = load_any_tokenizer(path)
     except FileNotFoundError as e:
