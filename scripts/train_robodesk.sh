@@ -18,6 +18,8 @@
 # in scripts/train_pretrained.sh (scripts/recipe_env.sh). Finished stages kept elsewhere skip theirs:
 # TOKENIZER (an adapted tokenizer: skips stage 2), TOKENS (codes made by it: skips stages 1-3), e.g.
 # TOKENIZER=checkpoints/robodesk64-tokenizer TOKENS=checkpoints/robodesk64-tokens (checkpoints/README.md).
+# RELABEL (e.g. "push_red push_blue") gives each task listed its own reward head and plans it with that model
+# (stage 5); RELABEL_STEPS (500) its fine-tune's length; PLAN_EXTRA must then name no --tasks.
 set -euo pipefail
 work=${1:-runs/robodesk}
 episodes=${EPISODES:-60}
@@ -52,6 +54,26 @@ ivideogpt train --config transformer_metaworld64 --tokens "$tokens" --out "$work
     --init-from "$parent" --init-new-actions --model.action-to frame --model.attn-dropout 0 \
     --train.steps "${TRANSFORMER_STEPS:-4000}" --train.warmup-steps 50 --train.lr 3e-4 \
     --train.eval-every 500 --train.ckpt-every 100 $compile $resume $extra
-# 5. planning on VP2's tasks beside random actions and the simulator planner, on the same scenes
-python bench/planning.py --suite robodesk --model "$work/transformer/world_model" --camera "$camera" \
-    --episodes "${PLAN_EPISODES:-10}" --work "$work/plan" --json "$work/planning.json" ${PLAN_EXTRA:-}
+# 5. one reward per task: RoboDesk's tasks share one desk, so the reward head of stage 4, taught by episodes
+#    of seven tasks each paid by its own, learns their average. Each task in RELABEL gets the codes paid by
+#    its reward alone (`ivideogpt relabel`: every episode replayed in the simulator) and its own fine-tune of
+#    the stage-4 model on them (RELABEL_STEPS, 500), then is planned with that model
+plan=(--suite robodesk --camera "$camera" --episodes "${PLAN_EPISODES:-10}")
+for task in ${RELABEL:-}; do
+    [ -d "$work/tokens-$task" ] || ivideogpt relabel --tokens "$tokens" --task "$task" \
+        --out "$work/tokens-$task"
+    resume=""
+    [ -f "$work/transformer-$task/ckpt/last.txt" ] && resume="--resume"
+    ivideogpt train --config transformer_metaworld64 --tokens "$work/tokens-$task" \
+        --out "$work/transformer-$task" --init-from "$work/transformer/world_model" --model.action-to frame \
+        --model.attn-dropout 0 --train.steps "${RELABEL_STEPS:-500}" --train.warmup-steps 50 --train.lr 3e-4 \
+        --train.eval-every 250 --train.ckpt-every 100 $compile $resume $extra
+    python bench/planning.py "${plan[@]}" --model "$work/transformer-$task/world_model" --tasks "$task" \
+        --work "$work/plan-$task" --json "$work/planning-$task.json" ${PLAN_EXTRA:-}
+done
+# 6. without RELABEL: VP2's tasks planned with the stage-4 model, beside random actions and the simulator
+#    planner on the same scenes
+if [ -z "${RELABEL:-}" ]; then
+    python bench/planning.py "${plan[@]}" --model "$work/transformer/world_model" --work "$work/plan" \
+        --json "$work/planning.json" ${PLAN_EXTRA:-}
+fi

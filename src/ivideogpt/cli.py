@@ -30,6 +30,7 @@ def _commands() -> list[Command]:
     # Imported here so `ivideogpt --help` and each command pay only for what exists in this file's list.
     from ivideogpt.data.collect import MetaworldCollectConfig, RobodeskCollectConfig, collect_episodes
     from ivideogpt.data.preview import PreviewConfig, write_preview
+    from ivideogpt.data.relabel import RelabelConfig, relabel_rewards
     from ivideogpt.data.store import InfoConfig, print_info
     from ivideogpt.data.videos import VideoImportConfig, import_videos
     from ivideogpt.demo import DemoConfig, run_demo
@@ -57,6 +58,8 @@ def _commands() -> list[Command]:
                 TokenizerTrainConfig, train_tokenizer),
         Command(("tokenize",), "Tokenize dataset folders into token shards (<out>/train, <out>/val).",
                 TokenizeConfig, tokenize_dataset),
+        Command(("relabel",), "Pay every clip of RoboDesk token shards with one task's reward (replayed "
+                "episodes).", RelabelConfig, relabel_rewards),
         Command(("train",), "Train the transformer world model on token shards; exports <out>/world_model/.",
                 TransformerTrainConfig, train_transformer),
         Command(("eval",),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,13 +12,17 @@ import pytest
 
 from ivideogpt.cli import main
 from ivideogpt.data.collect import RobodeskCollectConfig, collect_episodes
+from ivideogpt.data.relabel import RelabelConfig, relabel_rewards
 from ivideogpt.data.store import EpisodeStore, read_meta
+from ivideogpt.data.tokens import TokenShards
 from ivideogpt.planning.objectives import ObjectiveConfig
 from ivideogpt.planning.planner import PlannerConfig
 from ivideogpt.planning.run import PlanConfig, run_plan
 from ivideogpt.sim import load_suite
 from ivideogpt.sim.robodesk import ACTION_DIM, DEFAULT_TASKS, MAX_REWARD, RoboDeskEnv, task_name
+from ivideogpt.train.tokenize import TokenizeConfig, tokenize_dataset
 from tests.eval.test_predict import make_world_model
+from tests.train.test_tokenize import write_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -142,3 +147,43 @@ def test_plan_refuses_a_meta_world_model_on_robodesk(tmp_path: Path, capsys: pyt
     err = capsys.readouterr().err
     assert "takes 4-dim actions" in err and "RoboDesk's are 5-dim" in err and "Traceback" not in err
     assert not (tmp_path / "p").exists()
+
+
+def test_relabel_pays_every_clip_with_one_tasks_replayed_reward(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    data = collect_episodes(RobodeskCollectConfig(out=tmp_path / "rd", tasks=("push_red", "open_slide"),
+                                                  episodes=2, size=16, camera="vp2-fast", action_repeat=2,
+                                                  max_steps=5, workers=1))
+    tokens = tokenize_dataset(TokenizeConfig(tokenizer=write_tokenizer(tmp_path / "tok"), data=[data],
+                                             out=tmp_path / "tokens", device="cpu"))  # a clip is an episode
+    relabel = RelabelConfig(tokens=tokens, task="push-red", out=tmp_path / "push_red")
+    out = relabel_rewards(relabel)
+    episodes = read_meta(data).episodes
+    for split in ("train", "val"):
+        before, after = TokenShards(tokens / split), TokenShards(out / split)
+        assert after.meta.extra["relabelled"]["task"] == "push_red" and after.arrays["flags"][:, 1].all()
+        np.testing.assert_array_equal(after.arrays["actions"], before.arrays["actions"])
+        for clip, (_, e, start) in enumerate(before.arrays["index"]):
+            assert start == 0
+            old, new = before.arrays["rewards"][clip], after.arrays["rewards"][clip]
+            if episodes[e].task == "push_red":
+                np.testing.assert_array_equal(new, old)  # its own task: the replay gives the record back
+                continue
+            env = RoboDeskEnv("push_red", size=16, camera="vp2-fast", action_repeat=2, max_steps=5)
+            env.reset(seed=episodes[e].seed)  # the scene of the open_slide episode, paid by push_red
+            paid = [env.step(a)[1] for a in before.arrays["actions"][clip, 1:]]
+            np.testing.assert_allclose(new[1:], paid, rtol=1e-6)
+            assert not np.allclose(new, old)  # open_slide paid otherwise
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        relabel_rewards(relabel)
+    relabel_rewards(dataclasses.replace(relabel, task="push_blue", overwrite=True))
+    assert TokenShards(out / "train").meta.extra["relabelled"]["task"] == "push_blue"
+    meta = json.loads((tokens / "train" / "meta.json").read_text())
+    meta["extra"]["collect"]["seed"] = 1  # another collection's scenes: the replay check refuses them
+    (tokens / "train" / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(SystemExit):
+        main(["relabel", "--tokens", str(tokens), "--task", "push_red", "--out", str(tmp_path / "x")])
+    err = capsys.readouterr().err
+    assert "not in the collection's order" in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()

@@ -1,0 +1,147 @@
+"""Hindsight reward relabelling: token shards of a RoboDesk collection, every clip paid by one task's reward.
+
+RoboDesk's tasks share one desk, so a reward head trained on episodes of all seven tasks, each labelled
+with its own task's reward, sees the same frames paid differently and can only learn their average. A
+dense reward is a function of the simulator's state, so any episode can be paid by any task: each one is
+replayed without rendering from its scene seed and its recorded actions (MuJoCo is deterministic) in an
+env of the chosen task, and its clips get that task's rewards. The episodes recorded for that task check
+the replay: their recomputed rewards must equal the stored ones, or nothing is written.
+
+Meta-World is refused: each of its tasks has its own scene, so another task's reward of an episode is
+undefined. The codes are shared with the source shards (hard links where the file system allows); the
+new shards differ in `rewards.npy`, `flags.npy` (every clip labelled) and `meta.json` (`extra.relabelled`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from ivideogpt.atomic import ReplacedFolder, naming
+from ivideogpt.data.collect import episode_seed
+from ivideogpt.data.tokens import TokenShardError, TokenShards
+from ivideogpt.sim.robodesk import RoboDeskEnv, task_name  # robodesk itself is imported by the env
+
+SPLITS = ("train", "val")
+CHANGED = ("rewards.npy", "flags.npy", "meta.json")  # the files a relabelled shard does not share
+
+
+@dataclass
+class RelabelConfig:
+    """Settings of `ivideogpt relabel`."""
+
+    tokens: Path  # token shards of a `collect robodesk` dataset (<tokens>/train, <tokens>/val)
+    task: str  # the RoboDesk task whose reward every clip gets ("push_red" or "push-red")
+    out: Path  # the relabelled shards (<out>/train, <out>/val)
+    overwrite: bool = False  # replace shards at `out` (only once the new ones are complete)
+    atol: float = 1e-4  # the replay check on the task's own episodes: largest reward difference allowed
+
+
+def relabel_rewards(cfg: RelabelConfig) -> Path:
+    """Write `cfg.tokens`' shards with `cfg.task`'s rewards to `cfg.out`.
+
+    Raises:
+        ValueError: not a RoboDesk collection's shards, an unknown task, clips that leave an episode's
+            actions unknown, or a replay that does not give the recorded rewards back.
+        FileExistsError: `out` holds shards and `overwrite` is off.
+    """
+    splits = [s for s in SPLITS if (Path(cfg.tokens) / s / "meta.json").exists()]
+    if not splits:
+        raise ValueError(f"{cfg.tokens}: no token shards ({' or '.join(SPLITS)} with a meta.json)")
+    try:
+        collect = TokenShards(Path(cfg.tokens) / splits[0]).meta.extra.get("collect") or {}
+    except TokenShardError as e:
+        raise ValueError(str(e)) from e
+    if collect.get("camera") not in ("vp2", "vp2-fast"):
+        raise ValueError(f"{cfg.tokens}: not the shards of a `collect robodesk` dataset (their meta "
+                         "records no RoboDesk collection); relabelling needs tasks that share one scene, "
+                         "which Meta-World's do not")
+    task = task_name(cfg.task)
+    env = RoboDeskEnv(task, camera=collect["camera"], action_repeat=collect["action_repeat"],
+                      max_steps=10**6)  # replays are never truncated
+    try:
+        with ReplacedFolder(cfg.out, "relabelled token shards", lambda n: n in SPLITS, cfg.overwrite,
+                            always_stage=True) as work:
+            for split in splits:
+                clips, error = _relabel_split(Path(cfg.tokens) / split, work / split, env, cfg.atol)
+                print(f"relabel {split}: {clips} clips of {task}'s own episodes replayed to within "
+                      f"{error:.2g}")
+    finally:
+        env.close()
+    print(f"relabel: shards with {task}'s rewards in {cfg.out}")
+    return Path(cfg.out)
+
+
+def _episode_rewards(env: RoboDeskEnv, seed: int, actions: dict[int, np.ndarray], frames: int) -> np.ndarray:
+    """float32 (frames,): the env task's reward of each frame (row 0: 0) when `actions[t]` made frame t."""
+    env.reset(seed=seed)
+    rewards = np.zeros(frames, np.float32)
+    for t in range(1, frames):
+        rewards[t], _ = env.advance(actions[t])
+    return rewards
+
+
+def _relabel_split(src: Path, dst: Path, env: RoboDeskEnv, atol: float) -> tuple[int, float]:
+    """Write `src`'s shard with `env.task`'s rewards to `dst`; (clips checked, their largest error).
+
+    Episode `e` of a collection is job `e` of `data.collect.make_jobs` (episode index major), which gives
+    its task and scene seed.
+    """
+    shards = TokenShards(src)
+    collect = shards.meta.extra["collect"]
+    tasks, base_seed = collect["tasks"], collect["seed"]
+    index, actions = shards.arrays["index"], shards.arrays["actions"]  # index: (N, 3) source, episode, start
+    if len(set(index[:, 0].tolist())) > 1:
+        raise ValueError(f"{src}: clips of several datasets; relabel the shards of one collection")
+    clip_len = actions.shape[1]
+    by_episode: dict[int, list[int]] = {}
+    for i, episode in enumerate(index[:, 1].tolist()):
+        by_episode.setdefault(episode, []).append(i)
+    rewards = np.array(shards.arrays["rewards"], np.float32)
+    checked, worst = 0, 0.0
+    for episode, clips in tqdm(sorted(by_episode.items()), desc=f"relabel {src.name}", unit="episode"):
+        task, n = tasks[episode % len(tasks)], episode // len(tasks)
+        frames = int(index[clips, 2].max()) + clip_len
+        known = {int(index[c, 2]) + j: actions[c, j] for c in clips for j in range(clip_len)}
+        missing = [t for t in range(1, frames) if t not in known]
+        if missing:
+            raise ValueError(f"{src}: the clips of episode {episode} leave the actions of frames "
+                             f"{missing[:5]} unknown; tokenize with a --start-stride of at most the clip "
+                             "length")
+        new = _episode_rewards(env, episode_seed(base_seed, task, n), known, frames)
+        for c in clips:
+            start = int(index[c, 2])
+            if task == env.task:
+                checked += 1
+                worst = max(worst, float(np.abs(new[start : start + clip_len] - rewards[c]).max()))
+            rewards[c] = new[start : start + clip_len]
+    if checked and worst > atol:
+        raise ValueError(f"{src}: replaying {env.task}'s own episodes gives rewards up to {worst:.3g} "
+                         "away from the recorded ones: these shards' episodes are not in the "
+                         "collection's order (relabelling needs one `collect robodesk` dataset, "
+                         "tokenized whole)")
+    dst.mkdir(parents=True)
+    with naming(dst):
+        for name in os.listdir(src):
+            if name not in CHANGED:
+                try:
+                    os.link(src / name, dst / name)
+                except OSError:
+                    shutil.copy2(src / name, dst / name)
+        np.save(dst / "rewards.npy", rewards)
+        flags = np.array(shards.arrays["flags"])
+        flags[:, 1] = True  # has_rewards
+        np.save(dst / "flags.npy", flags)
+        meta = json.loads((src / "meta.json").read_text())
+        meta["extra"]["relabelled"] = {"task": env.task, "from": str(src.resolve())}
+        if meta["extra"].get("tokenizer_relpath"):  # still found from the new place
+            tokenizer = (src.parent / meta["extra"]["tokenizer_relpath"]).resolve()
+            meta["extra"]["tokenizer_relpath"] = os.path.relpath(tokenizer, dst.parent.resolve())
+        (dst / "meta.json").write_text(json.dumps(meta, indent=2))
+    return checked, worst
