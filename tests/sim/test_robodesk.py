@@ -182,8 +182,13 @@ def test_relabel_pays_every_clip_with_one_tasks_replayed_reward(
     meta = json.loads((tokens / "train" / "meta.json").read_text())
     meta["extra"]["collect"]["seed"] = 1  # another collection's scenes: the replay check refuses them
     (tokens / "train" / "meta.json").write_text(json.dumps(meta))
-    with pytest.raises(SystemExit):
-        main(["relabel", "--tokens", str(tokens), "--task", "push_red", "--out", str(tmp_path / "x")])
-    err = capsys.readouterr().err
-    assert "not in the collection's order" in err and "Traceback" not in err
-    assert not (tmp_path / "x").exists()
+    for task in ("push_red", "push_blue"):  # checked by its own episodes; by the first, recorded for another
+        with pytest.raises(SystemExit):
+            main(["relabel", "--tokens", str(tokens), "--task", task, "--out", str(tmp_path / "x")])
+        err = capsys.readouterr().err
+        assert "not in the collection's order" in err and "Traceback" not in err
+        assert not (tmp_path / "x").exists()
+    meta["extra"]["collect"]["tasks"] = ["reach-v3"]  # Meta-World: every task its own scene
+    (tokens / "train" / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="not the shards of a `collect robodesk` dataset"):
+        relabel_rewards(dataclasses.replace(relabel, out=tmp_path / "y"))
