@@ -160,6 +160,7 @@ def test_relabel_pays_every_clip_with_one_tasks_replayed_reward(
     relabel = RelabelConfig(tokens=tokens, task="push-red", out=tmp_path / "push_red")
     out = relabel_rewards(relabel)
     episodes = read_meta(data).episodes
+    push_red = RoboDeskEnv("push_red", size=16, camera="vp2-fast", action_repeat=2, max_steps=5)
     for split in ("train", "val"):
         before, after = TokenShards(tokens / split), TokenShards(out / split)
         assert after.meta.extra["relabelled"]["task"] == "push_red" and after.arrays["flags"][:, 1].all()
@@ -170,11 +171,11 @@ def test_relabel_pays_every_clip_with_one_tasks_replayed_reward(
             if episodes[e].task == "push_red":
                 np.testing.assert_array_equal(new, old)  # its own task: the replay gives the record back
                 continue
-            env = RoboDeskEnv("push_red", size=16, camera="vp2-fast", action_repeat=2, max_steps=5)
-            env.reset(seed=episodes[e].seed)  # the scene of the open_slide episode, paid by push_red
-            paid = [env.step(a)[1] for a in before.arrays["actions"][clip, 1:]]
+            push_red.reset(seed=episodes[e].seed)  # the scene of the open_slide episode, paid by push_red
+            paid = [push_red.step(a)[1] for a in before.arrays["actions"][clip, 1:]]
             np.testing.assert_allclose(new[1:], paid, rtol=1e-6)
             assert not np.allclose(new, old)  # open_slide paid otherwise
+    push_red.close()
     with pytest.raises(FileExistsError, match="--overwrite"):
         relabel_rewards(relabel)
     relabel_rewards(dataclasses.replace(relabel, task="push_blue", overwrite=True))
