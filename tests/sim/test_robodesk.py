@@ -189,6 +189,10 @@ def test_relabel_pays_every_clip_with_one_tasks_replayed_reward(
         err = capsys.readouterr().err
         assert "not in the collection's order" in err and "Traceback" not in err
         assert not (tmp_path / "x").exists()
+    meta["extra"]["frame_stride"] = 2  # every second frame: the actions between them are not in the clips
+    (tokens / "train" / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="needs the shards of --frame-stride 1"):
+        relabel_rewards(dataclasses.replace(relabel, out=tmp_path / "y"))
     meta["extra"]["collect"]["tasks"] = ["reach-v3"]  # Meta-World: every task its own scene
     (tokens / "train" / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="not the shards of a `collect robodesk` dataset"):

@@ -5,7 +5,8 @@ with its own task's reward, sees the same frames paid differently and can only l
 dense reward is a function of the simulator's state, so any episode can be paid by any task: each one is
 replayed without rendering from its scene seed and its recorded actions (MuJoCo is deterministic) in an
 env of the chosen task, and its clips get that task's rewards. The episodes recorded for that task check
-the replay: their recomputed rewards must equal the stored ones, or nothing is written.
+the replay (in a split without any, its first episode is replayed in its own task's env): their recomputed
+rewards must equal the stored ones, or nothing is written.
 
 Meta-World is refused: each of its tasks has its own scene, so another task's reward of an episode is
 undefined. The codes are shared with the source shards (hard links where the file system allows); the
@@ -102,6 +103,9 @@ def _relabel_split(src: Path, dst: Path, env: RoboDeskEnv, atol: float) -> tuple
     index, actions = shards.arrays["index"], shards.arrays["actions"]  # index: (N, 3) source, episode, start
     if len(set(index[:, 0].tolist())) > 1:
         raise ValueError(f"{src}: clips of several datasets; relabel the shards of one collection")
+    if shards.meta.extra.get("frame_stride", 1) != 1:  # a clip would skip the actions between its frames
+        raise ValueError(f"{src}: tokenized with --frame-stride {shards.meta.extra['frame_stride']}; "
+                         "relabelling replays every action, so it needs the shards of --frame-stride 1")
     clip_len = actions.shape[1]
     by_episode: dict[int, list[int]] = {}
     for clip, episode in enumerate(index[:, 1].tolist()):
