@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ivideogpt.atomic import ReplacedFolder, naming
-from ivideogpt.data.collect import episode_seed
+from ivideogpt.data.collect import RobodeskCollectConfig, make_jobs
 from ivideogpt.data.tokens import TokenShardError, TokenShards
 from ivideogpt.sim.robodesk import TASKS, RoboDeskEnv, task_name  # robodesk itself is imported by the env
 
@@ -64,8 +64,7 @@ def relabel_rewards(cfg: RelabelConfig) -> Path:
                          "records no RoboDesk collection); relabelling needs tasks that share one scene, "
                          "which Meta-World's do not")
     task = task_name(cfg.task)
-    env = RoboDeskEnv(task, camera=collect["camera"], action_repeat=collect["action_repeat"],
-                      max_steps=10**6)  # replays are never truncated
+    env = _replay_env(task, collect)
     try:
         with ReplacedFolder(cfg.out, "relabelled token shards", lambda n: n in SPLITS, cfg.overwrite,
                             always_stage=True) as work:
@@ -79,11 +78,17 @@ def relabel_rewards(cfg: RelabelConfig) -> Path:
     return Path(cfg.out)
 
 
-def _episode_rewards(env: RoboDeskEnv, seed: int, actions: dict[int, np.ndarray], frames: int) -> np.ndarray:
-    """float32 (frames,): the env task's reward of each frame (row 0: 0) when `actions[t]` made frame t."""
+def _replay_env(task: str, collect: dict) -> RoboDeskEnv:
+    """An env of `task` stepping as the collection did; replays are never truncated."""
+    return RoboDeskEnv(task, camera=collect["camera"], action_repeat=collect["action_repeat"],
+                       max_steps=10**6)
+
+
+def _episode_rewards(env: RoboDeskEnv, seed: int, actions: np.ndarray) -> np.ndarray:
+    """float32 (T,): the env task's reward of each frame (row 0: 0) when `actions[t]` (T, A) made frame t."""
     env.reset(seed=seed)
-    rewards = np.zeros(frames, np.float32)
-    for t in range(1, frames):
+    rewards = np.zeros(len(actions), np.float32)
+    for t in range(1, len(actions)):
         rewards[t], _ = env.advance(actions[t])
     return rewards
 
@@ -94,12 +99,11 @@ def _relabel_split(src: Path, dst: Path, env: RoboDeskEnv, atol: float) -> tuple
     The task's own episodes are the check; a split without any replays its first episode in its own task's
     env instead.
 
-    Episode `e` of a collection is job `e` of `data.collect.make_jobs` (episode index major), which gives
-    its task and scene seed.
+    Episode `e` of a collection is job `e` of `data.collect.make_jobs`, which gives its task and scene seed.
     """
     shards = TokenShards(src)
     collect = shards.meta.extra["collect"]
-    tasks, base_seed = collect["tasks"], collect["seed"]
+    tasks = collect["tasks"]
     index, actions = shards.arrays["index"], shards.arrays["actions"]  # index: (N, 3) source, episode, start
     if len(set(index[:, 0].tolist())) > 1:
         raise ValueError(f"{src}: clips of several datasets; relabel the shards of one collection")
@@ -107,34 +111,37 @@ def _relabel_split(src: Path, dst: Path, env: RoboDeskEnv, atol: float) -> tuple
         raise ValueError(f"{src}: tokenized with --frame-stride {shards.meta.extra['frame_stride']}; "
                          "relabelling replays every action, so it needs the shards of --frame-stride 1")
     clip_len = actions.shape[1]
+    starts = index[:, 2].astype(int)
     by_episode: dict[int, list[int]] = {}
     for clip, episode in enumerate(index[:, 1].tolist()):
         by_episode.setdefault(episode, []).append(clip)
-    own_episodes = any(tasks[e % len(tasks)] == env.task for e in by_episode)
+    jobs = make_jobs(RobodeskCollectConfig(out=src, tasks=tuple(tasks), seed=collect["seed"],
+                                           episodes=max(by_episode) // len(tasks) + 1))
+    own_episodes = any(jobs[e].task == env.task for e in by_episode)
     recorded = np.asarray(shards.arrays["rewards"], np.float32)
     rewards = recorded.copy()
     checked, worst = 0, 0.0
-    starts = index[:, 2].astype(int)
     for i, (episode, clips) in enumerate(tqdm(sorted(by_episode.items()), desc=f"relabel {src.name}",
                                               unit="episode")):
-        task, n = tasks[episode % len(tasks)], episode // len(tasks)
-        frames = int(index[clips, 2].max()) + clip_len
-        known = {int(index[c, 2]) + j: actions[c, j] for c in clips for j in range(clip_len)}
-        missing = [t for t in range(1, frames) if t not in known]
-        if missing:
+        task, seed = jobs[episode].task, jobs[episode].seed
+        frames = int(starts[clips].max()) + clip_len
+        episode_actions, covered = np.zeros((frames, actions.shape[2]), np.float32), np.zeros(frames, bool)
+        for c in clips:
+            window = slice(starts[c], starts[c] + clip_len)
+            episode_actions[window], covered[window] = actions[c], True
+        missing = np.flatnonzero(~covered[1:]) + 1
+        if missing.size:
             raise ValueError(f"{src}: the clips of episode {episode} leave the actions of frames "
-                             f"{missing[:5]} unknown; tokenize with a --start-stride of at most the clip "
-                             "length")
-        seed = episode_seed(base_seed, task, n)
-        new = _episode_rewards(env, seed, known, frames)
+                             f"{missing[:5].tolist()} unknown; tokenize with a --start-stride of at most the "
+                             "clip length")
+        new = _episode_rewards(env, seed, episode_actions)
         replayed = None  # this episode's own task's rewards, replayed: the check
         if task == env.task:
             replayed = new
         elif i == 0 and not own_episodes:  # none of the task's own to check with: this one, as recorded
-            own = RoboDeskEnv(task, camera=collect["camera"], action_repeat=collect["action_repeat"],
-                              max_steps=10**6)
+            own = _replay_env(task, collect)
             try:
-                replayed = _episode_rewards(own, seed, known, frames)
+                replayed = _episode_rewards(own, seed, episode_actions)
             finally:
                 own.close()
         for c in clips:
