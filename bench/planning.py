@@ -66,6 +66,7 @@ class BenchConfig:
     temperature: float | None = None  # imagined codes' sampling temperature (0: greedy); None: the model's
     action_guidance: float | None = None  # None: the model's default
     still_split: bool | None = None  # greedy decides still-or-moved first; None: the model's default
+    common_noise: bool = False  # a plan's imagined futures share their sampling noise (common random numbers)
     seed: int = 0
     work: Path = Path("runs/bench_planning")  # the plan output (report.html, videos); replaced
     json: Path = Path("bench/results/planning.json")
@@ -83,7 +84,7 @@ def main(cfg: BenchConfig) -> dict[str, Any]:
                           camera=cfg.camera,
                           workers=cfg.workers, device=cfg.device, precision=cfg.precision,
                           temperature=cfg.temperature, action_guidance=cfg.action_guidance,
-                          still_split=cfg.still_split, seed=cfg.seed,
+                          still_split=cfg.still_split, common_noise=cfg.common_noise, seed=cfg.seed,
                           overwrite=True)
     start = time.perf_counter()
     record = run_plan(plan_cfg)

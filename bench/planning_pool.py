@@ -77,8 +77,10 @@ def load_runs(paths: tuple[Path, ...]) -> list[dict[str, Any]]:
 
 
 def shared_settings(run: dict[str, Any]) -> dict[str, Any]:
-    """The settings every pooled run must share (runs from before RoboDesk were all Meta-World's)."""
-    return {k: v for k, v in ({"suite": "metaworld"} | run["settings"]).items() if k not in RUN_SPECIFIC}
+    """The settings every pooled run must share (runs from before RoboDesk were all Meta-World's, and before
+    common noise all sampled each future's own)."""
+    before = {"suite": "metaworld", "common_noise": False}
+    return {k: v for k, v in (before | run["settings"]).items() if k not in RUN_SPECIFIC}
 
 
 def pool_agent(parts: list[dict[str, Any]]) -> dict[str, Any]:

@@ -186,6 +186,27 @@ def test_select_fans_one_context_out(wm: WorldModel) -> None:
     assert len({row.tobytes() for row in out}) > 1  # the copies sample different futures
 
 
+def test_shared_noise_makes_rows_differ_only_by_their_actions(wm: WorldModel) -> None:
+    ctx, acts = frames(1, 1), actions(2, 4)
+    same = np.repeat(acts[:1], 4, 0)  # four rows, one action sequence
+    independent = wm.imagine(wm.reset(ctx, seed=0).select([0] * 4), same).frames
+    assert len({row.tobytes() for row in independent}) > 1  # their own draws: different futures
+    common = wm.imagine(wm.reset(ctx, seed=0).select([0] * 4).share_noise(), same).frames
+    assert len({row.tobytes() for row in common}) == 1  # one draw for all: one future
+    # period 2 (two particles per sequence, adjacent): particle k of every sequence shares a draw
+    pairs = np.repeat(acts[[0, 0]], 2, 0)  # rows s0p0, s0p1, s1p0, s1p1 of one sequence twice
+    out = wm.imagine(wm.reset(ctx, seed=0).select([0] * 4).share_noise(2), pairs).frames
+    np.testing.assert_array_equal(out[0], out[2])
+    np.testing.assert_array_equal(out[1], out[3])
+    assert not np.array_equal(out[0], out[1])
+    # other actions, the same draw: other futures where the actions move the odds past the noise (this
+    # untrained model's are nearly flat, so at T = 1 the shared draw decides alone; at T = 0.1 not)
+    mixed = wm.imagine(wm.reset(ctx, seed=0, temperature=0.1).select([0] * 2).share_noise(), acts).frames
+    assert not np.array_equal(mixed[0], mixed[1])
+    with pytest.raises(ValueError, match="period must be 0 or divide the batch of 4 rows, got 3"):
+        wm.reset(ctx).select([0] * 4).share_noise(3)
+
+
 def test_imagine_fans_out_one_context_and_matches_rollout(wm: WorldModel) -> None:
     ctx, acts = frames(1, 1), actions(3, 5)
     out = wm.imagine(wm.reset(ctx, seed=0).select([0, 0, 0]), acts)  # 5 > 3 trained frames: slides

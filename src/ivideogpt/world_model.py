@@ -85,6 +85,19 @@ class WorldModelState:
         self.context = self.context.select(index)
         return self
 
+    def share_noise(self, period: int = 1) -> WorldModelState:
+        """Common random numbers: from now on row i draws the sampling noise of row i mod `period`.
+
+        Rows with the same context then differ only where their actions change which code the shared draw
+        picks (transformer/sampling.py); `period` must divide the batch (1: every row shares one draw; K:
+        each of K particles per action sequence, rows of a sequence adjacent, has its own). 0 undoes it.
+        """
+        if period < 0 or (period and self.batch_size % period):
+            raise ValueError(f"share_noise: period must be 0 or divide the batch of {self.batch_size} rows, "
+                             f"got {period}")
+        self.rollout.noise_period = period
+        return self
+
 
 class WorldModel:
     """A trained tokenizer and transformer, rolled out together (see the module docstring).

@@ -146,6 +146,24 @@ def test_greedy_imagination_differs_only_by_the_actions(model_dir: Path) -> None
     assert np.array_equal(imagined(0, temperature=0.0), imagined(1, temperature=0.0))
 
 
+def test_common_noise_imagines_one_sequence_alike_in_every_row(model_dir: Path, tmp_path: Path) -> None:
+    from ivideogpt.planning.models import WorldModelRollouts
+    from ivideogpt.world_model import WorldModel
+
+    wm = WorldModel.load(model_dir)
+    frames = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    actions = np.zeros((3, 2, 4), np.float32)  # one sequence three times, sampled at temperature 1
+
+    def distinct(period: int) -> int:
+        out = WorldModelRollouts(wm, frames, 0, {}, period).imagine(actions, frames=True).frames
+        return len({row.tobytes() for row in out})
+
+    assert distinct(0) == 3 and distinct(1) == 1
+    record = run_plan(PlanConfig(out=tmp_path / "p", model=model_dir, tasks=("reach",), episodes=1,
+                                 max_steps=2, planner=TINY, agents=("world_model",), common_noise=True))
+    assert record["settings"]["common_noise"] is True
+
+
 def test_plan_passes_only_the_sampling_settings_given(model_dir: Path, tmp_path: Path) -> None:
     cfg = PlanConfig(out=tmp_path / "p", model=model_dir, tasks=("reach",), temperature=0.0, still_split=True)
     assert cfg.sampling_overrides == {"temperature": 0.0, "still_split": True}
@@ -221,3 +239,20 @@ def test_bench_pool_refuses_runs_that_are_not_one_experiment(load_script, tmp_pa
     (tmp_path / "bad.json").write_text("{")
     with pytest.raises(ValueError, match="cannot read planning result"):
         pool.load_runs((a, tmp_path / "bad.json"))
+
+
+def test_bench_plan_ranking_scores_the_order_of_a_plans_samples(load_script, model_dir: Path,
+                                                                  tmp_path: Path) -> None:
+    bench = load_script("plan_ranking")
+    truth = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert bench._ranking(truth * 10, truth) == pytest.approx({"spearman": 1.0, "pick_quantile": 1.0})
+    assert bench._ranking(-truth, truth) == pytest.approx({"spearman": -1.0, "pick_quantile": 0.0})
+    assert np.isnan(bench._ranking(truth, np.ones(5))["spearman"])  # equal true returns rank nothing
+    result = bench.main(bench.RankingConfig(model=model_dir, tasks=("reach",), episodes=1, states=2, stride=1,
+                                            samples=4, horizon=2, json=tmp_path / "rank.json"))
+    assert len(result["states"]) == 2 and [r["step"] for r in result["states"]] == [0, 1]
+    assert set(result["summary"]) == {"reach-v3", "all"}
+    for row in result["states"]:
+        for mode in ("independent", "common", "greedy", "teacher"):
+            assert set(row[mode]) == {"spearman", "pick_quantile"}
+    assert json.loads((tmp_path / "rank.json").read_text())["bench"] == "plan_ranking"

@@ -140,7 +140,7 @@ def test_warm_start_shifts_the_plan_and_bounds_clip_it() -> None:
 def test_correlated_noise_is_smoother_than_white_noise() -> None:
     def roughness(beta: float) -> float:
         planner = Planner(PlannerConfig(horizon=20, samples=500, beta=beta), 1, seed=0)
-        samples = planner._sample(np.zeros((20, 1), np.float32), np.full((20, 1), 0.3, np.float32))
+        samples = planner.sample(np.zeros((20, 1), np.float32), np.full((20, 1), 0.3, np.float32))
         return float(np.abs(np.diff(samples, axis=1)).mean())
 
     assert roughness(0.5) < 0.6 * roughness(0.0)

@@ -55,6 +55,21 @@ def test_cached_and_uncached_sampling_agree(frames: int, window: int | None, sli
     assert int(cached[0].min()) >= 0 and int(cached[0].max()) < model.cfg.future_vocab_size
 
 
+@pytest.mark.parametrize("action_to", ["slot", "frame"])
+def test_teacher_forced_rewards_read_sampled_codes_as_the_rollout_did(action_to: str) -> None:
+    model = _model(action_to=action_to, reward_symlog=True)
+    context, actions = _rollout_inputs(model, 3)
+    generator = torch.Generator().manual_seed(4)
+    codes, rewards, _ = generate_frames(model, context, actions, 3, generator=generator)
+    with torch.no_grad():
+        read = model.frame_rewards(context, codes, actions)
+        other = model.frame_rewards(context, codes, actions.flip(0))
+    torch.testing.assert_close(read, rewards, rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(read, other)  # the actions reach the reading
+    with pytest.raises(ValueError, match="no reward head"):
+        Transformer(tiny_config(action_dim=3)).frame_rewards(context, codes, actions)
+
+
 def test_still_split_greedy_decides_still_or_moved_first() -> None:
     """Plain argmax keeps the still code (0) wherever the moved codes split the rest; still_split takes
     it only where it holds at least half the probability, else the likeliest moved code."""

@@ -30,10 +30,12 @@ class WorldModelRollouts:
         seed: seeds the sampling of every `imagine` call.
         sampling: overrides of the model's sampling defaults (`WorldModel.reset`: temperature, top_k,
             action_guidance, still_split).
+        noise_period: > 0: common random numbers, row i of a batch drawing row (i mod p)'s sampling noise
+            (`WorldModelState.share_noise`); 0: every row its own.
     """
 
     def __init__(self, wm: WorldModel, context: np.ndarray, seed: int = 0,
-                 sampling: Mapping[str, float | bool] | None = None) -> None:
+                 sampling: Mapping[str, float | bool] | None = None, noise_period: int = 0) -> None:
         tc = wm.num_context_frames
         if context.ndim != 4 or len(context) < 1:
             raise ValueError(f"WorldModelRollouts: context must be uint8 (T >= 1, H, W, 3), "
@@ -43,11 +45,13 @@ class WorldModelRollouts:
         self.wm, self.context, self.seed = wm, context[None, -tc:], seed  # (1, Tc, H, W, 3)
         self.action_dim = wm.action_dim
         self.sampling = dict(sampling or {})
+        self.noise_period = noise_period
 
     def imagine(self, actions: np.ndarray, frames: bool) -> Imagined:
         n = len(actions)
         # one context encoding, fanned out to N rows
         state = self.wm.reset(self.context, seed=self.seed, **self.sampling).select(np.zeros(n, np.int64))
+        state.share_noise(self.noise_period)
         out = self.wm.imagine(state, actions, decode=frames)
         return Imagined(out.frames, out.rewards)
 

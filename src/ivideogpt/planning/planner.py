@@ -156,7 +156,7 @@ class Planner:
         std = np.full_like(mean, cfg.init_std)
         best = -np.inf
         for _ in range(cfg.iterations):
-            actions = self._sample(mean, std)  # (N, T, A)
+            actions = self.sample(mean, std)  # (N, T, A)
             out = model.imagine(np.repeat(actions, cfg.particles, axis=0), needs_frames)  # (N * K, ...)
             scores = np.asarray(score(out.frames, out.rewards), np.float64)
             rows = cfg.samples * cfg.particles
@@ -178,16 +178,7 @@ class Planner:
         steps = min(steps, len(self.mean))
         self.mean = np.concatenate([self.mean[steps:], np.repeat(self.mean[-1:], steps, axis=0)])
 
-    # ---------------------------------------------------------------------------------------- helpers
-
-    def _initial_mean(self) -> np.ndarray:
-        cfg = self.cfg
-        if cfg.warm_start and self.mean is not None:
-            return self.mean.copy()
-        middle = 0.5 * (cfg.action_low + cfg.action_high)
-        return np.full((cfg.horizon, self.action_dim), middle, np.float32)
-
-    def _sample(self, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    def sample(self, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
         """mean, std (T, A) -> clipped samples (N, T, A) with noise correlated along T."""
         cfg = self.cfg
         eps = self.rng.standard_normal((cfg.samples, *mean.shape))  # (N, T, A)
@@ -199,6 +190,15 @@ class Planner:
         if cfg.method == "cem" or cfg.iterations > 1:
             actions[0] = mean  # keep the current mean among the samples: a refit never loses the best so far
         return np.clip(actions, cfg.action_low, cfg.action_high).astype(np.float32)
+
+    # ---------------------------------------------------------------------------------------- helpers
+
+    def _initial_mean(self) -> np.ndarray:
+        cfg = self.cfg
+        if cfg.warm_start and self.mean is not None:
+            return self.mean.copy()
+        middle = 0.5 * (cfg.action_low + cfg.action_high)
+        return np.full((cfg.horizon, self.action_dim), middle, np.float32)
 
     def _refit(
         self, actions: np.ndarray, scores: np.ndarray, std: np.ndarray

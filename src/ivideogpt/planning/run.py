@@ -84,6 +84,9 @@ class PlanConfig(SuiteTasks):
     temperature: float | None = None
     action_guidance: float | None = None  # w of action guidance (transformer/sampling.py)
     still_split: bool | None = None  # greedy decides still-or-moved first (transformer/fast_decode.py)
+    # common random numbers: the futures imagined for one plan share their sampling noise, so they differ by
+    # what their actions do, not by the luck of the draw (transformer/sampling.py)
+    common_noise: bool = False
     overwrite: bool = False  # replace an earlier plan output at `out`
 
     def __post_init__(self) -> None:
@@ -146,6 +149,7 @@ class Settings(NamedTuple):
     device: str
     precision: Precision
     sampling: dict[str, float | bool]  # WorldModel.reset overrides: temperature, action_guidance, still_split
+    common_noise: bool  # the world model's futures of one plan share their sampling noise
     planner: PlannerConfig
     objective: ObjectiveConfig
     size: int
@@ -208,7 +212,7 @@ def resolve_settings(cfg: PlanConfig) -> tuple[Settings, dict[str, Any]]:
     sampling = asdict(replace(spec.sampling, **overrides))  # what the rollouts use, for plan.json
     settings = Settings(
         suite=cfg.suite, model=str(folder) if needs_model else None, device=cfg.device,
-        precision=cfg.precision, sampling=overrides, planner=cfg.planner,
+        precision=cfg.precision, sampling=overrides, common_noise=cfg.common_noise, planner=cfg.planner,
         objective=cfg.objective, size=spec.image_size,
         camera=cfg.camera or env_defaults.get("camera", sim.DEFAULT_CAMERA),
         action_repeat=cfg.action_repeat or env_defaults.get("action_repeat", sim.DEFAULT_ACTION_REPEAT),
@@ -283,10 +287,11 @@ class Player:
             planner = Planner(replace(self.s.planner, particles=1), self.sim.ACTION_DIM)
             return PlanningAgent(planner, lambda env, frames: SimulatorRollouts(env), self.s.objective,
                                  job.record)
-        wm = self.world_model()
-        return PlanningAgent(Planner(self.s.planner, self.sim.ACTION_DIM),
-                             lambda env, frames: WorldModelRollouts(wm, frames, job.seed, self.s.sampling),
-                             self.s.objective, job.record)
+        wm, s = self.world_model(), self.s
+        period = s.planner.particles if s.common_noise else 0  # a sequence's K particles: adjacent rows
+        return PlanningAgent(Planner(s.planner, self.sim.ACTION_DIM),
+                             lambda env, frames: WorldModelRollouts(wm, frames, job.seed, s.sampling, period),
+                             s.objective, job.record)
 
     def world_model(self) -> WorldModel:
         """Loaded on first use (and imported then: the baselines never need torch)."""

@@ -270,6 +270,21 @@ class Transformer(nn.Module):
         """Negative log-likelihood (nats) of each future frame's codes, teacher-forced: float32 (B, Tf)."""
         return self.token_nll(context_codes, future_codes, actions).sum(-1)
 
+    def frame_rewards(self, context_codes: Tensor, future_codes: Tensor, actions: Tensor | None) -> Tensor:
+        """The reward head's reading of given future frames, teacher-forced: float32 (B, Tf), in reward units.
+
+        What it predicts for real futures, beside what it predicts for imagined ones (sampling), tells the
+        reward head's error apart from the imagination's. Args as `token_nll`; needs the reward head.
+        """
+        if self.heads.reward is None:
+            raise ValueError("frame_rewards: this transformer has no reward head")
+        tc, tf = context_codes.shape[1], future_codes.shape[1]
+        tokens = self.layout.build(context_codes, future_codes)
+        rows = None if actions is None else self.future_action_rows(actions, tc)
+        out = self(tokens, rows, logit_positions=torch.zeros(0, dtype=torch.long, device=tokens.device))
+        ends = self.layout.frame_end_positions(tc, tf, tokens.device)
+        return self.heads.decode(out.reward_pred[:, ends].float(), None)[0]
+
     def _target_nll(self, tokens: Tensor, rows: Tensor | None, targets_at: Tensor, targets: Tensor
                     ) -> tuple[TransformerOutput, Tensor]:
         """The forward of `tokens` with logits at `targets_at` (P,), and the NLL (B, P) of `targets`, the code

@@ -29,6 +29,11 @@ actions pushed away from those without them. A model whose actions shift each co
 live in the same KV cache (2B rows from the first step on), so a guided frame costs one doubled batch.
 A model trained with `action_dropout` has learned what zero actions mean (the action-free prediction, as
 in classifier-free guidance); one trained without it has seen them only as "stand still".
+
+Common random numbers (`noise_period` p > 0): row i draws the Gumbel noise of row i mod p, so rows that
+differ only in their actions differ in their codes only where those actions move the odds enough to change
+the winner of the same draw. A planner comparing action sequences then compares their effects, not the luck
+of independent samples (with p = 1 every row shares one draw; with K particles per sequence, p = K).
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ class RolloutState:
     still_split: bool = False  # greedy steps decide still-or-moved first (`fast_decode.sample_from_logits`)
     guided_rows: bool = False  # the cache holds the B zero-action rows after the B rows (set by `step`)
     action_total: Tensor | None = None  # float (B, A) sum of every generated frame's action (`action_sum`)
+    noise_period: int = 0  # common random numbers: row i draws row (i mod p)'s noise; 0: each row its own
 
     @property
     def batch_size(self) -> int:
@@ -156,8 +162,7 @@ def step(
             state.guided_rows = True
         rows_act = torch.cat([act, torch.zeros_like(act)]) if state.guided_rows else act  # (B or 2B, A)
         rotations = engine.rotations(cache.length, n + 1)  # (1 + n, hd, hd)
-        noise = None if temperature == 0 else gumbel_noise((n, b, layout.future_vocab_size), generator,
-                                                           state.frames.device)
+        noise = None if temperature == 0 else _frame_noise(state, n, layout.future_vocab_size, generator)
         x = engine.slot_input(rows_act, len(rows_act) if rows_act is not None else b)  # (B or 2B, d)
         modulation = engine.modulation(rows_act)  # the SLOT step's; None without action_modulation
         codes = []
@@ -253,6 +258,15 @@ def sample_codes(
 # --------------------------------------------------------------------------------------- helpers
 
 _NO_POSITIONS = torch.zeros(0, dtype=torch.long)  # logit_positions for forwards whose logits are unused
+
+
+def _frame_noise(state: RolloutState, n: int, vocab: int, generator: torch.Generator | None) -> Tensor:
+    """Gumbel noise (n, B, Vf) for one frame's n codes of every row, shared by rows `noise_period` apart."""
+    b, period = state.batch_size, state.noise_period or state.batch_size
+    if b % period:
+        raise ValueError(f"rollout: noise_period {period} does not divide the batch of {b} rows")
+    noise = gumbel_noise((n, period, vocab), generator, state.frames.device)
+    return noise if period == b else noise.repeat(1, b // period, 1)
 
 
 def _slide(model: Transformer, state: RolloutState) -> None:
