@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from ivideogpt.planning.planner import Planner, PlannerConfig
 from ivideogpt.planning.run import PlanConfig, resolve_settings
 from ivideogpt.precision import Precision
 from ivideogpt.sim import load_suite
+from ivideogpt.sim.base import TaskEnv
 from ivideogpt.world_model import WorldModel
 
 # sampling mode -> (temperature override or None for the model's, common noise, particles per sequence)
@@ -94,16 +96,8 @@ def main(cfg: RankingConfig) -> dict[str, Any]:
         env = sim.Env(task, settings.size, settings.camera, 0, settings.action_repeat, max_steps)
         for index in range(cfg.episodes):
             seed = episode_seed(cfg.seed + 50000, task, index)
-            guide = PlanningAgent(Planner(planner_cfg, sim.ACTION_DIM, seed),
-                                  lambda e, f: SimulatorRollouts(e), ObjectiveConfig())
-            frame, _ = env.reset(seed=seed)
-            guide.reset(seed, None)
-            frames = [frame]
             sampler = Planner(planner_cfg, sim.ACTION_DIM, seed=seed + 1)
-            for k in range(cfg.states):
-                if k:
-                    for _ in range(cfg.stride):
-                        frames.append(env.step(guide.act(env, np.stack(frames)))[0])
+            for frames in _scene_states(env, planner_cfg, seed, cfg.states, cfg.stride):
                 shape = (cfg.horizon, sim.ACTION_DIM)
                 actions = sampler.sample(np.zeros(shape, np.float32),
                                          np.full(shape, planner_cfg.init_std, np.float32))  # (N, T, A)
@@ -112,16 +106,8 @@ def main(cfg: RankingConfig) -> dict[str, Any]:
                 row = {"task": task, "episode": index, "step": len(frames) - 1,
                        "true_return_range": float(truth.max() - truth.min())}
                 for mode in cfg.modes:
-                    if mode == TEACHER:
-                        read = _teacher_returns(wm, np.stack(frames), real.frames, actions)
-                        row[mode] = _ranking(read, truth)
-                        continue
-                    temperature, common, particles = MODES[mode]
-                    sampling = {} if temperature is None else {"temperature": temperature}
-                    period = particles if common else 0
-                    model = WorldModelRollouts(wm, np.stack(frames), seed, sampling, period)
-                    imagined = model.imagine(np.repeat(actions, particles, axis=0), False)  # (N * K, T)
-                    predicted = imagined.rewards.sum(1).reshape(-1, particles).mean(1)
+                    predicted = (_teacher_returns(wm, frames, real.frames, actions) if mode == TEACHER
+                                 else _imagined_returns(wm, frames, actions, mode, seed))
                     row[mode] = _ranking(predicted, truth)
                 rows.append(row)
                 bar.update()
@@ -146,6 +132,31 @@ def main(cfg: RankingConfig) -> dict[str, Any]:
     }
     write_result(cfg.json, result)
     return result
+
+
+def _scene_states(env: TaskEnv, planner_cfg: PlannerConfig, seed: int, states: int, stride: int
+                  ) -> Iterator[np.ndarray]:
+    """The real frames so far (T, H, W, 3) at `states` moments of the scene of `seed`: its start, then every
+    `stride` steps of the simulator-as-model planner (which leaves `env` in that state each time)."""
+    guide = PlanningAgent(Planner(planner_cfg, env.action_space.shape[0], seed),
+                          lambda e, f: SimulatorRollouts(e), ObjectiveConfig())
+    frame, _ = env.reset(seed=seed)
+    guide.reset(seed, None)
+    frames = [frame]
+    for k in range(states):
+        for _ in range(stride if k else 0):
+            frames.append(env.step(guide.act(env, np.stack(frames)))[0])
+        yield np.stack(frames)
+
+
+def _imagined_returns(wm: WorldModel, frames: np.ndarray, actions: np.ndarray, mode: str, seed: int
+                      ) -> np.ndarray:
+    """The reward head's sum over each sequence's imagined future, sampled as `mode` says (`MODES`)."""
+    temperature, common, particles = MODES[mode]
+    sampling = {} if temperature is None else {"temperature": temperature}
+    model = WorldModelRollouts(wm, frames, seed, sampling, particles if common else 0)
+    imagined = model.imagine(np.repeat(actions, particles, axis=0), False)  # rewards (N * K, T)
+    return imagined.rewards.sum(1).reshape(-1, particles).mean(1)
 
 
 def _teacher_returns(wm: WorldModel, frames: np.ndarray, futures: np.ndarray, actions: np.ndarray
