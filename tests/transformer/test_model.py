@@ -11,6 +11,7 @@ from ivideogpt.train.transformer import action_path_norms
 from ivideogpt.transformer import PRESETS, KVCache, Transformer, TransformerConfig, symlog, transformer_preset
 from ivideogpt.transformer.config import state_dict_mismatch
 from ivideogpt.transformer.model import _mixed_inputs
+from ivideogpt.transformer.pretrained import load_pretrained
 
 from .helpers import random_batch, random_clip, randomize_zero_init, tiny_config
 
@@ -266,7 +267,7 @@ def test_action_free_clips_in_a_batch_get_no_action() -> None:
     no_actions = torch.zeros(2, dtype=torch.bool)
     masked = model.compute_loss(random_batch(model.cfg, 2, 2, 2, has_actions=no_actions))[0]
     free = Transformer(tiny_config()).eval()  # the same weights without an action layer
-    free.load_pretrained({k: v for k, v in model.state_dict().items() if not k.startswith("action_proj.")})
+    load_pretrained(free, {k: v for k, v in model.state_dict().items() if not k.startswith("action_proj.")})
     unlabelled = random_batch(free.cfg, 2, 2, 2, actions=torch.zeros(2, 4, 0))
     assert torch.equal(masked, free.compute_loss(unlabelled)[0])
     assert not torch.equal(masked, model.compute_loss(batch)[0])
@@ -275,7 +276,7 @@ def test_action_free_clips_in_a_batch_get_no_action() -> None:
 def test_action_free_checkpoint_loads_into_action_model() -> None:
     parent = Transformer(tiny_config()).eval()
     child = Transformer(tiny_config(action_dim=3, reward_head=True, done_head=True)).eval()
-    added = child.load_pretrained(parent.state_dict())
+    added = load_pretrained(child, parent.state_dict())
     assert added == sorted(
         [
             "action_proj.weight",
@@ -288,10 +289,10 @@ def test_action_free_checkpoint_loads_into_action_model() -> None:
     tokens, actions = _tokens_and_actions(child)
     assert torch.equal(child(tokens, actions).logits, parent(tokens).logits)  # zero-init action layer
     with pytest.raises(ValueError, match="keys not in this model"):
-        parent.load_pretrained(child.state_dict())
+        load_pretrained(parent, child.state_dict())
     wider = Transformer(tiny_config(future_vocab_size=64))
     with pytest.raises(ValueError, match="shape mismatch"):
-        wider.load_pretrained(parent.state_dict())
+        load_pretrained(wider, parent.state_dict())
 
 
 def test_loss_decreases_when_overfitting_a_batch() -> None:
@@ -392,7 +393,7 @@ def test_action_modulation_starts_as_its_parent_and_reads_only_action_rows(actio
     model = Transformer(tiny_config(action_dim=3, action_to=action_to, action_modulation=True)).eval()
     parent = Transformer(tiny_config(action_dim=3, action_to=action_to)).eval()
     randomize_zero_init(parent)
-    added = model.load_pretrained(parent.state_dict())
+    added = load_pretrained(model, parent.state_dict())
     assert added == [f"blocks.{i}.action_mod.weight" for i in range(model.cfg.n_layer)]
     batch = random_batch(model.cfg, 2, 2, 3)
     args = (batch.context_codes, batch.future_codes, batch.actions[:, 2:])
@@ -418,7 +419,7 @@ def test_action_sum_feeds_the_running_sum_and_starts_as_its_parent() -> None:
     torch.testing.assert_close(inputs[..., 3:], actions.cumsum(1) + 1)  # the sum since the context
     parent = Transformer(tiny_config(action_dim=3, action_to="frame")).eval()
     randomize_zero_init(parent)
-    assert model.load_pretrained(parent.state_dict()) == ["action_sum_proj.weight"]
+    assert load_pretrained(model, parent.state_dict()) == ["action_sum_proj.weight"]
     batch = random_batch(model.cfg, 2, 2, 3)
     args = (batch.context_codes, batch.future_codes, batch.actions[:, 2:])
     torch.testing.assert_close(model.token_nll(*args), parent.token_nll(*args))  # zero init: the parent

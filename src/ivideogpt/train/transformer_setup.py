@@ -13,7 +13,7 @@ from ivideogpt.artifacts import load_any_tokenizer, tokenizer_fingerprint
 from ivideogpt.data.tokens import TokenShardError, TokenShardMeta, TokenShards
 from ivideogpt.tokenizer import VideoTokenizer
 from ivideogpt.transformer import Transformer, TransformerConfig
-from ivideogpt.transformer.model import is_action_parameter
+from ivideogpt.transformer.pretrained import is_action_parameter, load_pretrained
 from ivideogpt.world_model import WorldModel
 
 # fields a parent model (`init_from`) must share with `cfg.model` for its weights to mean the same thing
@@ -145,7 +145,7 @@ def load_parent(
     if new_codes:
         weights.update({k: v for k, v in model.state_dict().items() if k.startswith(CODE_LAYERS)})
     try:
-        added = model.load_pretrained(weights)
+        added = load_pretrained(model, weights)
     except ValueError as e:
         raise ValueError(f"init_from {where}: {e}") from e
     fresh = [*added, *(layer.rstrip(".") for layer in CODE_LAYERS if new_codes)]

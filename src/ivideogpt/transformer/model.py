@@ -1,7 +1,7 @@
 """LLaMA-style decoder-only transformer over frame tokens (docs/method.md §2).
 
-Read top-down: the model (forward, loss, likelihood, pretrained loading); its parts (block, attention,
-SwiGLU MLP, RMSNorm, rotary positions) are in blocks.py.
+Read top-down: the model (forward, loss, likelihood); its parts (block, attention, SwiGLU MLP, RMSNorm,
+rotary positions) are in blocks.py, and loading a parent's weights into it in pretrained.py.
 
 Actions enter without tokens of their own: a zero-initialised, bias-free Linear(A, d) is added to the
 embedding of each future frame's SLOT token. Zero init means an action model starts out computing exactly
@@ -29,19 +29,6 @@ from ivideogpt.transformer.kv_cache import KVCache
 from ivideogpt.transformer.layout import TokenLayout
 
 logger = logging.getLogger(__name__)
-
-# The layers that read actions: tied to one robot's action space (`train --init-new-actions` drops them).
-ACTION_PREFIXES = ("action_proj.", "action_sum_proj.")
-ACTION_PARTS = (".action_mod.",)  # the same, inside each block
-# Keys a pretrained (action-free, head-less) checkpoint may lack: they belong to parts fine-tuning adds.
-OPTIONAL_PREFIXES = (*ACTION_PREFIXES, "heads.", "pos_emb.")
-OPTIONAL_PARTS = ACTION_PARTS
-
-
-def is_action_parameter(key: str) -> bool:
-    """Whether state-dict `key` belongs to a layer that reads actions."""
-    return key.startswith(ACTION_PREFIXES) or any(part in key for part in ACTION_PARTS)
-
 
 @dataclass
 class TransformerOutput:
@@ -340,41 +327,7 @@ class Transformer(nn.Module):
                 )
         return tokens.shape[1]
 
-    # ------------------------------------------------------------------------ loading and bookkeeping
-
-    def load_pretrained(self, state_dict: dict[str, Tensor]) -> list[str]:
-        """Load weights of a parent model that may lack the action projection and the reward/done heads.
-
-        An action-free pretrained model loads into an action-conditioned one: the new parts keep their
-        zero init, so the loaded model's token predictions are exactly the parent's until fine-tuning.
-
-        Args:
-            state_dict: the parent's `state_dict()`.
-
-        Returns:
-            The keys this model has that the parent did not (the newly added parameters).
-
-        Raises:
-            ValueError: on keys the model does not have, on other missing keys, or on a shape mismatch.
-        """
-        own = self.state_dict()
-        unexpected = sorted(set(state_dict) - set(own))
-        missing = sorted(set(own) - set(state_dict))
-        required = [k for k in missing
-                    if not k.startswith(OPTIONAL_PREFIXES) and not any(p in k for p in OPTIONAL_PARTS)]
-        if unexpected or required:
-            raise ValueError(
-                f"load_pretrained: keys not in this model {unexpected}; missing required keys {required}"
-            )
-        wrong = [
-            f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}"
-            for k, v in state_dict.items()
-            if v.shape != own[k].shape
-        ]
-        if wrong:
-            raise ValueError(f"load_pretrained: shape mismatch (checkpoint vs model): {wrong}")
-        self.load_state_dict(state_dict, strict=False)
-        return missing
+    # ------------------------------------------------------------------------------------ bookkeeping
 
     def num_params(self, exclude_embedding: bool = False) -> int:
         """Parameter count (shared tensors once), optionally without the token embedding (a lookup)."""
