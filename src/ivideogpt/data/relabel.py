@@ -124,16 +124,8 @@ def _relabel_split(src: Path, dst: Path, env: RoboDeskEnv, atol: float) -> tuple
     for i, (episode, clips) in enumerate(tqdm(sorted(by_episode.items()), desc=f"relabel {src.name}",
                                               unit="episode")):
         task, seed = jobs[episode].task, jobs[episode].seed
-        frames = int(starts[clips].max()) + clip_len
-        episode_actions, covered = np.zeros((frames, actions.shape[2]), np.float32), np.zeros(frames, bool)
-        for c in clips:
-            window = slice(starts[c], starts[c] + clip_len)
-            episode_actions[window], covered[window] = actions[c], True
-        missing = np.flatnonzero(~covered[1:]) + 1
-        if missing.size:
-            raise ValueError(f"{src}: the clips of episode {episode} leave the actions of frames "
-                             f"{missing[:5].tolist()} unknown; tokenize with a --start-stride of at most the "
-                             "clip length")
+        episode_actions = _episode_actions(actions[clips], starts[clips],
+                                           f"{src}: the clips of episode {episode}")
         new = _episode_rewards(env, seed, episode_actions)
         replayed = None  # this episode's own task's rewards, replayed: the check
         if task == env.task:
@@ -153,6 +145,26 @@ def _relabel_split(src: Path, dst: Path, env: RoboDeskEnv, atol: float) -> tuple
         raise ValueError(f"{src}: the replayed episodes give rewards up to {worst:.3g} away from the "
                          "recorded ones: these shards' episodes are not in the collection's order "
                          "(relabelling needs one `collect robodesk` dataset, tokenized whole)")
+    _write_shard(src, dst, shards, rewards, env.task)
+    return checked, worst
+
+
+def _episode_actions(clip_actions: np.ndarray, starts: np.ndarray, what: str) -> np.ndarray:
+    """float32 (T, A): an episode's actions gathered from its clips' (C, L, A) starting at frames `starts`."""
+    clip_len = clip_actions.shape[1]
+    frames = int(starts.max()) + clip_len
+    actions, covered = np.zeros((frames, clip_actions.shape[2]), np.float32), np.zeros(frames, bool)
+    for start, clip in zip(starts, clip_actions, strict=True):
+        actions[start : start + clip_len], covered[start : start + clip_len] = clip, True
+    missing = np.flatnonzero(~covered[1:]) + 1  # frame 0 has no action
+    if missing.size:
+        raise ValueError(f"{what} leave the actions of frames {missing[:5].tolist()} unknown; tokenize with "
+                         "a --start-stride of at most the clip length")
+    return actions
+
+
+def _write_shard(src: Path, dst: Path, shards: TokenShards, rewards: np.ndarray, task: str) -> None:
+    """`src`'s shard at `dst` with `rewards` on every clip; the unchanged files hard-linked (or copied)."""
     dst.mkdir(parents=True)
     with naming(dst):
         for name in os.listdir(src):
@@ -166,9 +178,8 @@ def _relabel_split(src: Path, dst: Path, env: RoboDeskEnv, atol: float) -> tuple
         flags[:, 1] = True  # has_rewards
         np.save(dst / "flags.npy", flags)
         meta = json.loads((src / "meta.json").read_text())
-        meta["extra"]["relabelled"] = {"task": env.task, "from": str(src.resolve())}
+        meta["extra"]["relabelled"] = {"task": task, "from": str(src.resolve())}
         if meta["extra"].get("tokenizer_relpath"):  # still found from the new place
             tokenizer = (src.parent / meta["extra"]["tokenizer_relpath"]).resolve()
             meta["extra"]["tokenizer_relpath"] = os.path.relpath(tokenizer, dst.parent.resolve())
         (dst / "meta.json").write_text(json.dumps(meta, indent=2))
-    return checked, worst
