@@ -13,7 +13,10 @@ a random pick). Modes: `independent` (each sequence its own sampling noise, the 
 `common` (common random numbers: every sequence the same draw, `--common-noise` of `bench/planning.py`),
 `greedy` (temperature 0), and `teacher`: no imagination, the reward head reading each sequence's real
 frames (rendered by the simulator, tokenized, teacher-forced), which tells the reward head's errors apart
-from the imagination's. States where the true returns are all equal rank nothing and are skipped.
+from the imagination's. With `--reward-model` (a `ivideogpt train-reward` run), `learned` scores each
+sequence by that CNN's reading of its imagined frames (independent draws, the planner's
+`--objective.kind learned`) and `learned_teacher` by its reading of the real frames. States where the true
+returns are all equal rank nothing and are skipped.
 
     python bench/plan_ranking.py --model checkpoints/metaworld64-actions-r16 --precision bfloat16 \
         --json bench/results/plan_ranking_r16.json
@@ -21,8 +24,6 @@ from the imagination's. States where the true returns are all equal rank nothing
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 import torch
 import tyro
-from record import command_line, write_result
+from record import command_line, machine, write_result
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
@@ -40,6 +41,7 @@ from ivideogpt.data.collect import episode_seed
 from ivideogpt.data.frames import to_model
 from ivideogpt.modes import eval_mode
 from ivideogpt.planning.episodes import PlanningAgent
+from ivideogpt.planning.frame_reward import load_frame_reward
 from ivideogpt.planning.models import SimulatorRollouts, WorldModelRollouts
 from ivideogpt.planning.objectives import ObjectiveConfig
 from ivideogpt.planning.planner import Planner, PlannerConfig
@@ -58,6 +60,8 @@ MODES: dict[str, tuple[float | None, bool, int]] = {
     "common4": (None, True, 4),  # 4 particles, particle k of every sequence sharing a draw
 }
 TEACHER = "teacher"  # not imagined: the reward head reading each sequence's real (simulated) frames
+LEARNED, LEARNED_TEACHER = "learned", "learned_teacher"  # the reward model on imagined / real frames
+NEEDS_REAL_FRAMES = (TEACHER, LEARNED_TEACHER)
 
 
 @dataclass
@@ -69,16 +73,20 @@ class RankingConfig:
     stride: int = 8  # simulator-planner steps between two states of a scene
     samples: int = 32  # action sequences per state (the planning bench's)
     horizon: int = 5
-    modes: tuple[str, ...] = ("independent", "common", "greedy", TEACHER)  # any of MODES, or TEACHER
+    # any of MODES, TEACHER, and with a reward model LEARNED and LEARNED_TEACHER
+    modes: tuple[str, ...] = ("independent", "common", "greedy", TEACHER)
+    reward_model: Path | None = None  # a `ivideogpt train-reward` run, for the learned modes
     precision: Precision = "float32"
     seed: int = 0  # scenes from episode_seed(seed + 50000, task, index): none of the planning bench's
     json: Path = Path("bench/results/plan_ranking.json")
 
     def __post_init__(self) -> None:
-        unknown = [m for m in self.modes if m not in (*MODES, TEACHER)]
+        unknown = [m for m in self.modes if m not in (*MODES, TEACHER, LEARNED, LEARNED_TEACHER)]
         if unknown:
-            known = ", ".join([*MODES, TEACHER])
+            known = ", ".join([*MODES, TEACHER, LEARNED, LEARNED_TEACHER])
             raise SystemExit(f"plan_ranking: unknown modes {unknown}; choose from {known}")
+        if (self.reward_model is not None) != any(m in (LEARNED, LEARNED_TEACHER) for m in self.modes):
+            raise SystemExit("plan_ranking: --reward-model goes with the modes learned / learned_teacher")
 
 
 def main(cfg: RankingConfig) -> dict[str, Any]:
@@ -87,6 +95,7 @@ def main(cfg: RankingConfig) -> dict[str, Any]:
     sim = load_suite(settings.suite)
     wm = WorldModel.load(cfg.model)
     wm.precision = cfg.precision
+    reader = None if cfg.reward_model is None else load_frame_reward(cfg.reward_model)
     planner_cfg = PlannerConfig(samples=cfg.samples, horizon=cfg.horizon, replan_every=2)
     max_steps = cfg.stride * (cfg.states - 1) + 1
     rows: list[dict[str, Any]] = []
@@ -101,13 +110,20 @@ def main(cfg: RankingConfig) -> dict[str, Any]:
                 shape = (cfg.horizon, sim.ACTION_DIM)
                 actions = sampler.sample(np.zeros(shape, np.float32),
                                          np.full(shape, planner_cfg.init_std, np.float32))  # (N, T, A)
-                real = SimulatorRollouts(env).imagine(actions, TEACHER in cfg.modes)
+                real = SimulatorRollouts(env).imagine(actions, any(m in NEEDS_REAL_FRAMES for m in cfg.modes))
                 truth = real.rewards.sum(1)
                 row = {"task": task, "episode": index, "step": len(frames) - 1,
                        "true_return_range": float(truth.max() - truth.min())}
                 for mode in cfg.modes:
-                    predicted = (_teacher_returns(wm, frames, real.frames, actions) if mode == TEACHER
-                                 else _imagined_returns(wm, frames, actions, mode, seed))
+                    if mode == TEACHER:
+                        predicted = _teacher_returns(wm, frames, real.frames, actions)
+                    elif mode == LEARNED_TEACHER:
+                        predicted = reader.read(real.frames).sum(1)
+                    elif mode == LEARNED:
+                        imagined = WorldModelRollouts(wm, frames, seed).imagine(actions, True)
+                        predicted = reader.read(imagined.frames).sum(1)
+                    else:
+                        predicted = _imagined_returns(wm, frames, actions, mode, seed)
                     row[mode] = _ranking(predicted, truth)
                 rows.append(row)
                 bar.update()
@@ -121,12 +137,13 @@ def main(cfg: RankingConfig) -> dict[str, Any]:
         "bench": "plan_ranking",
         "command": command_line(),
         "seconds": round(time.perf_counter() - start, 1),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "machine": machine(),
         "settings": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(cfg).items()},
                      "env": {"size": settings.size, "camera": settings.camera,
                              "action_repeat": settings.action_repeat},
                      "planner": asdict(planner_cfg)},
         "model": model_info,
+        "reward_model": None if reader is None else str(cfg.reward_model),
         "summary": summary,
         "states": rows,
     }

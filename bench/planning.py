@@ -26,8 +26,6 @@ A smoke run (minutes; not for the results folder):
 
 from __future__ import annotations
 
-import os
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +33,7 @@ from typing import Any, Literal
 
 import tyro
 from planning_targets import targets
-from record import command_line, write_result
+from record import command_line, machine, write_result
 
 from ivideogpt.planning.objectives import ObjectiveConfig
 from ivideogpt.planning.planner import PlannerConfig
@@ -56,10 +54,12 @@ class BenchConfig:
     horizon: int = 5  # actions per plan (VP2: 10)
     iterations: int = 1  # CEM: use 3 (VP2)
     particles: int = 1  # world-model imaginings per sequence, scored by their mean
+    mppi_temperature: float = 0.1  # MPPI's softmax temperature on standardised scores (higher: a softer mean)
     replan_every: int = 2  # plan actions executed before replanning (VP2: 1)
     max_steps: int = 50  # decisions per episode
     camera: str | None = None  # the suite's camera; None: as in the model's training data, else its default
-    objective: Literal["reward", "goal", "both"] = "reward"
+    objective: Literal["reward", "goal", "both", "learned"] = "reward"
+    reward_model: Path | None = None  # objective learned: a `ivideogpt train-reward` run
     workers: int = 2
     device: str = "auto"
     precision: Precision = "float32"  # rollout arithmetic; bfloat16 is faster on GPUs and AMX CPUs
@@ -75,12 +75,13 @@ class BenchConfig:
 def main(cfg: BenchConfig) -> dict[str, Any]:
     planner = PlannerConfig(method=cfg.method, horizon=cfg.horizon, samples=cfg.samples,
                             iterations=cfg.iterations, particles=cfg.particles,
-                            replan_every=cfg.replan_every)
+                            temperature=cfg.mppi_temperature, replan_every=cfg.replan_every)
     plan_cfg = PlanConfig(out=cfg.work, model=cfg.model, suite=cfg.suite, tasks=cfg.tasks,
                           episodes=cfg.episodes,
                           agents=cfg.agents,
                           planner=planner,
-                          objective=ObjectiveConfig(kind=cfg.objective), max_steps=cfg.max_steps,
+                          objective=ObjectiveConfig(kind=cfg.objective, reward_model=cfg.reward_model),
+                          max_steps=cfg.max_steps,
                           camera=cfg.camera,
                           workers=cfg.workers, device=cfg.device, precision=cfg.precision,
                           temperature=cfg.temperature, action_guidance=cfg.action_guidance,
@@ -92,8 +93,7 @@ def main(cfg: BenchConfig) -> dict[str, Any]:
         "bench": "planning",
         "command": command_line(),
         "seconds": round(time.perf_counter() - start, 1),
-        "machine": {"cpus": os.cpu_count(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-                    "platform": platform.platform()},
+        "machine": machine(),
         "settings": record["settings"],
         "model": record["model"],
         "tasks": record["tasks"],

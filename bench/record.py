@@ -7,6 +7,8 @@ previous result in place rather than a truncated file.
 from __future__ import annotations
 
 import json
+import os
+import platform
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,3 +27,21 @@ def write_result(path: Path, result: dict[str, Any], indent: int = 2) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(result, indent=indent) + "\n")
     print(f"wrote {path}")
+
+
+def machine() -> dict[str, Any]:
+    """The machine a figure was measured on: sampled rollouts in bfloat16 differ between CPUs with and without
+    bf16 matrix units (AMX), so results are compared only where these agree."""
+    flags, model = set(), platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    except OSError:  # not Linux
+        pass
+    return {"cpus": os.cpu_count(), "cpu": model, "platform": platform.platform(),
+            "bf16_units": sorted(f for f in flags if f.startswith("amx") or f == "avx512_bf16"),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}

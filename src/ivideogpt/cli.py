@@ -38,6 +38,7 @@ def _commands() -> list[Command]:
     from ivideogpt.eval.report import ReportConfig, render_report
     from ivideogpt.export import ExportConfig, export_world_model
     from ivideogpt.planning.run import PlanConfig, run_plan
+    from ivideogpt.train.frame_reward import RewardTrainConfig, train_reward_model
     from ivideogpt.train.tokenize import TokenizeConfig, tokenize_dataset
     from ivideogpt.train.tokenizer import TokenizerTrainConfig, train_tokenizer
     from ivideogpt.train.transformer import TransformerTrainConfig, train_transformer
@@ -62,6 +63,9 @@ def _commands() -> list[Command]:
                 "episodes).", RelabelConfig, relabel_rewards),
         Command(("train",), "Train the transformer world model on token shards; exports <out>/world_model/.",
                 TransformerTrainConfig, train_transformer),
+        Command(("train-reward",), "Train a CNN that reads rewards from frames, an objective for `plan` "
+                "(--objective.kind learned); exports <out>/reward_model/.",
+                RewardTrainConfig, train_reward_model),
         Command(("eval",),
                 "Score video prediction on held-out clips against copy-last and the tokenizer ceiling.",
                 EvalConfig, evaluate_predictions),

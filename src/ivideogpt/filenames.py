@@ -12,6 +12,7 @@ MODEL_FILE = "model.safetensors"  # weights of every module, "<module>.<paramete
 CONFIG_FILE = "config.json"  # the resolved run config
 STATE_FILE = "train_state.pt"  # optimizer and RNG states, step (checkpoints only)
 TOKENIZER_EXPORT = "tokenizer"  # the tokenizer export inside a run folder
+REWARD_MODEL_EXPORT = "reward_model"  # the frame-reward export inside a `train-reward` run folder
 
 # A world-model folder (docs/world-model-format.md)
 EXPORT_DIR = "world_model"  # the folder inside a run folder

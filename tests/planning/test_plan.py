@@ -9,14 +9,18 @@ import numpy as np
 import pytest
 
 from ivideogpt.cli import main
+from ivideogpt.config import to_dict
+from ivideogpt.planning.frame_reward import FrameReward, FrameRewardConfig
 from ivideogpt.planning.objectives import ObjectiveConfig
 from ivideogpt.planning.planner import PlannerConfig
 from ivideogpt.planning.report import success_interval
 from ivideogpt.planning.run import AGENTS, PlanConfig, run_plan
+from ivideogpt.train.checkpoint import save_model
 from ivideogpt.world_model_io import weights_digest
 from tests.eval.test_predict import make_world_model
 
 TINY = PlannerConfig(horizon=2, samples=4)
+SMALL_READER = FrameRewardConfig(resolution=32, channels=(8, 16), hidden=16)
 
 
 @pytest.fixture(scope="module")
@@ -256,3 +260,31 @@ def test_bench_plan_ranking_scores_the_order_of_a_plans_samples(load_script, mod
         for mode in ("independent", "common", "greedy", "teacher"):
             assert set(row[mode]) == {"spearman", "pick_quantile"}
     assert json.loads((tmp_path / "rank.json").read_text())["bench"] == "plan_ranking"
+    reader = _reader(tmp_path / "rm")
+    result = bench.main(bench.RankingConfig(model=model_dir, tasks=("reach",), episodes=1, states=1,
+                                            samples=4, horizon=2, modes=("learned", "learned_teacher"),
+                                            reward_model=reader, json=tmp_path / "rank_learned.json"))
+    assert result["reward_model"] == str(reader)
+    assert set(result["states"][0]["learned_teacher"]) == {"spearman", "pick_quantile"}
+    with pytest.raises(SystemExit, match="goes with the modes"):
+        bench.RankingConfig(model=model_dir, modes=("learned",))
+
+
+def test_plan_with_a_learned_objective_end_to_end(model_dir: Path, tmp_path: Path) -> None:
+    export = _reader(tmp_path / "rm32")
+    objective = ObjectiveConfig(kind="learned", reward_model=export)
+    record = run_plan(PlanConfig(out=tmp_path / "plan", model=model_dir, tasks=("reach",), episodes=1,
+                                 max_steps=2, agents=("world_model",), planner=TINY, objective=objective))
+    assert record["tasks"]["reach-v3"]["world_model"]["plans_per_episode"] == 2
+    assert record["settings"]["objective"]["kind"] == "learned"
+    assert record["settings"]["objective"]["reward_model"] == str(export)  # which reader scored the plans
+    export16 = _reader(tmp_path / "rm16", FrameRewardConfig(resolution=16, channels=(8, 16), hidden=16))
+    with pytest.raises(ValueError, match="reads 16x16 frames, the world model imagines 32x32"):
+        run_plan(PlanConfig(out=tmp_path / "plan16", model=model_dir, tasks=("reach",), episodes=1,
+                            agents=("world_model",), planner=TINY,
+                            objective=ObjectiveConfig(kind="learned", reward_model=export16)))
+
+
+def _reader(path: Path, cfg: FrameRewardConfig = SMALL_READER) -> Path:
+    """An untrained frame-reward model exported to `path` (plumbing only)."""
+    return save_model(path, {"reward": FrameReward(cfg)}, {"frame_reward": to_dict(cfg)})

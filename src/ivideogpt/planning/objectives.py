@@ -1,4 +1,5 @@
-"""What a plan is scored by: the predicted reward, the distance to a goal image, or both weighted.
+"""What a plan is scored by: the predicted reward, the distance to a goal image, both weighted, or a learned
+reward model's reading of the imagined frames.
 
 `make_objective` returns a `Score` for `Planner.plan`: `score(frames, rewards) -> (N,)`, higher is better.
 Any such callable plugs in (a learned cost, a classifier of success, ...).
@@ -6,11 +7,16 @@ Any such callable plugs in (a learned cost, a classifier of success, ...).
 The goal distance follows VP2's pixel cost: the mean squared error between every imagined frame of the
 horizon and the goal image, on [0, 1] pixel values, averaged over the frames (so the plan is rewarded for
 getting close early, not only at its last frame).
+
+The learned objective (`kind="learned"`) sums a `FrameReward` CNN's reading of every imagined frame
+(`planning/frame_reward.py`, trained by `ivideogpt train-reward`): the world model then only has to imagine
+the frames, and the reward comes from a model that reads them, not from the transformer's reward head.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -22,13 +28,20 @@ from ivideogpt.planning.planner import Score
 class ObjectiveConfig:
     """How imagined futures are scored (higher is better)."""
 
-    kind: Literal["reward", "goal", "both"] = "reward"  # reward: sum of predicted rewards; goal: -pixel MSE
+    # reward: sum of the world model's predicted rewards; goal: -pixel MSE to the goal image; both: weighted;
+    # learned: sum of `reward_model`'s reading of the imagined frames
+    kind: Literal["reward", "goal", "both", "learned"] = "reward"
     reward_weight: float = 1.0  # both: weight of the reward sum
     goal_weight: float = 100.0  # both: weight of the pixel MSE (MSE ~0.01 where rewards sum to ~10)
+    reward_model: Path | None = None  # learned: a `train-reward` run or its reward_model/ folder
 
     def __post_init__(self) -> None:
-        if self.kind not in ("reward", "goal", "both"):
-            raise ValueError(f"ObjectiveConfig.kind must be 'reward', 'goal' or 'both', got {self.kind!r}")
+        if self.kind not in ("reward", "goal", "both", "learned"):
+            raise ValueError(f"ObjectiveConfig.kind must be 'reward', 'goal', 'both' or 'learned', "
+                             f"got {self.kind!r}")
+        if (self.kind == "learned") != (self.reward_model is not None):
+            raise ValueError("ObjectiveConfig: --objective.kind learned and --objective.reward-model DIR go "
+                             f"together (got kind {self.kind!r}, reward_model {self.reward_model})")
         for name in ("reward_weight", "goal_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"ObjectiveConfig.{name} must be >= 0, got {getattr(self, name)}")
@@ -39,7 +52,7 @@ class ObjectiveConfig:
 
     @property
     def needs_frames(self) -> bool:
-        return self.needs_goal
+        return self.needs_goal or self.kind == "learned"
 
     @property
     def needs_rewards(self) -> bool:
@@ -55,6 +68,8 @@ def make_objective(cfg: ObjectiveConfig, goal: np.ndarray | None = None) -> Scor
     if cfg.needs_goal and goal is None:
         raise ValueError(f"objective {cfg.kind!r} needs a goal image")
     target = None if goal is None else goal.astype(np.float32) / 255.0
+    if cfg.kind == "learned":
+        return _learned_score(cfg.reward_model)
 
     def score(frames: np.ndarray | None, rewards: np.ndarray | None) -> np.ndarray:
         total = 0.0
@@ -80,3 +95,16 @@ def goal_distance(frames: np.ndarray, goal: np.ndarray) -> np.ndarray:
                          f"{frames.shape[2:]}")
     diff = frames.astype(np.float32) / 255.0 - goal  # (N, T, H, W, 3)
     return np.square(diff).mean(axis=(1, 2, 3, 4))
+
+
+def _learned_score(path: Path) -> Score:
+    from ivideogpt.planning.frame_reward import load_frame_reward  # torch: only for this objective
+
+    model = load_frame_reward(path)
+
+    def score(frames: np.ndarray | None, rewards: np.ndarray | None) -> np.ndarray:
+        if frames is None:
+            raise ValueError("objective 'learned': the reward model needs the imagined frames")
+        return model.read(frames).sum(1)  # (N, T) -> (N,)
+
+    return score

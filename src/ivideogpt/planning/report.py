@@ -90,7 +90,7 @@ def agent_summary(results: list[EpisodeResult]) -> dict[str, Any]:
 def write_plan_outputs(out: Path, record: dict[str, Any], results: list[EpisodeResult], fps: float) -> Path:
     """plan.json, videos/*.mp4 and report.html in `out`; returns the report's path."""
     media = {}
-    goal = record["settings"]["objective"]["kind"] != "reward"
+    goal = record["settings"]["objective"]["kind"] in ("goal", "both")  # videos show the goal frame first
     for r in results:
         if r.video is None:
             continue

@@ -204,6 +204,13 @@ def resolve_settings(cfg: PlanConfig) -> tuple[Settings, dict[str, Any]]:
     if needs_model and cfg.objective.needs_rewards and not spec.transformer.reward_head:
         raise ValueError(f"{folder}: the world model has no reward head, so objective {cfg.objective.kind!r} "
                          "cannot score its futures; use --objective.kind goal")
+    if cfg.objective.kind == "learned":  # refused before any episode: a missing or mismatched reward model
+        from ivideogpt.planning.frame_reward import load_frame_reward
+
+        side, size = load_frame_reward(cfg.objective.reward_model).cfg.resolution, spec.image_size
+        if side != size:
+            raise ValueError(f"{cfg.objective.reward_model}: the reward model reads {side}x{side} frames, "
+                             f"the world model imagines {size}x{size}")
     recorded = recorded_collection(spec)
     # the env settings of the model's data apply where the data came from this suite (its tasks are ours)
     same_suite = all(_is_task(sim, t) for t in recorded.get("tasks", ["?"]))
