@@ -24,10 +24,9 @@ from ivideogpt.data.clips import ClipBatch, ClipConfig, ClipDataset, collate_cli
 from ivideogpt.data.frames import to_model
 from ivideogpt.filenames import REWARD_MODEL_EXPORT
 from ivideogpt.planning.frame_reward import SECTION, FrameReward, FrameRewardConfig
-from ivideogpt.train.checkpoint import save_model
-from ivideogpt.train.distributed import Runtime, init_runtime, shutdown
+from ivideogpt.train.distributed import Runtime
 from ivideogpt.train.job import TrainJob, TrainLoopConfig, optimizer_step
-from ivideogpt.train.loop import run_training, seed_everything, step_loader
+from ivideogpt.train.loop import sampler_step_loader, train_and_export
 from ivideogpt.train.optim import build_adamw
 from ivideogpt.train.tokenizer_eval import fixed_indices, val_batches
 
@@ -93,14 +92,10 @@ class RewardJob(TrainJob):
     def strict_config_keys(self) -> tuple[str, ...]:
         return (SECTION,)
 
-    def indices_for_step(self, step: int) -> list[int]:
-        self.sampler.set_epoch(step)
-        return list(self.sampler)
-
     def batches(self, start_step: int) -> Iterator[ClipBatch]:
-        t = self.cfg.train
-        return iter(step_loader(self.train_data, self.indices_for_step, start_step, t.steps, self.runtime,
-                                t.num_workers, collate_clips))
+        loader = sampler_step_loader(self.train_data, self.sampler, start_step, self.cfg.train, self.runtime,
+                                     collate_clips)
+        return iter(loader)
 
     def train_step(self, batch: ClipBatch, step: int) -> dict[str, float]:
         frames, rewards = _examples(batch, self.runtime.device)
@@ -168,16 +163,4 @@ def train_reward_model(cfg: RewardTrainConfig) -> Path:
     """Train a frame-reward CNN as configured and export it to `<cfg.out>/reward_model/`."""
     if not cfg.data:
         raise ValueError("RewardTrainConfig.data: no dataset folders given (--data DIR [DIR ...])")
-    runtime = init_runtime(cfg.train.device, cfg.train.amp)
-    try:
-        seed_everything(cfg.train.seed)
-        job = RewardJob(cfg, runtime)
-        run_training(job, runtime, cfg.train, cfg.out, cfg.resume)
-        export = Path(cfg.out) / REWARD_MODEL_EXPORT
-        if runtime.is_main:
-            save_model(export, {"reward": job.model}, job.config())
-            print(f"reward model: exported to {export}")
-        runtime.barrier()
-    finally:
-        shutdown(runtime)
-    return export
+    return train_and_export(lambda runtime: RewardJob(cfg, runtime), cfg.train, cfg.out, cfg.resume)

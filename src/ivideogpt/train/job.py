@@ -91,6 +91,10 @@ class TrainJob(ABC):
     def modules(self) -> dict[str, nn.Module]:
         """Modules to checkpoint, by name (no '.' in names)."""
 
+    def export_modules(self) -> dict[str, nn.Module]:
+        """Modules written to the export (`train_and_export`); by default every checkpointed one."""
+        return self.modules()
+
     @abstractmethod
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         """Optimizers to checkpoint, by name."""

@@ -34,9 +34,10 @@ from ivideogpt.train.checkpoint import (
     load_weights,
     rng_state,
     save_checkpoint,
+    save_model,
     set_rng_state,
 )
-from ivideogpt.train.distributed import Runtime
+from ivideogpt.train.distributed import Runtime, init_runtime, shutdown
 from ivideogpt.train.job import TrainJob, TrainLoopConfig
 from ivideogpt.train.monitor import JsonlLog, StopRequest, stop_on_signal
 
@@ -79,6 +80,37 @@ def step_loader(dataset: Dataset, indices_for_step: Callable[[int], Sequence[int
     return DataLoader(dataset, batch_sampler=sampler, num_workers=num_workers, collate_fn=collate_fn,
                       pin_memory=runtime.device.type == "cuda",
                       generator=torch.Generator().manual_seed(start), persistent_workers=False)
+
+
+def sampler_step_loader(dataset: Dataset, sampler: Any, start: int, cfg: TrainLoopConfig, runtime: Runtime,
+                        collate_fn: Callable[[list[Any]], Any]) -> DataLoader:
+    """`step_loader` for steps `[start, cfg.steps)` whose global batch of step s is `sampler`'s draw after
+    `set_epoch(s)` (a `data.clips.mixture_sampler`: a pure function of its seed and s)."""
+
+    def indices_for_step(step: int) -> list[int]:
+        sampler.set_epoch(step)
+        return list(sampler)
+
+    return step_loader(dataset, indices_for_step, start, cfg.steps, runtime, cfg.num_workers, collate_fn)
+
+
+def train_and_export(make_job: Callable[[Runtime], TrainJob], cfg: TrainLoopConfig, out_dir: str | Path,
+                     resume: bool) -> Path:
+    """Seed, build the job, train it (`run_training`) and export its `export_modules()` with its config to
+    `<out_dir>/<job.export_dir>/`; one process, or every rank under torchrun (the main one writes)."""
+    runtime = init_runtime(cfg.device, cfg.amp)
+    try:
+        seed_everything(cfg.seed)  # same initial weights on every rank
+        job = make_job(runtime)
+        run_training(job, runtime, cfg, out_dir, resume)
+        export = Path(out_dir) / str(job.export_dir)
+        if runtime.is_main:
+            save_model(export, job.export_modules(), job.config())
+            print(f"{job.name}: exported to {export}")
+        runtime.barrier()
+    finally:
+        shutdown(runtime)
+    return export
 
 
 def seed_everything(seed: int) -> None:

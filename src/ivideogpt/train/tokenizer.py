@@ -31,10 +31,9 @@ from ivideogpt.tokenizer import (
     VideoTokenizer,
     build_tokenizer,
 )
-from ivideogpt.train.checkpoint import save_model
-from ivideogpt.train.distributed import Runtime, init_runtime, shutdown
+from ivideogpt.train.distributed import Runtime
 from ivideogpt.train.job import TrainJob, TrainLoopConfig, optimizer_step
-from ivideogpt.train.loop import run_training, seed_everything, step_loader
+from ivideogpt.train.loop import sampler_step_loader, train_and_export
 from ivideogpt.train.optim import build_adamw
 from ivideogpt.train.tokenizer_eval import (
     evaluate_tokenizer,
@@ -127,6 +126,9 @@ class TokenizerJob(TrainJob):
     def modules(self) -> dict[str, nn.Module]:
         return {"tokenizer": self.tokenizer} | ({"discriminator": self.disc} if self.disc is not None else {})
 
+    def export_modules(self) -> dict[str, nn.Module]:
+        return {"tokenizer": self.tokenizer}  # the discriminator only serves training
+
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         if self.disc_opt is None:
             return {"tokenizer": self.opt}
@@ -140,15 +142,10 @@ class TokenizerJob(TrainJob):
         return ("tokenizer",)
 
     # ---- training -----------------------------------------------------------------------------------
-    def indices_for_step(self, step: int) -> list[int]:
-        """The global batch of `step`: the mixture sampler's draw for (seed, step)."""
-        self.sampler.set_epoch(step)
-        return list(self.sampler)
-
     def batches(self, start_step: int) -> Iterator[ClipBatch]:
-        t = self.cfg.train
-        return iter(step_loader(self.train_data, self.indices_for_step, start_step, t.steps, self.runtime,
-                                t.num_workers, collate_clips))
+        loader = sampler_step_loader(self.train_data, self.sampler, start_step, self.cfg.train, self.runtime,
+                                     collate_clips)
+        return iter(loader)
 
     def train_step(self, batch: ClipBatch, step: int) -> dict[str, float]:
         clip = to_model(batch.frames.to(self.runtime.device, non_blocking=True))  # (B, T, 3, H, W)
@@ -202,19 +199,7 @@ def train_tokenizer(cfg: TokenizerTrainConfig) -> Path:
     """
     if not cfg.data:
         raise ValueError("TokenizerTrainConfig.data: no dataset folders given (--data DIR [DIR ...])")
-    runtime = init_runtime(cfg.train.device, cfg.train.amp)
-    try:
-        seed_everything(cfg.train.seed)  # same initial weights on every rank
-        job = TokenizerJob(cfg, runtime)
-        run_training(job, runtime, cfg.train, cfg.out, cfg.resume)
-        export = Path(cfg.out) / TOKENIZER_EXPORT
-        if runtime.is_main:
-            save_model(export, {"tokenizer": job.tokenizer}, job.config())
-            print(f"tokenizer: exported to {export}")
-        runtime.barrier()
-    finally:
-        shutdown(runtime)
-    return export
+    return train_and_export(lambda runtime: TokenizerJob(cfg, runtime), cfg.train, cfg.out, cfg.resume)
 
 
 def _load_parent(path: Path, asked: TokenizerConfig, reshape: bool = False
