@@ -41,10 +41,10 @@ from ivideogpt.data.collect import episode_seed
 from ivideogpt.data.frames import to_model
 from ivideogpt.modes import eval_mode
 from ivideogpt.planning.episodes import PlanningAgent
-from ivideogpt.planning.frame_reward import load_frame_reward
+from ivideogpt.planning.frame_reward import FrameReward, load_frame_reward
 from ivideogpt.planning.models import SimulatorRollouts, WorldModelRollouts
 from ivideogpt.planning.objectives import ObjectiveConfig
-from ivideogpt.planning.planner import Planner, PlannerConfig
+from ivideogpt.planning.planner import Imagined, Planner, PlannerConfig
 from ivideogpt.planning.run import PlanConfig, resolve_settings
 from ivideogpt.precision import Precision
 from ivideogpt.sim import load_suite
@@ -114,16 +114,7 @@ def main(cfg: RankingConfig) -> dict[str, Any]:
                 truth = real.rewards.sum(1)
                 row = {"task": task, "episode": index, "step": len(frames) - 1,
                        "true_return_range": float(truth.max() - truth.min())}
-                for mode in cfg.modes:
-                    if mode == TEACHER:
-                        predicted = _teacher_returns(wm, frames, real.frames, actions)
-                    elif mode == LEARNED_TEACHER:
-                        predicted = reader.read(real.frames).sum(1)
-                    elif mode == LEARNED:
-                        imagined = WorldModelRollouts(wm, frames, seed).imagine(actions, True)
-                        predicted = reader.read(imagined.frames).sum(1)
-                    else:
-                        predicted = _imagined_returns(wm, frames, actions, mode, seed)
+                for mode, predicted in _mode_returns(wm, reader, frames, real, actions, cfg.modes, seed):
                     row[mode] = _ranking(predicted, truth)
                 rows.append(row)
                 bar.update()
@@ -164,6 +155,24 @@ def _scene_states(env: TaskEnv, planner_cfg: PlannerConfig, seed: int, states: i
         for _ in range(stride if k else 0):
             frames.append(env.step(guide.act(env, np.stack(frames)))[0])
         yield np.stack(frames)
+
+
+def _mode_returns(wm: WorldModel, reader: FrameReward | None, frames: np.ndarray, real: Imagined,
+                  actions: np.ndarray, modes: tuple[str, ...], seed: int) -> Iterator[tuple[str, np.ndarray]]:
+    """(mode, predicted returns (N,)) for each of `modes` in one state. `independent` and `learned` score one
+    draw (the planner's), imagined once, with frames only when the reward model reads them."""
+    draw = None
+    for mode in modes:
+        if mode == TEACHER:
+            yield mode, _teacher_returns(wm, frames, real.frames, actions)
+        elif mode == LEARNED_TEACHER:
+            yield mode, reader.read(real.frames).sum(1)
+        elif mode in ("independent", LEARNED):
+            if draw is None:
+                draw = WorldModelRollouts(wm, frames, seed).imagine(actions, LEARNED in modes)
+            yield mode, reader.read(draw.frames).sum(1) if mode == LEARNED else draw.rewards.sum(1)
+        else:
+            yield mode, _imagined_returns(wm, frames, actions, mode, seed)
 
 
 def _imagined_returns(wm: WorldModel, frames: np.ndarray, actions: np.ndarray, mode: str, seed: int
