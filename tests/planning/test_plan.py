@@ -12,7 +12,7 @@ from ivideogpt.cli import main
 from ivideogpt.config import to_dict
 from ivideogpt.planning.frame_reward import FrameReward, FrameRewardConfig
 from ivideogpt.planning.objectives import ObjectiveConfig
-from ivideogpt.planning.planner import PlannerConfig
+from ivideogpt.planning.planner import Imagined, PlannerConfig
 from ivideogpt.planning.report import success_interval
 from ivideogpt.planning.run import AGENTS, PlanConfig, run_plan
 from ivideogpt.train.checkpoint import save_model
@@ -288,3 +288,34 @@ def test_plan_with_a_learned_objective_end_to_end(model_dir: Path, tmp_path: Pat
 def _reader(path: Path, cfg: FrameRewardConfig = SMALL_READER) -> Path:
     """An untrained frame-reward model exported to `path` (plumbing only)."""
     return save_model(path, {"reward": FrameReward(cfg)}, {"frame_reward": to_dict(cfg)})
+
+
+def test_bench_planning_noise_blurs_the_order_to_the_asked_correlation(load_script, model_dir: Path,
+                                                                       tmp_path: Path) -> None:
+    bench = load_script("planning_noise")
+    returns = np.linspace(0.0, 1.0, 400, dtype=np.float32)
+
+    class Fake:  # a simulator whose sequences earn known returns, all in the first step
+        action_dim = 4
+
+        def __init__(self, returns: np.ndarray) -> None:
+            self.returns = returns
+
+        def imagine(self, actions: np.ndarray, frames: bool) -> Imagined:
+            return Imagined(None, np.stack([self.returns, np.zeros_like(self.returns)], 1))
+
+    for c, low, high in ((1.0, 0.999, 1.0), (0.5, 0.35, 0.65), (0.0, -0.15, 0.15)):
+        rhos: list[float] = []
+        scored = bench.NoisyReturns(Fake(returns), c, np.random.default_rng(0), rhos).imagine(None, False)
+        assert (scored.rewards[:, 1] == 0).all() and low <= rhos[0] <= high
+    rhos = []
+    flat = bench.NoisyReturns(Fake(np.ones(8, np.float32)), 0.3, np.random.default_rng(0), rhos)
+    assert (flat.imagine(None, False).rewards[:, 0] == 1).all() and rhos == []  # nothing to order
+    result = bench.main(bench.NoiseBenchConfig(model=model_dir, tasks=("reach",), correlations=(1.0, 0.2),
+                                               episodes=1, samples=4, horizon=2, max_steps=2, workers=1,
+                                               json=tmp_path / "noise.json"))
+    cells = result["tasks"]["reach-v3"]
+    assert set(cells) == {"1", "0.2"} and all(v["episodes"] == 1 for v in cells.values())
+    assert cells["1"]["spearman_mean"] in (None, 1.0)
+    with pytest.raises(SystemExit, match="must lie in"):
+        bench.NoiseBenchConfig(correlations=(1.5,))
