@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import tyro
-from record import command_line, machine, write_result
+from record import planning_header, write_result
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
@@ -125,14 +125,7 @@ def main(cfg: RankingConfig) -> dict[str, Any]:
         print(task, "  ".join(f"{m}: rho {v['spearman']:.3f}, pick {v['pick_quantile']:.3f}"
                               for m, v in per_mode.items()))
     result = {
-        "bench": "plan_ranking",
-        "command": command_line(),
-        "seconds": round(time.perf_counter() - start, 1),
-        "machine": machine(),
-        "settings": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(cfg).items()},
-                     "env": {"size": settings.size, "camera": settings.camera,
-                             "action_repeat": settings.action_repeat},
-                     "planner": asdict(planner_cfg)},
+        **planning_header("plan_ranking", cfg, settings, planner_cfg, start),
         "model": model_info,
         "reward_model": None if reader is None else str(cfg.reward_model),
         "summary": summary,

@@ -21,13 +21,13 @@ import contextlib
 import math
 import multiprocessing as mp
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tyro
-from record import command_line, machine, write_result
+from record import planning_header, write_result
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
@@ -145,14 +145,7 @@ def main(cfg: NoiseBenchConfig) -> dict[str, Any]:
         rho = np.mean(rhos) if rhos else float("nan")
         print(f"{task} c={c:g}: success {wins}/{len(runs)}, rho {rho:.2f}")
     result = {
-        "bench": "planning_noise",
-        "command": command_line(),
-        "seconds": round(time.perf_counter() - start, 1),
-        "machine": machine(),
-        "settings": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(cfg).items()},
-                     "env": {"size": settings.size, "camera": settings.camera,
-                             "action_repeat": settings.action_repeat},
-                     "planner": asdict(replace(planner, particles=1))},
+        **planning_header("planning_noise", cfg, settings, planner, start),
         "model_env_from": model_info["path"],
         "tasks": table,
     }

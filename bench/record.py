@@ -10,6 +10,8 @@ import json
 import os
 import platform
 import sys
+import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -45,3 +47,18 @@ def machine() -> dict[str, Any]:
     return {"cpus": os.cpu_count(), "cpu": model, "platform": platform.platform(),
             "bf16_units": sorted(f for f in flags if f.startswith("amx") or f == "avx512_bf16"),
             "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}
+
+
+def planning_header(bench: str, cfg: Any, settings: Any, planner: Any, start: float) -> dict[str, Any]:
+    """What a planning bench's JSON opens with: its name, command, wall time since `start`, machine, and
+    settings (the bench's config `cfg`, the env of the planning `settings`, the `planner` config)."""
+    return {
+        "bench": bench,
+        "command": command_line(),
+        "seconds": round(time.perf_counter() - start, 1),
+        "machine": machine(),
+        "settings": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(cfg).items()},
+                     "env": {"size": settings.size, "camera": settings.camera,
+                             "action_repeat": settings.action_repeat},
+                     "planner": asdict(planner)},
+    }
