@@ -39,6 +39,7 @@ from ivideogpt.planning.planner import Imagined, Planner, PlannerConfig
 from ivideogpt.planning.report import success_interval
 from ivideogpt.planning.run import SEED_OFFSET, PlanConfig, Settings, resolve_settings
 from ivideogpt.sim import load_suite
+from ivideogpt.sim.base import TaskEnv
 
 
 @dataclass
@@ -102,7 +103,7 @@ def play(job: tuple[str, int, int, float]) -> tuple[str, float, EpisodeResult, l
 
 
 _SETTINGS: Settings | None = None
-_ENVS: dict[str, Any] = {}
+_ENVS: dict[str, TaskEnv] = {}
 
 
 def _init(settings: Settings) -> None:
@@ -147,6 +148,7 @@ def main(cfg: NoiseBenchConfig) -> dict[str, Any]:
     result = {
         **planning_header("planning_noise", cfg, settings, planner, start),
         "model_env_from": model_info["path"],
+        "anchor": "c = 1 is bench/planning.py's simulator planner on the same scenes and settings",
         "tasks": table,
     }
     write_result(cfg.json, result)
