@@ -9,7 +9,7 @@ normal noise. At c = 1 it is the simulator planner of `bench/planning.py` (MPPI 
 anyway), on the same scenes. Per task and level: the success rate and return, and the Spearman's rho the
 noisy scores really had (mean over plans whose returns differ), to set beside the world model's.
 
-    python bench/planning_noise.py --json bench/results/planning_noise.json    # ~25 min on 2 cores
+    python bench/planning_noise.py --json bench/results/planning_noise.json    # ~15 min on 2 cores
 
 The environment (frame size, camera, action repeat) is the one the world model's data used (`--model`), so
 the scenes and control rate are those of the planning bench's runs of that model.
