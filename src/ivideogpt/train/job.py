@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from ivideogpt.config import to_dict
+from ivideogpt.train.checkpoint import save_model
 from ivideogpt.train.distributed import Amp, Runtime, no_sync
 from ivideogpt.train.schedule import Schedule, lr_at
 
@@ -91,9 +92,10 @@ class TrainJob(ABC):
     def modules(self) -> dict[str, nn.Module]:
         """Modules to checkpoint, by name (no '.' in names)."""
 
-    def export_modules(self) -> dict[str, nn.Module]:
-        """Modules written to the export (`train_and_export`); by default every checkpointed one."""
-        return self.modules()
+    def export(self, path: Path) -> Path:
+        """Write the trained model to `path` (`train_and_export`): by default every checkpointed module with
+        the job's config."""
+        return save_model(path, self.modules(), self.config())
 
     @abstractmethod
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:

@@ -34,7 +34,6 @@ from ivideogpt.train.checkpoint import (
     load_weights,
     rng_state,
     save_checkpoint,
-    save_model,
     set_rng_state,
 )
 from ivideogpt.train.distributed import Runtime, init_runtime, shutdown
@@ -96,7 +95,7 @@ def sampler_step_loader(dataset: Dataset, sampler: Any, start: int, cfg: TrainLo
 
 def train_and_export(make_job: Callable[[Runtime], TrainJob], cfg: TrainLoopConfig, out_dir: str | Path,
                      resume: bool) -> Path:
-    """Seed, build the job, train it (`run_training`) and export its `export_modules()` with its config to
+    """Seed, build the job, train it (`run_training`) and export it (`job.export`) to
     `<out_dir>/<job.export_dir>/`; one process, or every rank under torchrun (the main one writes)."""
     runtime = init_runtime(cfg.device, cfg.amp)
     try:
@@ -105,7 +104,7 @@ def train_and_export(make_job: Callable[[Runtime], TrainJob], cfg: TrainLoopConf
         run_training(job, runtime, cfg, out_dir, resume)
         export = Path(out_dir) / str(job.export_dir)
         if runtime.is_main:
-            save_model(export, job.export_modules(), job.config())
+            job.export(export)
             print(f"{job.name}: exported to {export}")
         runtime.barrier()
     finally:

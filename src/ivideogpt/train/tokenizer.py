@@ -31,6 +31,7 @@ from ivideogpt.tokenizer import (
     VideoTokenizer,
     build_tokenizer,
 )
+from ivideogpt.train.checkpoint import save_model
 from ivideogpt.train.distributed import Runtime
 from ivideogpt.train.job import TrainJob, TrainLoopConfig, optimizer_step
 from ivideogpt.train.loop import sampler_step_loader, train_and_export
@@ -126,8 +127,8 @@ class TokenizerJob(TrainJob):
     def modules(self) -> dict[str, nn.Module]:
         return {"tokenizer": self.tokenizer} | ({"discriminator": self.disc} if self.disc is not None else {})
 
-    def export_modules(self) -> dict[str, nn.Module]:
-        return {"tokenizer": self.tokenizer}  # the discriminator only serves training
+    def export(self, path: Path) -> Path:
+        return save_model(path, {"tokenizer": self.tokenizer}, self.config())  # the discriminator only trains
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         if self.disc_opt is None:

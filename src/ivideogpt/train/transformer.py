@@ -36,7 +36,7 @@ from ivideogpt.tokenizer import VideoTokenizer
 from ivideogpt.train.checkpoint import CheckpointError, load_checkpoint, load_weights
 from ivideogpt.train.distributed import Runtime, init_runtime, shutdown
 from ivideogpt.train.job import TrainJob, TrainLoopConfig, optimizer_step
-from ivideogpt.train.loop import StepBatchSampler, run_training, seed_everything
+from ivideogpt.train.loop import StepBatchSampler, train_and_export
 from ivideogpt.train.optim import build_adamw
 from ivideogpt.train.transformer_setup import (
     data_heads,
@@ -326,19 +326,7 @@ def train_transformer(cfg: TransformerTrainConfig) -> Path:
     Returns:
         The export folder `<cfg.out>/world_model/`, readable with `WorldModel.load`.
     """
-    runtime = init_runtime(cfg.train.device, cfg.train.amp)
-    try:
-        seed_everything(cfg.train.seed)  # same initial weights on every rank
-        job = TransformerJob(cfg, runtime)
-        run_training(job, runtime, cfg.train, cfg.out, cfg.resume)
-        export = Path(cfg.out) / EXPORT_DIR
-        if runtime.is_main:
-            job.export(export)
-            print(f"transformer: world model exported to {export}")
-        runtime.barrier()
-    finally:
-        shutdown(runtime)
-    return export
+    return train_and_export(lambda runtime: TransformerJob(cfg, runtime), cfg.train, cfg.out, cfg.resume)
 
 
 def _decode(tokenizer: VideoTokenizer, context: Tensor, future: Tensor) -> np.ndarray:
