@@ -32,14 +32,12 @@ from scipy.stats import spearmanr
 from tqdm import tqdm
 
 from ivideogpt.data.collect import episode_seed
-from ivideogpt.planning.episodes import EpisodeResult, PlanningAgent, run_episode
+from ivideogpt.planning.episodes import Agent, EpisodeResult, PlanningAgent
 from ivideogpt.planning.models import SimulatorRollouts
 from ivideogpt.planning.objectives import ObjectiveConfig
 from ivideogpt.planning.planner import Imagined, Planner, PlannerConfig
 from ivideogpt.planning.report import success_interval
-from ivideogpt.planning.run import SEED_OFFSET, PlanConfig, Settings, resolve_settings
-from ivideogpt.sim import load_suite
-from ivideogpt.sim.base import TaskEnv
+from ivideogpt.planning.run import SEED_OFFSET, Job, PlanConfig, Player, Settings, resolve_settings
 
 
 @dataclass
@@ -89,26 +87,32 @@ class NoisyReturns:
         return Imagined(real.frames, rewards)
 
 
-def play(job: tuple[str, int, int, float]) -> tuple[str, float, EpisodeResult, list[float]]:
-    """One episode of the blurred simulator planner (in a worker: its own env per task)."""
-    task, index, seed, c = job
-    s = _SETTINGS
-    if task not in _ENVS:
-        _ENVS[task] = load_suite(s.suite).Env(task, s.size, s.camera, 0, s.action_repeat, s.max_steps)
-    env, rhos = _ENVS[task], []
-    rng = np.random.default_rng([seed, round(c * 1000)])
-    agent = PlanningAgent(Planner(s.planner, env.action_space.shape[0]),
-                          lambda e, frames: NoisyReturns(SimulatorRollouts(e), c, rng, rhos), s.objective)
-    return task, c, run_episode(env, agent, "simulator", index, seed, s.objective), rhos
+class BlurredPlayer(Player):
+    """`ivideogpt plan`'s episode player (one env per task), whose simulator planner sees blurred returns."""
+
+    def play(self, task: str, index: int, seed: int, c: float) -> tuple[EpisodeResult, list[float]]:
+        """One episode of the scene of `seed` at correlation `c`, and the rank correlations of its plans."""
+        rhos: list[float] = []
+        rng = np.random.default_rng([seed, round(c * 1000)])
+        self.blur = lambda env, frames: NoisyReturns(SimulatorRollouts(env), c, rng, rhos)
+        return self(Job(task, index, seed, "simulator", False)), rhos
+
+    def agent(self, job: Job) -> Agent:
+        return PlanningAgent(Planner(self.s.planner, self.sim.ACTION_DIM), self.blur, self.s.objective)
 
 
-_SETTINGS: Settings | None = None
-_ENVS: dict[str, TaskEnv] = {}
+_PLAYER: BlurredPlayer | None = None  # one per worker process (or this one with a single worker)
 
 
 def _init(settings: Settings) -> None:
-    global _SETTINGS
-    _SETTINGS = settings
+    global _PLAYER
+    _PLAYER = BlurredPlayer(settings)
+
+
+def _play(job: tuple[str, int, int, float]) -> tuple[str, float, EpisodeResult, list[float]]:
+    assert _PLAYER is not None, "worker used before _init"
+    task, index, seed, c = job
+    return task, c, *_PLAYER.play(task, index, seed, c)
 
 
 def main(cfg: NoiseBenchConfig) -> dict[str, Any]:
@@ -125,15 +129,13 @@ def main(cfg: NoiseBenchConfig) -> dict[str, Any]:
     with contextlib.ExitStack() as stack:
         if cfg.workers > 1:  # spawn, not fork: an EGL context does not survive a fork
             pool = stack.enter_context(mp.get_context("spawn").Pool(cfg.workers, _init, (settings,)))
-            played = pool.imap(play, jobs)
+            played = pool.imap(_play, jobs)
         else:
             _init(settings)
-            played = map(play, jobs)
+            stack.callback(_PLAYER.close)  # the in-process envs (a worker's go with it)
+            played = map(_play, jobs)
         for task, c, episode, rhos in tqdm(played, total=len(jobs), desc="blurred planner"):
             results.setdefault((task, c), []).append((episode, rhos))
-    for env in _ENVS.values():  # the in-process ones (a worker's go with it)
-        env.close()
-    _ENVS.clear()
     table: dict[str, dict[str, Any]] = {}
     for (task, c), runs in sorted(results.items(), key=lambda kv: (kv[0][0], -kv[0][1])):
         wins = sum(e.success for e, _ in runs)

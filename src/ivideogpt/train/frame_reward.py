@@ -23,6 +23,7 @@ from ivideogpt.config import to_dict
 from ivideogpt.data.clips import ClipBatch, ClipConfig, ClipDataset, collate_clips, mixture_sampler
 from ivideogpt.data.frames import to_model
 from ivideogpt.filenames import REWARD_MODEL_EXPORT
+from ivideogpt.modes import eval_mode
 from ivideogpt.planning.frame_reward import SECTION, FrameReward, FrameRewardConfig
 from ivideogpt.train.distributed import Runtime
 from ivideogpt.train.job import TrainJob, TrainLoopConfig, optimizer_step
@@ -119,13 +120,12 @@ class RewardJob(TrainJob):
     def evaluate(self, step: int) -> dict[str, float]:
         if not self.val:
             return {}
-        self.model.eval()
         predicted, truth = [], []
-        for batch in self.val:
-            frames, rewards = _examples(batch, self.runtime.device)
-            predicted.append(self.model(frames).float().cpu())
-            truth.append(rewards.cpu())
-        self.model.train()
+        with eval_mode(self.model):
+            for batch in self.val:
+                frames, rewards = _examples(batch, self.runtime.device)
+                predicted.append(self.model(frames).float().cpu())
+                truth.append(rewards.cpu())
         p, y = torch.cat(predicted).numpy(), torch.cat(truth).numpy()
         corr = float(np.corrcoef(p, y)[0, 1]) if np.ptp(p) > 0 and np.ptp(y) > 0 else 0.0
         return {"mse": float(np.mean((p - y) ** 2)), "pearson": corr}
