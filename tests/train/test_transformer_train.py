@@ -371,3 +371,25 @@ def test_init_new_actions_takes_a_parent_of_another_robot(tokens: Path, tmp_path
     for key, value in _weights(parent).items():
         if not key.startswith("action_proj."):
             assert torch.equal(value, child[key]), key
+
+
+def test_evaluation_and_samples_leave_the_model_training_also_after_an_error(
+    tokens: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = init_runtime("cpu")
+    job = TransformerJob(_cfg(tokens, tmp_path / "run", model={"dropout": 0.1}), runtime)
+    job.model.train()
+    assert "ce" in job.evaluate(0) and job.model.training
+    job.write_samples(0, tmp_path)
+    assert (tmp_path / "step_000000000.gif").is_file() and job.model.training
+    seen_training: list[bool] = []
+
+    def failing_loss(batch: Any) -> Any:
+        seen_training.append(job.model.training)
+        raise RuntimeError("a batch that breaks the model")
+
+    monkeypatch.setattr(job.model, "compute_loss", failing_loss)
+    with pytest.raises(RuntimeError, match="breaks the model"):
+        job.evaluate(0)
+    assert seen_training == [False]  # evaluated without dropout
+    assert job.model.training  # and the trainer's mode is back, so training goes on with dropout

@@ -32,6 +32,7 @@ from ivideogpt.data.frames import to_uint8
 from ivideogpt.data.tokens import TokenBatch
 from ivideogpt.filenames import CONFIG_FILE
 from ivideogpt.media import add_label, hstack_videos, save_video, tile_videos
+from ivideogpt.modes import eval_mode
 from ivideogpt.tokenizer import VideoTokenizer
 from ivideogpt.train.checkpoint import CheckpointError, load_checkpoint, load_weights
 from ivideogpt.train.distributed import Runtime, init_runtime, shutdown
@@ -192,23 +193,22 @@ class TransformerJob(TrainJob):
         preds, truths = [], []
         ends = self.model.layout.frame_end_positions(self.meta.context_frames, self.meta.future_frames)
         batches = self.val_ids()
-        self.model.eval()
-        for ids in batches:
-            b = self.val_data.batch(ids).to(self.runtime.device)
-            with self.runtime.autocast():
-                _, metrics, out = self.model.compute_loss(b)
-                metrics.update(self._first_frame_accuracy(b, out.logits))
-            if self.model.action_proj is not None and len(ids) > 1:
-                other = dataclasses.replace(b, actions=b.actions.roll(1, dims=0))
+        with eval_mode(self.model):
+            for ids in batches:
+                b = self.val_data.batch(ids).to(self.runtime.device)
                 with self.runtime.autocast():
-                    metrics["ce_other_actions"] = self.model.compute_loss(other)[1]["ce"]
-            for key, value in metrics.items():
-                totals[key] = totals.get(key, 0.0) + value * len(ids)
-            if out.reward_pred is not None:
-                reward, _ = self.model.heads.decode(out.reward_pred[:, ends].float(), None)  # (B, Tf)
-                preds.append(reward[b.has_rewards].flatten().cpu())
-                truths.append(b.rewards[:, self.meta.context_frames :][b.has_rewards].flatten().cpu())
-        self.model.train()
+                    _, metrics, out = self.model.compute_loss(b)
+                    metrics.update(self._first_frame_accuracy(b, out.logits))
+                if self.model.action_proj is not None and len(ids) > 1:
+                    other = dataclasses.replace(b, actions=b.actions.roll(1, dims=0))
+                    with self.runtime.autocast():
+                        metrics["ce_other_actions"] = self.model.compute_loss(other)[1]["ce"]
+                for key, value in metrics.items():
+                    totals[key] = totals.get(key, 0.0) + value * len(ids)
+                if out.reward_pred is not None:
+                    reward, _ = self.model.heads.decode(out.reward_pred[:, ends].float(), None)  # (B, Tf)
+                    preds.append(reward[b.has_rewards].flatten().cpu())
+                    truths.append(b.rewards[:, self.meta.context_frames :][b.has_rewards].flatten().cpu())
         n = sum(len(ids) for ids in batches)
         self.last_val = {key: total / n for key, total in totals.items()}
         if "ce_other_actions" in self.last_val:
@@ -241,10 +241,9 @@ class TransformerJob(TrainJob):
         # not the global RNG (see TrainJob.evaluate)
         g = torch.Generator(self.runtime.device).manual_seed(step)
         actions = b.actions[:, tc:] if self.model_cfg.action_dim else None
-        self.model.eval()
-        future, _, _ = generate_frames(self.model, b.context_codes, actions, self.meta.future_frames,
-                                       generator=g)
-        self.model.train()
+        with eval_mode(self.model):
+            future, _, _ = generate_frames(self.model, b.context_codes, actions, self.meta.future_frames,
+                                           generator=g)
         truth = _decode(self.tokenizer, b.context_codes, b.future_codes)  # (B, T, H, W, 3)
         sampled = _decode(self.tokenizer, b.context_codes, future)
         pairs = [add_label(hstack_videos([t, s]), "truth | model")
