@@ -60,6 +60,7 @@ class BenchConfig:
     camera: str | None = None  # the suite's camera; None: as in the model's training data, else its default
     objective: Literal["reward", "goal", "both", "learned"] = "reward"
     reward_model: Path | None = None  # objective learned: a `ivideogpt train-reward` run
+    goal_space: Literal["pixels", "features"] = "pixels"  # objective goal: pixel MSE or tokenizer features
     workers: int = 2
     device: str = "auto"
     precision: Precision = "float32"  # rollout arithmetic; bfloat16 is faster on GPUs and AMX CPUs
@@ -80,7 +81,8 @@ def main(cfg: BenchConfig) -> dict[str, Any]:
                           episodes=cfg.episodes,
                           agents=cfg.agents,
                           planner=planner,
-                          objective=ObjectiveConfig(kind=cfg.objective, reward_model=cfg.reward_model),
+                          objective=ObjectiveConfig(kind=cfg.objective, reward_model=cfg.reward_model,
+                                                    goal_space=cfg.goal_space),
                           max_steps=cfg.max_steps,
                           camera=cfg.camera,
                           workers=cfg.workers, device=cfg.device, precision=cfg.precision,

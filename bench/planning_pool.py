@@ -77,10 +77,13 @@ def load_runs(paths: tuple[Path, ...]) -> list[dict[str, Any]]:
 
 
 def shared_settings(run: dict[str, Any]) -> dict[str, Any]:
-    """The settings every pooled run must share (runs from before RoboDesk were all Meta-World's, and before
-    common noise all sampled each future's own)."""
+    """The settings every pooled run must share (runs from before RoboDesk were all Meta-World's, before
+    common noise all sampled each future's own, and before feature goals all measured pixels)."""
     before = {"suite": "metaworld", "common_noise": False}
-    return {k: v for k, v in (before | run["settings"]).items() if k not in RUN_SPECIFIC}
+    settings = before | run["settings"]
+    if "objective" in settings:
+        settings["objective"] = {"goal_space": "pixels", "features_from": None} | settings["objective"]
+    return {k: v for k, v in settings.items() if k not in RUN_SPECIFIC}
 
 
 def pool_agent(parts: list[dict[str, Any]]) -> dict[str, Any]:

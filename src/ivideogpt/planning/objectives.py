@@ -6,7 +6,9 @@ Any such callable plugs in (a learned cost, a classifier of success, ...).
 
 The goal distance follows VP2's pixel cost: the mean squared error between every imagined frame of the
 horizon and the goal image, on [0, 1] pixel values, averaged over the frames (so the plan is rewarded for
-getting close early, not only at its last frame).
+getting close early, not only at its last frame). With `goal_space="features"` it is taken in the
+tokenizer's features instead (`planning/goal_features.py`: 1 - cosine of the context encoder's code vectors,
+averaged the same way), which `ivideogpt plan` reads from its world model's tokenizer.
 
 The learned objective (`kind="learned"`) sums a `FrameReward` CNN's reading of every imagined frame
 (`planning/frame_reward.py`, trained by `ivideogpt train-reward`): the world model then only has to imagine
@@ -15,6 +17,7 @@ the frames, and the reward comes from a model that reads them, not from the tran
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -34,6 +37,12 @@ class ObjectiveConfig:
     reward_weight: float = 1.0  # both: weight of the reward sum
     goal_weight: float = 100.0  # both: weight of the pixel MSE (MSE ~0.01 where rewards sum to ~10)
     reward_model: Path | None = None  # learned: a `train-reward` run or its reward_model/ folder
+    # goal, both: where the distance to the goal image is taken: pixels (VP2's MSE) or features (the
+    # tokenizer's context encoder, planning/goal_features.py)
+    goal_space: Literal["pixels", "features"] = "pixels"
+    # goal space features: the world-model (or tokenizer) folder whose tokenizer embeds the frames; `ivideogpt
+    # plan` fills in its --model
+    features_from: Path | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("reward", "goal", "both", "learned"):
@@ -42,6 +51,12 @@ class ObjectiveConfig:
         if (self.kind == "learned") != (self.reward_model is not None):
             raise ValueError("ObjectiveConfig: --objective.kind learned and --objective.reward-model DIR go "
                              f"together (got kind {self.kind!r}, reward_model {self.reward_model})")
+        if self.goal_space not in ("pixels", "features"):
+            raise ValueError(f"ObjectiveConfig.goal_space must be 'pixels' or 'features', got "
+                             f"{self.goal_space!r}")
+        if self.goal_space == "features" and not self.needs_goal:
+            raise ValueError(f"ObjectiveConfig: --objective.goal-space features is a goal distance; it goes "
+                             f"with --objective.kind goal or both, not {self.kind!r}")
         for name in ("reward_weight", "goal_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"ObjectiveConfig.{name} must be >= 0, got {getattr(self, name)}")
@@ -67,9 +82,9 @@ def make_objective(cfg: ObjectiveConfig, goal: np.ndarray | None = None) -> Scor
     """
     if cfg.needs_goal and goal is None:
         raise ValueError(f"objective {cfg.kind!r} needs a goal image")
-    target = None if goal is None else goal.astype(np.float32) / 255.0
     if cfg.kind == "learned":
         return _learned_score(cfg.reward_model)
+    distance = _goal_distance(cfg, goal) if cfg.needs_goal else None
 
     def score(frames: np.ndarray | None, rewards: np.ndarray | None) -> np.ndarray:
         total = 0.0
@@ -82,7 +97,7 @@ def make_objective(cfg: ObjectiveConfig, goal: np.ndarray | None = None) -> Scor
             if frames is None:
                 raise ValueError("objective: the goal distance needs the imagined frames")
             weight = 1.0 if cfg.kind == "goal" else cfg.goal_weight
-            total = total - weight * goal_distance(frames, target)
+            total = total - weight * distance(frames)
         return np.asarray(total, np.float64)
 
     return score
@@ -95,6 +110,19 @@ def goal_distance(frames: np.ndarray, goal: np.ndarray) -> np.ndarray:
                          f"{frames.shape[2:]}")
     diff = frames.astype(np.float32) / 255.0 - goal  # (N, T, H, W, 3)
     return np.square(diff).mean(axis=(1, 2, 3, 4))
+
+
+def _goal_distance(cfg: ObjectiveConfig, goal: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """frames uint8 (N, T, H, W, 3) -> (N,) distances to `goal` in `cfg.goal_space`."""
+    if cfg.goal_space == "pixels":
+        target = goal.astype(np.float32) / 255.0
+        return lambda frames: goal_distance(frames, target)
+    if cfg.features_from is None:
+        raise ValueError("objective: --objective.goal-space features needs the model whose tokenizer embeds "
+                         "the frames (--objective.features-from DIR; `ivideogpt plan` gives its --model)")
+    from ivideogpt.planning.goal_features import FeatureGoal  # torch: only for this distance
+
+    return FeatureGoal(cfg.features_from, goal).distance
 
 
 def _learned_score(path: Path) -> Score:

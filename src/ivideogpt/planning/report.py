@@ -42,6 +42,7 @@ def summarize(cfg: Any, env: dict[str, Any], model: dict[str, Any], results: lis
     """The plan.json record of a run (see the module docstring)."""
     settings = to_dict(cfg)
     settings["env"] = {k: env[k] for k in ("size", "camera", "action_repeat", "max_steps")}
+    settings["objective"] = to_dict(env["objective"])  # as played: the features model filled in
     settings["elites"] = cfg.planner.num_elites if cfg.planner.method == "cem" else None
     settings["imagined_per_plan"] = cfg.planner.imagined_per_plan
     tasks: dict[str, dict[str, Any]] = {}

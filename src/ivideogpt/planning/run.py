@@ -211,6 +211,15 @@ def resolve_settings(cfg: PlanConfig) -> tuple[Settings, dict[str, Any]]:
         if side != size:
             raise ValueError(f"{cfg.objective.reward_model}: the reward model reads {side}x{side} frames, "
                              f"the world model imagines {size}x{size}")
+    objective = cfg.objective
+    if objective.goal_space == "features":  # the frames are embedded by the planning model's own tokenizer
+        objective = replace(objective, features_from=objective.features_from or folder)
+        from ivideogpt.artifacts import load_any_tokenizer
+
+        side = load_any_tokenizer(objective.features_from).resolution  # refused here: a missing tokenizer
+        if side != spec.image_size:
+            raise ValueError(f"{objective.features_from}: its tokenizer reads {side}x{side} frames, the "
+                             f"world model imagines {spec.image_size}x{spec.image_size}")
     recorded = recorded_collection(spec)
     # the env settings of the model's data apply where the data came from this suite (its tasks are ours)
     same_suite = all(_is_task(sim, t) for t in recorded.get("tasks", ["?"]))
@@ -220,7 +229,7 @@ def resolve_settings(cfg: PlanConfig) -> tuple[Settings, dict[str, Any]]:
     settings = Settings(
         suite=cfg.suite, model=str(folder) if needs_model else None, device=cfg.device,
         precision=cfg.precision, sampling=overrides, common_noise=cfg.common_noise, planner=cfg.planner,
-        objective=cfg.objective, size=spec.image_size,
+        objective=objective, size=spec.image_size,
         camera=cfg.camera or env_defaults.get("camera", sim.DEFAULT_CAMERA),
         action_repeat=cfg.action_repeat or env_defaults.get("action_repeat", sim.DEFAULT_ACTION_REPEAT),
         max_steps=cfg.max_steps)

@@ -160,11 +160,18 @@ class VQGAN(nn.Module):
         `context`: conditional only, the context frames' encoder features `{s: (B, Tc, C, s, s)}`, with
         N = B * F frames in clip-major order.
         """
+        embedded, features = self.embed(x, context)
+        return self.quantizer(embedded), features
+
+    def embed(self, x: Tensor, context: Features | None = None) -> tuple[Tensor, Features]:
+        """Frames `(N, 3, H, W)` -> the code vectors before quantization `(N, D, g, g)`, encoder features.
+
+        What `encode` quantizes; also a frame's continuous features (the planner's goal distance).
+        """
         z, features = self.encoder(x, context)  # (N, L, h, w)
         p = self.patch_size
         patches = rearrange(z, "n c (h p1) (w p2) -> n h w (p1 p2 c)", p1=p, p2=p)
-        q = self.quantizer(rearrange(self.to_code(patches), "n h w d -> n d h w"))
-        return q, features
+        return rearrange(self.to_code(patches), "n h w d -> n d h w"), features
 
     def decode(self, quantized: Tensor, context: Features | None = None) -> tuple[Tensor, Features]:
         """Code vectors `(N, D, g, g)` -> frames `(N, 3, H, W)` and decoder features."""
