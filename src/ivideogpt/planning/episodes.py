@@ -77,17 +77,19 @@ class PlanningAgent:
             frames, or the simulator from its current state).
         objective: how imagined futures are scored.
         record: also imagine each executed plan once more, with frames, for the episode's video.
+        device: where an objective's own network runs (the feature distance's encoder).
     """
 
     def __init__(self, planner: Planner, make_model: ModelFactory, objective: ObjectiveConfig,
-                 record: bool = False) -> None:
+                 record: bool = False, device: str = "cpu") -> None:
         self.planner, self.make_model, self.objective, self.record = planner, make_model, objective, record
+        self.device = device
         self.stats, self.imagined = AgentStats(), None
         self._queue: list[np.ndarray] = []
 
     def reset(self, seed: int, goal: np.ndarray | None) -> None:
         self.planner.reset(seed)
-        self.score = make_objective(self.objective, goal)
+        self.score = make_objective(self.objective, goal, self.device)
         self.stats, self.imagined, self._queue = AgentStats(), None, []
 
     def act(self, env: TaskEnv, frames: np.ndarray) -> np.ndarray:

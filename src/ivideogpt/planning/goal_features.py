@@ -30,12 +30,15 @@ class FeatureGoal:
     Args:
         tokenizer: a world-model folder (its tokenizer) or a tokenizer export/run folder.
         goal: uint8 (H, W, 3), the goal image.
+        device: where the encoder runs ("auto": CUDA if available), the world model's device in `plan`.
     """
 
-    def __init__(self, tokenizer: str | Path, goal: np.ndarray) -> None:
+    def __init__(self, tokenizer: str | Path, goal: np.ndarray, device: str = "cpu") -> None:
         from ivideogpt.artifacts import load_any_tokenizer  # the tokenizer stack: only for this objective
+        from ivideogpt.device import resolve_device
 
-        self.tokenizer = load_any_tokenizer(tokenizer)
+        self.device = resolve_device(device)
+        self.tokenizer = load_any_tokenizer(tokenizer, self.device)
         size = self.tokenizer.resolution
         if goal.shape != (size, size, 3):
             raise ValueError(f"goal image of shape {goal.shape}: the tokenizer of {tokenizer} reads "
@@ -49,7 +52,8 @@ class FeatureGoal:
         out = []
         with eval_mode(vqgan):
             for start in range(0, len(frames), _BATCH):
-                x = to_model(torch.from_numpy(np.ascontiguousarray(frames[start : start + _BATCH])))
+                chunk = torch.from_numpy(np.ascontiguousarray(frames[start : start + _BATCH]))
+                x = to_model(chunk.to(self.device))
                 out.append(vqgan.embed(x)[0].permute(0, 2, 3, 1))
         return F.normalize(torch.cat(out), dim=-1)
 
@@ -61,7 +65,7 @@ class FeatureGoal:
         n, t = frames.shape[:2]
         embedded = self.embed(frames.reshape(n * t, *frames.shape[2:]))  # (N * T, g, g, D)
         cosine = (embedded * self.goal).sum(-1)  # (N * T, g, g)
-        return (1.0 - cosine).reshape(n, t, -1).mean(dim=(1, 2)).double().numpy()
+        return (1.0 - cosine).reshape(n, t, -1).mean(dim=(1, 2)).double().cpu().numpy()
 
     @property
     def goal_frame_shape(self) -> tuple[int, int, int]:

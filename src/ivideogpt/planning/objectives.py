@@ -75,8 +75,9 @@ class ObjectiveConfig:
         return self.kind in ("reward", "both")
 
 
-def make_objective(cfg: ObjectiveConfig, goal: np.ndarray | None = None) -> Score:
-    """The score of `cfg`; `goal` (uint8 (H, W, 3)) is required for the goal kinds.
+def make_objective(cfg: ObjectiveConfig, goal: np.ndarray | None = None, device: str = "cpu") -> Score:
+    """The score of `cfg`; `goal` (uint8 (H, W, 3)) is required for the goal kinds; `device` runs the
+    feature distance's encoder.
 
     Raises:
         ValueError: a goal kind without a goal image.
@@ -85,7 +86,7 @@ def make_objective(cfg: ObjectiveConfig, goal: np.ndarray | None = None) -> Scor
         raise ValueError(f"objective {cfg.kind!r} needs a goal image")
     if cfg.kind == "learned":
         return _learned_score(cfg.reward_model)
-    distance = _goal_distance(cfg, goal) if cfg.needs_goal else None
+    distance = _goal_distance(cfg, goal, device) if cfg.needs_goal else None
 
     def score(frames: np.ndarray | None, rewards: np.ndarray | None) -> np.ndarray:
         total = 0.0
@@ -113,7 +114,8 @@ def goal_distance(frames: np.ndarray, goal: np.ndarray) -> np.ndarray:
     return np.square(diff).mean(axis=(1, 2, 3, 4))
 
 
-def _goal_distance(cfg: ObjectiveConfig, goal: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+def _goal_distance(cfg: ObjectiveConfig, goal: np.ndarray, device: str
+                   ) -> Callable[[np.ndarray], np.ndarray]:
     """frames uint8 (N, T, H, W, 3) -> (N,) distances to `goal` in `cfg.goal_space`."""
     if cfg.goal_space == "pixels":
         target = goal.astype(np.float32) / 255.0
@@ -123,7 +125,7 @@ def _goal_distance(cfg: ObjectiveConfig, goal: np.ndarray) -> Callable[[np.ndarr
                          "the frames (--objective.features-from DIR; `ivideogpt plan` gives its --model)")
     from ivideogpt.planning.goal_features import FeatureGoal  # torch: only for this distance
 
-    return FeatureGoal(cfg.features_from, goal).distance
+    return FeatureGoal(cfg.features_from, goal, device).distance
 
 
 def _learned_score(path: Path) -> Score:

@@ -302,12 +302,12 @@ class Player:
         if job.agent == "simulator":  # deterministic: a second particle would replay the same future
             planner = Planner(replace(self.s.planner, particles=1), self.sim.ACTION_DIM)
             return PlanningAgent(planner, lambda env, frames: SimulatorRollouts(env), self.s.objective,
-                                 job.record)
+                                 job.record, self.s.device)
         wm, s = self.world_model(), self.s
         period = s.planner.particles if s.common_noise else 0  # a sequence's K particles: adjacent rows
         return PlanningAgent(Planner(s.planner, self.sim.ACTION_DIM),
                              lambda env, frames: WorldModelRollouts(wm, frames, job.seed, s.sampling, period),
-                             s.objective, job.record)
+                             s.objective, job.record, s.device)
 
     def world_model(self) -> WorldModel:
         """Loaded on first use (and imported then: the baselines never need torch)."""
