@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ivideogpt.data.frames import to_model
-from ivideogpt.modes import eval_mode
 
 _BATCH = 256  # frames embedded per pass: bounds the encoder's activations for large plans
 
@@ -38,11 +37,12 @@ class FeatureGoal:
         from ivideogpt.device import resolve_device
 
         self.device = resolve_device(device)
-        self.tokenizer = load_any_tokenizer(tokenizer, self.device)
+        self.tokenizer = load_any_tokenizer(tokenizer, self.device)  # in eval mode, and never trained here
         size = self.tokenizer.resolution
-        if goal.shape != (size, size, 3):
+        self.frame_shape = (size, size, 3)
+        if goal.shape != self.frame_shape:
             raise ValueError(f"goal image of shape {goal.shape}: the tokenizer of {tokenizer} reads "
-                             f"({size}, {size}, 3) frames")
+                             f"{self.frame_shape} frames")
         self.goal = self.embed(goal[None])  # (1, g, g, D)
 
     @torch.no_grad()
@@ -50,24 +50,17 @@ class FeatureGoal:
         """uint8 (N, H, W, 3) -> unit code vectors (N, g, g, D)."""
         vqgan = self.tokenizer.context_vqgan
         out = []
-        with eval_mode(vqgan):
-            for start in range(0, len(frames), _BATCH):
-                chunk = torch.from_numpy(np.ascontiguousarray(frames[start : start + _BATCH]))
-                x = to_model(chunk.to(self.device))
-                out.append(vqgan.embed(x)[0].permute(0, 2, 3, 1))
+        for start in range(0, len(frames), _BATCH):
+            chunk = torch.from_numpy(np.ascontiguousarray(frames[start : start + _BATCH]))
+            out.append(vqgan.embed(to_model(chunk.to(self.device)))[0].permute(0, 2, 3, 1))
         return F.normalize(torch.cat(out), dim=-1)
 
     def distance(self, frames: np.ndarray) -> np.ndarray:
         """uint8 (N, T, H, W, 3) -> (N,): 1 - cosine to the goal, mean over cells and frames."""
-        if frames.shape[2:] != self.goal_frame_shape:
+        if frames.shape[2:] != self.frame_shape:
             raise ValueError(f"frames of shape {frames.shape[2:]} do not match the goal image's "
-                             f"{self.goal_frame_shape}")
+                             f"{self.frame_shape}")
         n, t = frames.shape[:2]
         embedded = self.embed(frames.reshape(n * t, *frames.shape[2:]))  # (N * T, g, g, D)
         cosine = (embedded * self.goal).sum(-1)  # (N * T, g, g)
         return (1.0 - cosine).reshape(n, t, -1).mean(dim=(1, 2)).double().cpu().numpy()
-
-    @property
-    def goal_frame_shape(self) -> tuple[int, int, int]:
-        size = self.tokenizer.resolution
-        return (size, size, 3)
