@@ -111,6 +111,13 @@ def test_schema_violations_name_the_field(edit: Any, message: str) -> None:
         validate_metrics(metrics)
 
 
+@pytest.mark.parametrize(("text", "message"), [("{bad", "not valid JSON"), ("[1, 2]", "top level")])
+def test_reading_a_file_that_is_not_metrics_names_it(tmp_path: Path, text: str, message: str) -> None:
+    (tmp_path / "metrics.json").write_text(text)
+    with pytest.raises(ValueError, match=f"metrics.json.*{message}"):
+        read_metrics_json(tmp_path / "metrics.json")
+
+
 def test_plot_curves_writes_a_png(tmp_path: Path) -> None:
     plot_curves(tmp_path / "psnr.png", {"model": [26.0, 24.0], "copy_last": [21.0, 19.0]}, "psnr")
     with Image.open(tmp_path / "psnr.png") as image:

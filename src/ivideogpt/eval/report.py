@@ -71,6 +71,9 @@ def render_report(config: ReportConfig) -> Path:
 
 def validate_metrics(metrics: Mapping[str, Any]) -> None:
     """Raise ValueError naming the first field of `metrics` that breaks the metrics.json schema."""
+    if not isinstance(metrics, Mapping):
+        raise ValueError(  # noqa: TRY004 (bad file content)
+            f"metrics: expected a mapping at the top level, got {type(metrics).__name__}")
     for key in ("protocol", "methods", "unavailable"):
         if not isinstance(metrics.get(key), Mapping):
             raise ValueError(  # noqa: TRY004 (bad file content)
@@ -108,9 +111,11 @@ def write_metrics_json(path: str | Path, metrics: Mapping[str, Any]) -> None:
 
 
 def read_metrics_json(path: str | Path) -> dict[str, Any]:
-    """Read and validate a metrics.json."""
-    with open(path) as f:
-        metrics = json.load(f)
+    """Read and validate a metrics.json; a file that is not one gets a ValueError naming it."""
+    try:
+        metrics = json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from e
     try:
         validate_metrics(metrics)
     except ValueError as e:
