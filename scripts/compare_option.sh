@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A/B of one training option against the same fine-tune without it: both arms start from one world model,
 # train on the same token shards with the same settings, one thread each side by side, and differ only in
-# OPTION (README, "Teaching the model to use its actions"). Resumable: re-running it resumes each arm from
+# OPTION (docs/actions-log.md has the A/Bs run with it). Resumable: re-running it resumes each arm from
 # its last checkpoint (every 100 steps).
 #
 #   BASE=runs/actions-p2/snap3300/world_model OPTION="--model.action-sum" NAME=sum \

@@ -1,6 +1,6 @@
 """The goal distance in the tokenizer's features instead of pixels (`--objective.goal-space features`).
 
-Pixel MSE to a goal image barely sees a small arm or button move (README, "Visual planning"). Here every
+Pixel MSE to a goal image barely sees a small arm or button move (docs/planning-log.md). Here every
 frame is embedded by the world model's own context encoder, the one that turns a real frame into its 16x16
 grid of code vectors, before quantization; each grid cell's vector is normalised to unit length (the
 codebook's geometry when it is l2-normalised, and a scale-free one otherwise), and the distance of a frame to
