@@ -89,6 +89,13 @@ def test_short_episodes_are_skipped_and_counted(make_dataset):
         ClipDataset([root], ClipConfig(2, 7, val_fraction=0.0), "all")
 
 
+def test_an_empty_split_is_told_apart_from_short_episodes(make_dataset):
+    root = make_dataset("one", [20])  # one episode: the train split takes it, val holds none
+    assert len(ClipDataset([root], ClipConfig(2, 3, val_fraction=0.1), "train")) == 16
+    with pytest.raises(ValueError, match=r"'val' split .* holds no episode \(1 in all, val_fraction 0.1\)"):
+        ClipDataset([root], ClipConfig(2, 3, val_fraction=0.1), "val")
+
+
 def test_sources_must_share_image_size(make_dataset):
     a, b = make_dataset("a", [5], size=8), make_dataset("b", [5], size=16)
     with pytest.raises(ValueError, match="different image sizes"):

@@ -173,6 +173,9 @@ def test_bad_inputs_fail_clearly(inputs: tuple[Path, Path], tmp_path: Path) -> N
     assert not (tmp_path / "o" / "train").exists()  # refused before any work
     run(overwrite=True, splits=("val",))
     assert len(TokenShards(tmp_path / "o" / "val")) > 0
+    with pytest.raises(ValueError, match="'val' split .* holds no episode"):  # one episode: all of it train
+        run(data=[write_squares(tmp_path / "one", episodes=1)], out=tmp_path / "o1")
+    assert not (tmp_path / "o1").exists()  # the train split was not written before val was found empty
 
 
 def test_an_interrupted_tokenize_resumes_to_the_same_shards(

@@ -131,6 +131,10 @@ def split_episodes(num_episodes: int, val_fraction: float, seed: int) -> tuple[l
     return sorted(perm[n_val:].tolist()), sorted(perm[:n_val].tolist())
 
 
+class EmptySplitError(ValueError):
+    """No episode of the dataset falls in the requested split (too few episodes for its val_fraction)."""
+
+
 class ClipDataset(Dataset):
     """Every clip of every episode in the chosen split of one or more dataset folders.
 
@@ -204,10 +208,18 @@ class ClipDataset(Dataset):
                 f"({span} frames)",
                 stacklevel=3,
             )
+        if len(self) == 0 and not self.skipped_episodes:  # no episode was drawn into this split at all
+            total = sum(len(store) for store in self.stores)
+            roots = [str(s.root) for s in self.stores]
+            raise EmptySplitError(
+                f"ClipDataset[{self.split}]: the {self.split!r} split of {roots} holds no episode ({total} "
+                f"in all, val_fraction {self.cfg.val_fraction}): record more episodes, or change "
+                "val_fraction (0 trains without a held-out split where the command allows)"
+            )
         if len(self) == 0:
             raise ValueError(
                 f"ClipDataset[{self.split}]: no clips: every episode of {[str(s.root) for s in self.stores]} "
-                f"in this split is shorter than a clip ({span} frames) or the split is empty"
+                f"in this split is shorter than a clip ({span} frames)"
             )
 
     @property

@@ -30,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ivideogpt.atomic import atomic_path, check_writable
-from ivideogpt.data.clips import ClipBatch, ClipConfig, ClipDataset, Split, collate_clips
+from ivideogpt.data.clips import ClipBatch, ClipConfig, ClipDataset, EmptySplitError, Split, collate_clips
 from ivideogpt.data.store import read_meta
 from ivideogpt.device import resolve_device
 from ivideogpt.eval.baselines import copy_last_frame, tokenizer_reconstruction
@@ -196,6 +196,8 @@ def open_clips(cfg: EvalConfig, wm: WorldModel) -> ClipDataset:
         with warnings.catch_warnings():  # skipped short episodes are reported below, once
             warnings.simplefilter("ignore")
             data = ClipDataset(cfg.data, clip_cfg, cfg.split, action_dim=wm.action_dim or None)
+    except EmptySplitError as e:
+        raise EmptySplitError(f"{e}; or score every episode with --split all") from e
     except ValueError as e:
         raise ValueError(f"{e}. A clip is {tc} context + {clip_cfg.future_frames} predicted frames; lower "
                          "--horizon for shorter episodes") from e

@@ -124,14 +124,17 @@ def tokenize_dataset(cfg: TokenizeConfig) -> Path:
         "split_seed": clip_cfg.split_seed,
         **({"amp": cfg.amp} if cfg.amp != "off" else {}),  # float32 shards keep the settings they had
     }
-    for split in cfg.splits:
-        if split == "val" and clip_cfg.val_fraction == 0:
-            raise ValueError(
-                "TokenizeConfig: val_fraction is 0, so there is no 'val' split; "
-                "set --val-fraction > 0 or --splits train"
-            )
-        data = ClipDataset(cfg.data, clip_cfg, split, cache=False)  # episodes load in ~3 ms: no cache needed
+    if "val" in cfg.splits and clip_cfg.val_fraction == 0:
+        raise ValueError(
+            "TokenizeConfig: val_fraction is 0, so there is no 'val' split; "
+            "set --val-fraction > 0 or --splits train"
+        )
+    # every split is opened and checked before any is written, so an empty one leaves nothing half done
+    # (no cache: an episode loads in ~3 ms)
+    splits = {split: ClipDataset(cfg.data, clip_cfg, split, cache=False) for split in cfg.splits}
+    for data in splits.values():
         _check_data(data, tokenizer)
+    for split, data in splits.items():
         meta = _shard_meta(data, tokenizer, clip_cfg, {**provenance, "split": split})
         if cfg.resume and _finished(out / split, meta):
             print(f"tokenize: {out / split} is complete, kept")
