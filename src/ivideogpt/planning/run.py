@@ -11,7 +11,8 @@ For every task and episode index, the same scene (seed) is played by each agent:
 
 Outputs in `out/`: `plan.json` (every setting, per task and agent the success rate, return, time per
 planning step and imagined frames/s, and every episode), `report.html` (the tables and the videos: real
-frame | the plan being executed as imagined, per step) and `videos/`.
+frame | the plan being executed as imagined, per step) and `videos/`. Each finished episode is saved as
+it ends (`planning/progress.py`), so `--resume` continues an interrupted run.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ivideogpt.atomic import ReplacedFolder
+from ivideogpt.config import to_dict
 from ivideogpt.data.collect import episode_seed
 from ivideogpt.planning.episodes import (
     Agent,
@@ -42,6 +44,7 @@ from ivideogpt.planning.episodes import (
 from ivideogpt.planning.models import SimulatorRollouts, WorldModelRollouts
 from ivideogpt.planning.objectives import ObjectiveConfig
 from ivideogpt.planning.planner import Planner, PlannerConfig
+from ivideogpt.planning.progress import FREE_SETTINGS, PlanProgress, episode_key, progress_path
 from ivideogpt.planning.report import PLAN_FILE, summarize, write_plan_outputs
 from ivideogpt.precision import Precision
 from ivideogpt.sim import SuiteTasks, load_suite
@@ -87,7 +90,8 @@ class PlanConfig(SuiteTasks):
     # common random numbers: the futures imagined for one plan share their sampling noise, so they differ by
     # what their actions do, not by the luck of the draw (transformer/sampling.py)
     common_noise: bool = False
-    overwrite: bool = False  # replace an earlier plan output at `out`
+    overwrite: bool = False  # replace an earlier plan output at `out` (or an interrupted run's episodes)
+    resume: bool = False  # continue an interrupted run: keep the episodes it finished, play the rest
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -167,19 +171,40 @@ def run_plan(cfg: PlanConfig) -> dict[str, Any]:
     settings, model_info = resolve_settings(cfg)
     owns = {PLAN_FILE, "report.html", "videos"}.__contains__
     jobs = make_jobs(cfg)
-    with ReplacedFolder(cfg.out, "plan output", owns, cfg.overwrite) as work:
+    # an interrupted run was allowed to replace `out`; resuming it keeps that permission
+    resuming = cfg.resume and progress_path(cfg.out).exists()
+    with ReplacedFolder(cfg.out, "plan output", owns, cfg.overwrite or resuming) as work:
+        progress = PlanProgress(cfg.out, _identity(cfg, model_info), cfg.resume, cfg.overwrite)
+        results = progress.load()
+        if results:
+            print(f"plan: resuming, {len(results)} of {len(jobs)} episodes already played ({progress.root})")
+        todo = [j for j in jobs if episode_key(j.task, j.agent, j.index) not in results]
         start = time.perf_counter()
-        results = []
-        bar = tqdm(play(settings, jobs, cfg.workers), total=len(jobs), unit="ep", desc="plan")
-        for result in bar:
-            results.append(result)
-            done = [r for r in results if r.agent == result.agent]
-            bar.set_postfix_str(f"{result.agent} success {np.mean([r.success for r in done]):.0%}")
-        seconds = time.perf_counter() - start
-        record = summarize(cfg, settings._asdict(), model_info, results, seconds)
-        write_plan_outputs(work, record, results, fps=model_info["fps"])
+        bar = tqdm(play(settings, todo, cfg.workers), total=len(jobs), initial=len(results), unit="ep",
+                   desc="plan")
+        try:
+            for result in bar:
+                progress.save(result, progress.seconds + time.perf_counter() - start)
+                results[episode_key(result.task, result.agent, result.index)] = result
+                mine = [r for r in results.values() if r.agent == result.agent]
+                bar.set_postfix_str(f"{result.agent} success {np.mean([r.success for r in mine]):.0%}")
+        except KeyboardInterrupt:
+            print(f"plan: interrupted; {len(results)} of {len(jobs)} episodes are kept in {progress.root}: "
+                  "continue with --resume")
+            raise
+        played = [results[episode_key(j.task, j.agent, j.index)] for j in jobs]  # in job order
+        seconds = progress.seconds + time.perf_counter() - start
+        record = summarize(cfg, settings._asdict(), model_info, played, seconds)
+        write_plan_outputs(work, record, played, fps=model_info["fps"])
+    progress.remove()
     _print_table(record, cfg.out)
     return record
+
+
+def _identity(cfg: PlanConfig, model_info: dict[str, Any]) -> dict[str, Any]:
+    """What decides a run's episodes: its settings and the model's weights (a resumed run must match)."""
+    settings = {k: v for k, v in to_dict(cfg).items() if k not in FREE_SETTINGS}
+    return settings | {"weights_sha256": model_info["weights_sha256"]}
 
 
 def resolve_settings(cfg: PlanConfig) -> tuple[Settings, dict[str, Any]]:

@@ -1,0 +1,112 @@
+"""The finished episodes of a running `ivideogpt plan`, kept on disk so that an interrupted run resumes.
+
+A plan of many episodes runs for hours on a CPU. Each finished episode is saved at once in a hidden folder
+beside the output (`.<out>.partial/`: the output itself is replaced only by a complete run), with the
+run's settings; `--resume` takes the episodes saved there and plays only the rest. The folder is deleted
+once the run's outputs are written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ivideogpt.atomic import atomic_path, discard
+from ivideogpt.planning.episodes import AgentStats, EpisodeResult
+
+SETTINGS_FILE = "settings.json"
+# settings that do not change what an episode plays: a run may resume with other values of these
+FREE_SETTINGS = ("out", "overwrite", "resume", "workers")
+
+
+def progress_path(out: Path) -> Path:
+    """The hidden folder beside `out` that holds a running plan's finished episodes."""
+    return out.with_name(f".{out.name}.partial")
+
+
+def episode_key(task: str, agent: str, index: int) -> str:
+    return f"{task}_{agent}_{index:04d}"
+
+
+class PlanProgress:
+    """Saves each finished episode; loads those of an interrupted run with the same settings."""
+
+    def __init__(self, out: Path, settings: dict[str, Any], resume: bool, overwrite: bool) -> None:
+        """
+        Args:
+            out: the plan's output folder (the progress folder is `progress_path(out)`).
+            settings: what decides the episodes' outcomes (the run's config and the model's weights), as
+                JSON; a resumed run must have the same.
+            resume: take the episodes an interrupted run saved.
+            overwrite: discard an interrupted run's episodes and start over.
+
+        Raises:
+            FileExistsError: an interrupted run's episodes are there and neither `resume` nor `overwrite`.
+            FileNotFoundError: `resume`, but no interrupted run's episodes are there.
+            ValueError: `resume` on episodes saved with other settings (the differences are named).
+        """
+        self.root = progress_path(out)
+        self.settings = json.loads(json.dumps(settings))  # as the file will read back
+        self.seconds = 0.0  # wall time of the earlier sessions of this run
+        saved = self.root / SETTINGS_FILE
+        if self.root.exists() and not saved.is_file():  # killed before it wrote its settings: nothing kept
+            discard(self.root)
+        if resume and not self.root.exists():
+            raise FileNotFoundError(f"{out}: no interrupted plan to resume (no {self.root}); run without "
+                                    "--resume")
+        if self.root.exists() and not resume:
+            if not overwrite:
+                raise FileExistsError(f"{out}: an interrupted plan left its finished episodes in "
+                                      f"{self.root}; continue it with --resume, or start over with "
+                                      "--overwrite")
+            discard(self.root)
+        if self.root.exists():
+            earlier = json.loads(saved.read_text())
+            differ = sorted(k for k in self.settings.keys() | earlier["settings"].keys()
+                            if self.settings.get(k) != earlier["settings"].get(k))
+            if differ:
+                raise ValueError(f"{self.root}: the interrupted plan ran with other settings "
+                                 f"({', '.join(differ)}); resume it with the same ones, or start over with "
+                                 "--overwrite")
+            self.seconds = float(earlier["seconds"])
+        else:
+            self.root.mkdir(parents=True)
+            self._write_settings()
+
+    def load(self) -> dict[str, EpisodeResult]:
+        """The episodes saved so far, by `episode_key`."""
+        done = {}
+        for path in sorted(self.root.glob("*.json")):
+            if path.name == SETTINGS_FILE:
+                continue
+            fields = json.loads(path.read_text())
+            stats = AgentStats(**fields.pop("stats"))
+            video = path.with_suffix(".npy")
+            result = EpisodeResult(**fields, stats=stats, video=np.load(video) if video.is_file() else None)
+            done[episode_key(result.task, result.agent, result.index)] = result
+        return done
+
+    def save(self, result: EpisodeResult, seconds: float) -> None:
+        """Keep one finished episode (its video first: an episode's JSON marks it complete)."""
+        path = self.root / f"{episode_key(result.task, result.agent, result.index)}.json"
+        if result.video is not None:
+            with atomic_path(path.with_suffix(".npy")) as tmp, open(tmp, "wb") as f:
+                np.save(f, result.video)
+        fields = {f.name: getattr(result, f.name) for f in dataclasses.fields(result)
+                  if f.name not in ("video", "stats")}
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(fields | {"stats": dataclasses.asdict(result.stats)}))
+        self.seconds = seconds
+        self._write_settings()
+
+    def remove(self) -> None:
+        """Delete the saved episodes (the run's outputs are written)."""
+        discard(self.root)
+
+    def _write_settings(self) -> None:
+        with atomic_path(self.root / SETTINGS_FILE) as tmp:
+            tmp.write_text(json.dumps({"settings": self.settings, "seconds": self.seconds}, indent=1))
