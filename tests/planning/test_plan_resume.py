@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ def test_an_interrupted_plan_resumes_to_the_uninterrupted_result(
     whole = run_plan(PlanConfig(out=tmp_path / "whole", model=model_dir, **SETTINGS))
 
     out = tmp_path / "cut"
-    played, call = [], run.Player.__call__
+    played, call, began = [], run.Player.__call__, time.perf_counter()
 
     def stop_at_the_third(self: run.Player, job: run.Job) -> object:
         if len(played) == 2:
@@ -55,6 +56,7 @@ def test_an_interrupted_plan_resumes_to_the_uninterrupted_result(
 
     resumed = run_plan(PlanConfig(out=out, model=model_dir, resume=True, **SETTINGS))
     assert _outcomes(resumed) == _outcomes(whole)
+    assert 0 < resumed["seconds"] <= time.perf_counter() - began  # both sessions' time, each counted once
     assert resumed["tasks"]["reach-v3"]["world_model"]["successes"] == \
         whole["tasks"]["reach-v3"]["world_model"]["successes"]
     assert (out / "videos" / "reach-v3_world_model_ep0.mp4").is_file()  # the saved episode's video too

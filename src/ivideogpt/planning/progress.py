@@ -51,7 +51,7 @@ class PlanProgress:
         """
         self.root = progress_path(out)
         self.settings = json.loads(json.dumps(settings))  # as the file will read back
-        self.seconds = 0.0  # wall time of the earlier sessions of this run
+        self.earlier_seconds = 0.0  # wall time of the interrupted sessions of this run
         saved = self.root / SETTINGS_FILE
         if self.root.exists() and not saved.is_file():  # killed before it wrote its settings: nothing kept
             discard(self.root)
@@ -72,10 +72,10 @@ class PlanProgress:
                 raise ValueError(f"{self.root}: the interrupted plan ran with other settings "
                                  f"({', '.join(differ)}); resume it with the same ones, or start over with "
                                  "--overwrite")
-            self.seconds = float(earlier["seconds"])
+            self.earlier_seconds = float(earlier["seconds"])
         else:
             self.root.mkdir(parents=True)
-            self._write_settings()
+            self._write_settings(0.0)
 
     def load(self) -> dict[str, EpisodeResult]:
         """The episodes saved so far, by `episode_key`."""
@@ -90,8 +90,9 @@ class PlanProgress:
             done[episode_key(result.task, result.agent, result.index)] = result
         return done
 
-    def save(self, result: EpisodeResult, seconds: float) -> None:
-        """Keep one finished episode (its video first: an episode's JSON marks it complete)."""
+    def save(self, result: EpisodeResult, session_seconds: float) -> None:
+        """Keep one finished episode (its video first: an episode's JSON marks it complete), and the run's
+        wall time: the interrupted sessions' and `session_seconds` of this one."""
         path = self.root / f"{episode_key(result.task, result.agent, result.index)}.json"
         if result.video is not None:
             with atomic_path(path.with_suffix(".npy")) as tmp, open(tmp, "wb") as f:
@@ -100,13 +101,12 @@ class PlanProgress:
                   if f.name not in ("video", "stats")}
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(fields | {"stats": dataclasses.asdict(result.stats)}))
-        self.seconds = seconds
-        self._write_settings()
+        self._write_settings(self.earlier_seconds + session_seconds)
 
     def remove(self) -> None:
         """Delete the saved episodes (the run's outputs are written)."""
         discard(self.root)
 
-    def _write_settings(self) -> None:
+    def _write_settings(self, seconds: float) -> None:
         with atomic_path(self.root / SETTINGS_FILE) as tmp:
-            tmp.write_text(json.dumps({"settings": self.settings, "seconds": self.seconds}, indent=1))
+            tmp.write_text(json.dumps({"settings": self.settings, "seconds": seconds}, indent=1))

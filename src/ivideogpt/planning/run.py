@@ -184,7 +184,7 @@ def run_plan(cfg: PlanConfig) -> dict[str, Any]:
                    desc="plan")
         try:
             for result in bar:
-                progress.save(result, progress.seconds + time.perf_counter() - start)
+                progress.save(result, time.perf_counter() - start)
                 results[episode_key(result.task, result.agent, result.index)] = result
                 mine = [r for r in results.values() if r.agent == result.agent]
                 bar.set_postfix_str(f"{result.agent} success {np.mean([r.success for r in mine]):.0%}")
@@ -193,7 +193,7 @@ def run_plan(cfg: PlanConfig) -> dict[str, Any]:
                   "continue with --resume")
             raise
         played = [results[episode_key(j.task, j.agent, j.index)] for j in jobs]  # in job order
-        seconds = progress.seconds + time.perf_counter() - start
+        seconds = progress.earlier_seconds + time.perf_counter() - start
         record = summarize(cfg, settings._asdict(), model_info, played, seconds)
         write_plan_outputs(work, record, played, fps=model_info["fps"])
     progress.remove()
