@@ -51,6 +51,12 @@ def test_an_interrupted_plan_resumes_to_the_uninterrupted_result(
 
     with pytest.raises(FileExistsError, match="--resume"):  # never started over silently
         run_plan(PlanConfig(out=out, model=model_dir, **SETTINGS))
+    episode = saved / "reach-v3_random_0000.json"
+    kept = episode.read_text()
+    episode.write_text("{")
+    with pytest.raises(ValueError, match="reach-v3_random_0000.json: not valid JSON"):
+        run_plan(PlanConfig(out=out, model=model_dir, resume=True, **SETTINGS))
+    episode.write_text(kept)
     with pytest.raises(ValueError, match="other settings .*max_steps"):
         run_plan(PlanConfig(out=out, model=model_dir, resume=True, **SETTINGS | {"max_steps": 4}))
 

@@ -65,7 +65,7 @@ class PlanProgress:
                                       "--overwrite")
             discard(self.root)
         if self.root.exists():
-            earlier = json.loads(saved.read_text())
+            earlier = _read(saved)
             differ = sorted(k for k in self.settings.keys() | earlier["settings"].keys()
                             if self.settings.get(k) != earlier["settings"].get(k))
             if differ:
@@ -83,10 +83,13 @@ class PlanProgress:
         for path in sorted(self.root.glob("*.json")):
             if path.name == SETTINGS_FILE:
                 continue
-            fields = json.loads(path.read_text())
-            stats = AgentStats(**fields.pop("stats"))
+            fields = _read(path)
             video = path.with_suffix(".npy")
-            result = EpisodeResult(**fields, stats=stats, video=np.load(video) if video.is_file() else None)
+            try:
+                stats, frames = AgentStats(**fields.pop("stats")), np.load(video) if video.is_file() else None
+                result = EpisodeResult(**fields, stats=stats, video=frames)
+            except (KeyError, TypeError, ValueError, OSError) as e:
+                raise ValueError(f"{path}: not a saved episode ({e}); start over with --overwrite") from e
             done[episode_key(result.task, result.agent, result.index)] = result
         return done
 
@@ -110,3 +113,10 @@ class PlanProgress:
     def _write_settings(self, seconds: float) -> None:
         with atomic_path(self.root / SETTINGS_FILE) as tmp:
             tmp.write_text(json.dumps({"settings": self.settings, "seconds": seconds}, indent=1))
+
+
+def _read(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e}); start over with --overwrite") from e
