@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -355,6 +356,9 @@ _WORKER_PLAYER: Player | None = None  # one per worker process, built by `_init_
 
 def _init_worker(settings: Settings, workers: int) -> None:
     global _WORKER_PLAYER
+    # Ctrl-C is the main process's to handle (it saves what finished and stops the pool): a worker killed by
+    # it would be replaced by the pool and play on, and the main would wait for it
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if "OMP_NUM_THREADS" not in os.environ:  # share the cores between the workers, not fight over them
         import torch
 
