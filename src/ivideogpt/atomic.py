@@ -51,6 +51,13 @@ def temp_path(final: str | Path) -> Path:
     return final.with_name(f"{TMP_PREFIX}{final.stem}-{uuid.uuid4().hex[:12]}{final.suffix}")
 
 
+def partial_path(final: str | Path) -> Path:
+    """Where a long, resumable output is built beside `final` (a token shard, a plan's finished episodes):
+    a fixed hidden name, unlike `temp_path`, so that a rerun finds what a killed writer left."""
+    final = Path(final)
+    return final.with_name(f".{final.name}.partial")
+
+
 def commit(tmp: Path, final: str | Path) -> None:
     """Move the finished `tmp` onto `final`; a folder already at `final` is moved aside, then deleted.
 

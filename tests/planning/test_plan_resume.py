@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from ivideogpt.atomic import partial_path
 from ivideogpt.planning import run
 from ivideogpt.planning.planner import PlannerConfig
-from ivideogpt.planning.progress import progress_path
 from ivideogpt.planning.run import PlanConfig, run_plan
 from tests.eval.test_predict import make_world_model
 
@@ -44,7 +44,7 @@ def test_an_interrupted_plan_resumes_to_the_uninterrupted_result(
         patch.setattr(run.Player, "__call__", stop_at_the_third)
         with pytest.raises(KeyboardInterrupt):
             run_plan(PlanConfig(out=out, model=model_dir, **SETTINGS))
-    saved = progress_path(out)
+    saved = partial_path(out)
     assert not (out / "plan.json").exists()
     assert sorted(p.name for p in saved.glob("*.json")) == [
         "reach-v3_random_0000.json", "reach-v3_world_model_0000.json", "settings.json"]

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ivideogpt.atomic import atomic_path, commit, discard
+from ivideogpt.atomic import atomic_path, commit, discard, partial_path
 
 CODES_DTYPE = np.uint16
 
@@ -80,11 +80,6 @@ class TokenBatch:
 
 ARRAYS = ("actions", "rewards", "dones", "flags", "index", "moving")  # the per-clip arrays beside the codes
 PROGRESS_FILE = "progress.json"  # in a partial shard: the clips and chunks written so far, and the settings
-
-
-def partial_path(root: Path) -> Path:
-    """Where a shard is built until `close()` moves it to `root` (kept if the writer dies: resumable)."""
-    return root.with_name(f".{root.name}.partial")
 
 
 def settings(meta: TokenShardMeta) -> dict[str, Any]:

@@ -15,17 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from ivideogpt.atomic import atomic_path, discard
+from ivideogpt.atomic import atomic_path, discard, partial_path
 from ivideogpt.planning.episodes import AgentStats, EpisodeResult
 
 SETTINGS_FILE = "settings.json"
 # settings that do not change what an episode plays: a run may resume with other values of these
 FREE_SETTINGS = ("out", "overwrite", "resume", "workers")
-
-
-def progress_path(out: Path) -> Path:
-    """The hidden folder beside `out` that holds a running plan's finished episodes."""
-    return out.with_name(f".{out.name}.partial")
 
 
 def episode_key(task: str, agent: str, index: int) -> str:
@@ -38,7 +33,7 @@ class PlanProgress:
     def __init__(self, out: Path, settings: dict[str, Any], resume: bool, overwrite: bool) -> None:
         """
         Args:
-            out: the plan's output folder (the progress folder is `progress_path(out)`).
+            out: the plan's output folder (the progress folder is `partial_path(out)`).
             settings: what decides the episodes' outcomes (the run's config and the model's weights), as
                 JSON; a resumed run must have the same.
             resume: take the episodes an interrupted run saved.
@@ -49,7 +44,7 @@ class PlanProgress:
             FileNotFoundError: `resume`, but no interrupted run's episodes are there.
             ValueError: `resume` on episodes saved with other settings (the differences are named).
         """
-        self.root = progress_path(out)
+        self.root = partial_path(out)
         self.settings = json.loads(json.dumps(settings))  # as the file will read back
         self.earlier_seconds = 0.0  # wall time of the interrupted sessions of this run
         saved = self.root / SETTINGS_FILE

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 from tqdm import tqdm
 
-from ivideogpt.atomic import ReplacedFolder
+from ivideogpt.atomic import ReplacedFolder, partial_path
 from ivideogpt.config import to_dict
 from ivideogpt.data.collect import episode_seed
 from ivideogpt.planning.episodes import (
@@ -45,7 +45,7 @@ from ivideogpt.planning.episodes import (
 from ivideogpt.planning.models import SimulatorRollouts, WorldModelRollouts
 from ivideogpt.planning.objectives import ObjectiveConfig
 from ivideogpt.planning.planner import Planner, PlannerConfig
-from ivideogpt.planning.progress import FREE_SETTINGS, PlanProgress, episode_key, progress_path
+from ivideogpt.planning.progress import FREE_SETTINGS, PlanProgress, episode_key
 from ivideogpt.planning.report import PLAN_FILE, summarize, write_plan_outputs
 from ivideogpt.precision import Precision
 from ivideogpt.sim import SuiteTasks, load_suite
@@ -173,7 +173,7 @@ def run_plan(cfg: PlanConfig) -> dict[str, Any]:
     owns = {PLAN_FILE, "report.html", "videos"}.__contains__
     jobs = make_jobs(cfg)
     # an interrupted run was allowed to replace `out`; resuming it keeps that permission
-    resuming = cfg.resume and progress_path(cfg.out).exists()
+    resuming = cfg.resume and partial_path(cfg.out).exists()
     with ReplacedFolder(cfg.out, "plan output", owns, cfg.overwrite or resuming) as work:
         progress = PlanProgress(cfg.out, _identity(cfg, model_info), cfg.resume, cfg.overwrite)
         results = progress.load()

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from ivideogpt.artifacts import load_any_tokenizer, recorded_clips, tokenizer_fingerprint, tokenizer_lineage
+from ivideogpt.atomic import partial_path
 from ivideogpt.config import to_dict
 from ivideogpt.data.clips import ClipBatch, ClipConfig, ClipDataset, collate_clips
 from ivideogpt.data.frames import to_model
@@ -32,7 +33,6 @@ from ivideogpt.data.tokens import (
     TokenShardMeta,
     TokenShards,
     TokenShardWriter,
-    partial_path,
     require_settings,
     settings,
 )
