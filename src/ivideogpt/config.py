@@ -8,6 +8,7 @@ for checkpoints. Unknown keys and wrong types fail loudly with the dotted key at
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from pathlib import Path
@@ -34,6 +35,14 @@ def preset_path(name_or_path: str | Path) -> Path:
         return candidate
     available = ", ".join(sorted(p.stem for p in PRESET_DIR.glob("*.yaml")))
     raise ConfigError(f"config {str(name_or_path)!r} is neither a YAML file nor a preset ({available})")
+
+
+def read_json(path: str | Path, error: type[Exception] = ValueError, hint: str = "") -> Any:
+    """The JSON in `path`; a file that is not JSON raises `error` naming it, then `hint` (what to do)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise error(f"{path}: not valid JSON ({e})" + (f"; {hint}" if hint else "")) from e
 
 
 def load_yaml(name_or_path: str | Path) -> dict[str, Any]:

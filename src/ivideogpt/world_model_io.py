@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from ivideogpt.atomic import atomic_path, naming, save_safetensors
-from ivideogpt.config import ConfigError, from_dict, to_dict
+from ivideogpt.config import ConfigError, from_dict, read_json, to_dict
 from ivideogpt.filenames import (
     EXPORT_DIR,
     MODEL_FILE,
@@ -184,10 +184,7 @@ def weights_digest(folder: str | Path) -> str:
 def read_spec(folder: str | Path) -> WorldModelSpec:
     """Read and validate `folder/world_model.json`."""
     file = Path(folder) / SPEC_FILE
-    try:
-        raw = json.loads(file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{file}: not valid JSON ({e})") from e
+    raw = read_json(file)
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
         found = raw.get("format") if isinstance(raw, dict) else type(raw).__name__
         raise ValueError(f"{file}: not an {FORMAT!r} file (format: {found!r})")

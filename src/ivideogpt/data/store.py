@@ -20,6 +20,7 @@ import numpy as np
 from tyro.conf import Positional
 
 from ivideogpt.atomic import TMP_PREFIX, ReplacedFolder, atomic_path
+from ivideogpt.config import read_json
 from ivideogpt.data.episode import (
     Episode,
     EpisodeFormatError,
@@ -93,10 +94,7 @@ def read_meta(root: str | Path) -> DatasetMeta:
     if not path.is_file():
         what = "folder does not exist" if not Path(root).is_dir() else f"no {META_FILE} in it"
         raise EpisodeFormatError(f"{root}: not a dataset folder ({what})")
-    try:
-        raw = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise EpisodeFormatError(f"{path}: not valid JSON ({e})") from e
+    raw = read_json(path, EpisodeFormatError)
     if not isinstance(raw, dict):
         raise EpisodeFormatError(f"{path}: top level must be an object, got {type(raw).__name__}")
     missing = [k for k in _REQUIRED_KEYS if k not in raw]

@@ -32,6 +32,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from ivideogpt.atomic import atomic_path
+from ivideogpt.config import read_json
 
 # how K samples per clip are reduced (eval/metrics.py `reduce_samples`); here, where metrics.json is checked
 Aggregate = Literal["mean", "best", "pixel_mean"]
@@ -112,10 +113,7 @@ def write_metrics_json(path: str | Path, metrics: Mapping[str, Any]) -> None:
 
 def read_metrics_json(path: str | Path) -> dict[str, Any]:
     """Read and validate a metrics.json; a file that is not one gets a ValueError naming it."""
-    try:
-        metrics = json.loads(Path(path).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
+    metrics = read_json(path)
     try:
         validate_metrics(metrics)
     except ValueError as e:

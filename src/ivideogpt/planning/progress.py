@@ -16,9 +16,11 @@ from typing import Any
 import numpy as np
 
 from ivideogpt.atomic import atomic_path, discard, partial_path
+from ivideogpt.config import read_json
 from ivideogpt.planning.episodes import AgentStats, EpisodeResult
 
 SETTINGS_FILE = "settings.json"
+START_OVER = "start over with --overwrite"  # what to do with saved episodes that cannot be read
 # settings that do not change what an episode plays: a run may resume with other values of these
 FREE_SETTINGS = ("out", "overwrite", "resume", "workers")
 
@@ -60,7 +62,7 @@ class PlanProgress:
                                       "--overwrite")
             discard(self.root)
         if self.root.exists():
-            earlier = _read(saved)
+            earlier = read_json(saved, hint=START_OVER)
             differ = sorted(k for k in self.settings.keys() | earlier["settings"].keys()
                             if self.settings.get(k) != earlier["settings"].get(k))
             if differ:
@@ -78,13 +80,13 @@ class PlanProgress:
         for path in sorted(self.root.glob("*.json")):
             if path.name == SETTINGS_FILE:
                 continue
-            fields = _read(path)
+            fields = read_json(path, hint=START_OVER)
             video = path.with_suffix(".npy")
             try:
                 stats, frames = AgentStats(**fields.pop("stats")), np.load(video) if video.is_file() else None
                 result = EpisodeResult(**fields, stats=stats, video=frames)
             except (KeyError, TypeError, ValueError, OSError) as e:
-                raise ValueError(f"{path}: not a saved episode ({e}); start over with --overwrite") from e
+                raise ValueError(f"{path}: not a saved episode ({e}); {START_OVER}") from e
             done[episode_key(result.task, result.agent, result.index)] = result
         return done
 
@@ -109,9 +111,3 @@ class PlanProgress:
         with atomic_path(self.root / SETTINGS_FILE) as tmp:
             tmp.write_text(json.dumps({"settings": self.settings, "seconds": seconds}, indent=1))
 
-
-def _read(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({e}); start over with --overwrite") from e
