@@ -208,9 +208,9 @@ class ClipDataset(Dataset):
                 f"({span} frames)",
                 stacklevel=3,
             )
+        roots = [str(s.root) for s in self.stores]
         if len(self) == 0 and not self.skipped_episodes:  # no episode was drawn into this split at all
             total = sum(len(store) for store in self.stores)
-            roots = [str(s.root) for s in self.stores]
             raise EmptySplitError(
                 f"ClipDataset[{self.split}]: the {self.split!r} split of {roots} holds no episode ({total} "
                 f"in all, val_fraction {self.cfg.val_fraction}): record more episodes, or change "
@@ -218,8 +218,8 @@ class ClipDataset(Dataset):
             )
         if len(self) == 0:
             raise ValueError(
-                f"ClipDataset[{self.split}]: no clips: every episode of {[str(s.root) for s in self.stores]} "
-                f"in this split is shorter than a clip ({span} frames)"
+                f"ClipDataset[{self.split}]: no clips: every episode of {roots} in this split is shorter "
+                f"than a clip ({span} frames)"
             )
 
     @property
