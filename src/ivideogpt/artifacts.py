@@ -18,14 +18,13 @@ fingerprints of the tokenizers it was fine-tuned from. The names themselves live
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from ivideogpt.config import ConfigError, from_dict
+from ivideogpt.config import ConfigError, from_dict, read_json
 from ivideogpt.filenames import CKPT_DIR, CONFIG_FILE, LAST_FILE, MODEL_FILE, TOKENIZER_EXPORT, TOKENIZER_FILE
 from ivideogpt.tokenizer.compressive import VideoTokenizer, build_tokenizer, check_state_dict
 from ivideogpt.tokenizer.config import TokenizerConfig
@@ -59,10 +58,7 @@ def load_tokenizer_config(path: str | Path) -> TokenizerConfig:
     config_file = folder / CONFIG_FILE
     if not config_file.exists():
         raise FileNotFoundError(f"{folder}: {CONFIG_FILE} is missing")
-    try:
-        config = json.loads(config_file.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{config_file}: invalid JSON ({e})") from e
+    config = read_json(config_file)
     if not isinstance(config, dict) or "tokenizer" not in config:
         keys = sorted(config) if isinstance(config, dict) else type(config).__name__
         raise ValueError(f"{config_file}: not a tokenizer checkpoint (no 'tokenizer' section; found {keys})")
@@ -143,7 +139,7 @@ def tokenizer_lineage(path: str | Path) -> list[str]:
     folder = world_model_dir(path)
     if folder is not None:
         return list(read_spec(folder).provenance.get("tokenizer_lineage") or [])
-    config = json.loads((resolve_tokenizer_dir(path) / CONFIG_FILE).read_text())
+    config = read_json(resolve_tokenizer_dir(path) / CONFIG_FILE)
     return list(config.get("lineage") or []) if isinstance(config, dict) else []
 
 
@@ -157,7 +153,7 @@ def recorded_clips(path: str | Path) -> dict[str, Any]:
     if folder is not None:
         spec = read_spec(folder)
         return {"context_frames": spec.context_frames, "future_frames": spec.future_frames}
-    config = json.loads((resolve_tokenizer_dir(path) / CONFIG_FILE).read_text())
+    config = read_json(resolve_tokenizer_dir(path) / CONFIG_FILE)
     clips = config.get("clips", {}) if isinstance(config, dict) else {}
     keys = ("context_frames", "future_frames", "val_fraction", "split_seed")
     return {k: clips[k] for k in keys if k in clips}

@@ -78,6 +78,9 @@ def test_truncated_shard_is_reported(tmp_path):
         TokenShards(tmp_path / "shard")
     with pytest.raises(TokenShardError, match="no meta.json"):
         TokenShards(tmp_path)
+    (tmp_path / "shard" / "meta.json").write_bytes(b"\x89PNG\r\n")  # another file under its name
+    with pytest.raises(TokenShardError, match="meta.json: not valid JSON"):
+        TokenShards(tmp_path / "shard")
 
 
 def _read_all(root) -> TokenBatch:

@@ -103,6 +103,9 @@ def test_missing_things_give_clear_errors(tmp_path: Path) -> None:
     (tmp_path / "ckpt" / "last.txt").write_text("step_000000077\n")
     with pytest.raises(CheckpointError, match="step_000000077, which does not exist"):
         load_checkpoint(tmp_path)
+    (tmp_path / "export" / "config.json").write_bytes(b"\xff\xfe garbage")  # not even text
+    with pytest.raises(CheckpointError, match=r"export/config.json: not valid JSON"):
+        load_model(tmp_path / "export")
 
 
 def test_weights_of_another_shape_name_the_key(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ivideogpt.atomic import atomic_path, commit, discard, partial_path
+from ivideogpt.config import read_json
 
 CODES_DTYPE = np.uint16
 
@@ -225,10 +226,7 @@ def _read_progress(partial: Path) -> dict[str, Any] | None:
     path = partial / PROGRESS_FILE
     if not path.exists():
         return None
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise TokenShardError(f"{path}: unreadable ({e}); start over with --overwrite") from e
+    return read_json(path, TokenShardError, "start over with --overwrite")
 
 
 class TokenShards(torch.utils.data.Dataset):
@@ -240,9 +238,10 @@ class TokenShards(torch.utils.data.Dataset):
         if not meta_path.exists():
             raise TokenShardError(f"{self.root}: no meta.json; "
                                   "is this a token shard folder (`ivideogpt tokenize`)?")
+        fields = read_json(meta_path, TokenShardError)
         try:
-            self.meta = TokenShardMeta(**json.loads(meta_path.read_text()))
-        except (json.JSONDecodeError, TypeError) as e:
+            self.meta = TokenShardMeta(**fields)
+        except TypeError as e:
             raise TokenShardError(f"{meta_path}: unreadable shard metadata ({e})") from e
         m = self.meta
         self.context = self._memmap("context.bin", (m.num_clips, m.context_frames, m.context_tokens))

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from ivideogpt.artifacts import read_weights
 from ivideogpt.atomic import TMP_PREFIX, atomic_path, naming, save_safetensors, save_torch
+from ivideogpt.config import read_json
 from ivideogpt.filenames import CKPT_DIR, CONFIG_FILE, LAST_FILE, MODEL_FILE, STATE_FILE, STEP_PREFIX
 from ivideogpt.train.distributed import unwrap
 
@@ -159,10 +160,7 @@ def load_model(path: str | Path) -> tuple[dict[str, dict[str, Tensor]], dict[str
         weights = read_weights(model_file)
     except ValueError as e:
         raise CheckpointError(str(e)) from e
-    try:
-        config = json.loads(config_file.read_text())
-    except json.JSONDecodeError as e:
-        raise CheckpointError(f"{config_file}: invalid JSON ({e})") from e
+    config = read_json(config_file, CheckpointError)
     return weights, config
 
 
