@@ -27,12 +27,9 @@ def _outcomes(record: dict) -> list[tuple]:
             for e in record["episodes"]]
 
 
-def test_an_interrupted_plan_resumes_to_the_uninterrupted_result(
-        model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    whole = run_plan(PlanConfig(out=tmp_path / "whole", model=model_dir, **SETTINGS))
-
-    out = tmp_path / "cut"
-    played, call, began = [], run.Player.__call__, time.perf_counter()
+def _interrupt_after_two(out: Path, model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run the plan of SETTINGS into `out` and stop it (Ctrl-C) once two episodes are played."""
+    played, call = [], run.Player.__call__
 
     def stop_at_the_third(self: run.Player, job: run.Job) -> object:
         if len(played) == 2:
@@ -44,6 +41,14 @@ def test_an_interrupted_plan_resumes_to_the_uninterrupted_result(
         patch.setattr(run.Player, "__call__", stop_at_the_third)
         with pytest.raises(KeyboardInterrupt):
             run_plan(PlanConfig(out=out, model=model_dir, **SETTINGS))
+
+
+def test_an_interrupted_plan_resumes_to_the_uninterrupted_result(
+        model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    whole = run_plan(PlanConfig(out=tmp_path / "whole", model=model_dir, **SETTINGS))
+
+    out, began = tmp_path / "cut", time.perf_counter()
+    _interrupt_after_two(out, model_dir, monkeypatch)
     saved = partial_path(out)
     assert not (out / "plan.json").exists()
     assert sorted(p.name for p in saved.glob("*.json")) == [
@@ -69,3 +74,19 @@ def test_an_interrupted_plan_resumes_to_the_uninterrupted_result(
     assert not saved.exists()  # removed once the outputs are written
     with pytest.raises(FileNotFoundError, match="no interrupted plan"):
         run_plan(PlanConfig(out=tmp_path / "fresh", model=model_dir, resume=True, **SETTINGS))
+
+
+def test_a_resumed_plan_may_play_more_or_fewer_episodes(
+        model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    whole = run_plan(PlanConfig(out=tmp_path / "whole", model=model_dir, **SETTINGS | {"episodes": 3}))
+    more = tmp_path / "more"
+    _interrupt_after_two(more, model_dir, monkeypatch)  # index 0 of both agents played, of 2 episodes
+    grown = run_plan(PlanConfig(out=more, model=model_dir, resume=True, **SETTINGS | {"episodes": 3}))
+    assert _outcomes(grown) == _outcomes(whole)  # an episode's seed depends on its index alone
+    assert grown["settings"]["episodes"] == 3
+
+    fewer = tmp_path / "fewer"
+    _interrupt_after_two(fewer, model_dir, monkeypatch)
+    cut = run_plan(PlanConfig(out=fewer, model=model_dir, resume=True, **SETTINGS | {"episodes": 1}))
+    assert _outcomes(cut) == [e for e in _outcomes(whole) if e[2] == 0]  # the saved episodes, none else
+    assert cut["tasks"]["reach-v3"]["random"]["episodes"] == 1

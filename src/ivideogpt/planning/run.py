@@ -176,7 +176,8 @@ def run_plan(cfg: PlanConfig) -> dict[str, Any]:
     resuming = cfg.resume and partial_path(cfg.out).exists()
     with ReplacedFolder(cfg.out, "plan output", owns, cfg.overwrite or resuming) as work:
         progress = PlanProgress(cfg.out, _identity(cfg, model_info), cfg.resume, cfg.overwrite)
-        results = progress.load()
+        wanted = {episode_key(j.task, j.agent, j.index) for j in jobs}
+        results = {k: r for k, r in progress.load().items() if k in wanted}  # `--episodes` may have shrunk
         if results:
             print(f"plan: resuming, {len(results)} of {len(jobs)} episodes already played ({progress.root})")
         todo = [j for j in jobs if episode_key(j.task, j.agent, j.index) not in results]
@@ -290,6 +291,8 @@ def make_jobs(cfg: PlanConfig) -> list[Job]:
 
 def play(settings: Settings, jobs: list[Job], workers: int) -> Iterator[EpisodeResult]:
     """Play `jobs` in `workers` spawned processes (or here when 1), yielding results in job order."""
+    if not jobs:  # a resumed run whose every episode was saved: only its outputs are left to write
+        return
     workers = min(workers, len(jobs))
     if workers == 1:
         player = Player(settings)
