@@ -22,7 +22,7 @@ from ivideogpt.planning.episodes import AgentStats, EpisodeResult
 SETTINGS_FILE = "settings.json"
 START_OVER = "start over with --overwrite"  # what to do with saved episodes that cannot be read
 # settings that do not change what an episode plays: a run may resume with other values of these
-# (an episode's seed depends on its task and index alone, so a resumed run may play more or fewer)
+# (an episode's scene comes from --seed, its task and its index, not from how many episodes the run plays)
 FREE_SETTINGS = ("out", "overwrite", "resume", "workers", "episodes")
 
 
