@@ -82,7 +82,7 @@ def test_a_resumed_plan_may_play_more_or_fewer_episodes(
     more = tmp_path / "more"
     _interrupt_after_two(more, model_dir, monkeypatch)  # index 0 of both agents played, of 2 episodes
     grown = run_plan(PlanConfig(out=more, model=model_dir, resume=True, **SETTINGS | {"episodes": 3}))
-    assert _outcomes(grown) == _outcomes(whole)  # an episode's seed depends on its index alone
+    assert _outcomes(grown) == _outcomes(whole)  # a scene depends on its task and index, not the count
     assert grown["settings"]["episodes"] == 3
 
     fewer = tmp_path / "fewer"
