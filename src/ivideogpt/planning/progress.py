@@ -26,8 +26,9 @@ START_OVER = "start over with --overwrite"  # what to do with saved episodes tha
 FREE_SETTINGS = ("out", "overwrite", "resume", "workers", "episodes")
 
 
-def episode_key(task: str, agent: str, index: int) -> str:
-    return f"{task}_{agent}_{index:04d}"
+def episode_key(episode: Any) -> str:
+    """The saved name of an episode: a `run.Job` or an `EpisodeResult` (both have task, agent, index)."""
+    return f"{episode.task}_{episode.agent}_{episode.index:04d}"
 
 
 class PlanProgress:
@@ -88,13 +89,13 @@ class PlanProgress:
                 result = EpisodeResult(**fields, stats=stats, video=frames)
             except (KeyError, TypeError, ValueError, OSError) as e:
                 raise ValueError(f"{path}: not a saved episode ({e}); {START_OVER}") from e
-            done[episode_key(result.task, result.agent, result.index)] = result
+            done[episode_key(result)] = result
         return done
 
     def save(self, result: EpisodeResult, session_seconds: float) -> None:
         """Keep one finished episode (its video first: an episode's JSON marks it complete), and the run's
         wall time: the interrupted sessions' and `session_seconds` of this one."""
-        path = self.root / f"{episode_key(result.task, result.agent, result.index)}.json"
+        path = self.root / f"{episode_key(result)}.json"
         if result.video is not None:
             with atomic_path(path.with_suffix(".npy")) as tmp, open(tmp, "wb") as f:
                 np.save(f, result.video)

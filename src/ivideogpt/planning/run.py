@@ -176,25 +176,25 @@ def run_plan(cfg: PlanConfig) -> dict[str, Any]:
     resuming = cfg.resume and partial_path(cfg.out).exists()
     with ReplacedFolder(cfg.out, "plan output", owns, cfg.overwrite or resuming) as work:
         progress = PlanProgress(cfg.out, _identity(cfg, model_info), cfg.resume, cfg.overwrite)
-        wanted = {episode_key(j.task, j.agent, j.index) for j in jobs}
-        results = {k: r for k, r in progress.load().items() if k in wanted}  # `--episodes` may have shrunk
+        keys = [episode_key(job) for job in jobs]
+        results = {k: r for k, r in progress.load().items() if k in keys}  # `--episodes` may have shrunk
         if results:
             print(f"plan: resuming, {len(results)} of {len(jobs)} episodes already played ({progress.root})")
-        todo = [j for j in jobs if episode_key(j.task, j.agent, j.index) not in results]
+        todo = [job for job, key in zip(jobs, keys, strict=True) if key not in results]
         start = time.perf_counter()
         bar = tqdm(play(settings, todo, cfg.workers), total=len(jobs), initial=len(results), unit="ep",
                    desc="plan")
         try:
             for result in bar:
                 progress.save(result, time.perf_counter() - start)
-                results[episode_key(result.task, result.agent, result.index)] = result
+                results[episode_key(result)] = result
                 mine = [r for r in results.values() if r.agent == result.agent]
                 bar.set_postfix_str(f"{result.agent} success {np.mean([r.success for r in mine]):.0%}")
         except KeyboardInterrupt:
             print(f"plan: interrupted; {len(results)} of {len(jobs)} episodes are kept in {progress.root}: "
                   "continue with --resume")
             raise
-        played = [results[episode_key(j.task, j.agent, j.index)] for j in jobs]  # in job order
+        played = [results[key] for key in keys]  # in job order
         seconds = progress.earlier_seconds + time.perf_counter() - start
         record = summarize(cfg, settings._asdict(), model_info, played, seconds)
         write_plan_outputs(work, record, played, fps=model_info["fps"])
